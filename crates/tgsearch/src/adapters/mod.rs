@@ -1,0 +1,4 @@
+//! One module per external system, each implementing the ports it serves.
+
+pub mod rabbitmq;
+pub mod secrets_manager;

@@ -1,0 +1,200 @@
+//! Typed configuration, read once at cold start from the environment.
+//!
+//! Every setting is validated up front so that a missing or malformed one fails the cold start
+//! with a message naming it, instead of failing a user's signup later.
+
+use std::time::Duration;
+
+use reqwest::Url;
+
+/// Default name prefix of tenant secrets in Secrets Manager.
+pub const DEFAULT_USER_SECRET_PREFIX: &str = "tgsearch/users/";
+/// Default Kubernetes namespace of the tenants' backends.
+pub const DEFAULT_KUBE_NAMESPACE: &str = "tgsearch";
+/// Cognito waits 5 s for a trigger; 4.5 s leaves room for the response to travel back.
+pub const DEFAULT_PROVISION_BUDGET_MS: u64 = 4500;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {name} is not set ({hint})")]
+    Missing { name: &'static str, hint: &'static str },
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Where the provisioner finds RabbitMQ, Secrets Manager names and its time budget.
+/// Shared by post-confirmation, teardown, reconcile and the CLI.
+#[derive(Debug, Clone)]
+pub struct ProvisionerConfig {
+    /// Base URL of the RabbitMQ management API, e.g. `http://rabbitmq:15672`.
+    pub rabbitmq_management_url: Url,
+    /// Broker address put into each tenant's `amqp_uri`, e.g. `amqps://mq.example.com:5671`.
+    pub rabbitmq_amqp_url: Url,
+    /// Secrets Manager id of the RabbitMQ admin credentials (`{"username","password"}`).
+    pub rabbitmq_admin_secret_id: String,
+    /// Prefix of the tenant secrets' names.
+    pub user_secret_prefix: String,
+    /// The most one provisioning may take, Lambda deadline permitting.
+    pub provision_budget: Duration,
+}
+
+/// Reads settings through a lookup function, so tests need not touch the process environment.
+pub struct Env<F>(F);
+
+impl Env<fn(&str) -> Option<String>> {
+    /// The process environment.
+    pub fn process() -> Self {
+        Env(|name| std::env::var(name).ok())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn from_lookup(lookup: F) -> Self {
+        Env(lookup)
+    }
+
+    /// The value of a variable; set but empty counts as unset.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn required(&self, name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing { name, hint })
+    }
+
+    pub fn url(
+        &self,
+        name: &'static str,
+        hint: &'static str,
+        schemes: &[&str],
+    ) -> Result<Url, ConfigError> {
+        let raw = self.required(name, hint)?;
+        parse_url(name, &raw, schemes)
+    }
+
+    pub fn millis_or(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        match self.optional(name) {
+            None => Ok(Duration::from_millis(default)),
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("`{raw}` is not a positive number of milliseconds"),
+                }),
+            },
+        }
+    }
+}
+
+/// Parses a URL setting; credentials in it are refused (they belong in Secrets Manager, and a
+/// URL is printed in logs and error messages).
+pub fn parse_url(name: &'static str, raw: &str, schemes: &[&str]) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw.trim()).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: format!("`{raw}` is not a URL: {e}"),
+    })?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!(
+                "scheme `{}` is not one of {}",
+                url.scheme(),
+                schemes.join(", ")
+            ),
+        });
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "the URL must not carry credentials; they come from Secrets Manager".into(),
+        });
+    }
+    if url.host_str().is_none() {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("`{raw}` has no host"),
+        });
+    }
+    Ok(url)
+}
+
+impl ProvisionerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&Env::process())
+    }
+
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            rabbitmq_management_url: env.url(
+                "RABBITMQ_MANAGEMENT_URL",
+                "base URL of the RabbitMQ management API, e.g. http://rabbitmq:15672",
+                &["http", "https"],
+            )?,
+            rabbitmq_amqp_url: env.url(
+                "RABBITMQ_AMQP_URL",
+                "the broker address put into tenant URIs, e.g. amqp://rabbitmq:5672",
+                &["amqp", "amqps"],
+            )?,
+            rabbitmq_admin_secret_id: env.required(
+                "RABBITMQ_ADMIN_SECRET_ID",
+                "Secrets Manager id of the RabbitMQ admin credentials",
+            )?,
+            user_secret_prefix: env
+                .optional("USER_SECRET_PREFIX")
+                .unwrap_or_else(|| DEFAULT_USER_SECRET_PREFIX.to_owned()),
+            provision_budget: env.millis_or("PROVISION_BUDGET_MS", DEFAULT_PROVISION_BUDGET_MS)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Env::from_lookup(move |name| map.get(name).cloned())
+    }
+
+    const COMPLETE: &[(&str, &str)] = &[
+        ("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672"),
+        ("RABBITMQ_AMQP_URL", "amqp://127.0.0.1:5672"),
+        ("RABBITMQ_ADMIN_SECRET_ID", "tgsearch/rabbitmq-admin"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_optional_settings_are_unset() {
+        let config = ProvisionerConfig::from(&env(COMPLETE)).unwrap();
+        assert_eq!(config.user_secret_prefix, "tgsearch/users/");
+        assert_eq!(config.provision_budget, Duration::from_millis(4500));
+    }
+
+    #[test]
+    fn a_missing_setting_is_named() {
+        let err = ProvisionerConfig::from(&env(&COMPLETE[..2])).unwrap_err();
+        assert!(err.to_string().contains("RABBITMQ_ADMIN_SECRET_ID"), "{err}");
+    }
+
+    #[test]
+    fn malformed_settings_are_named_with_the_reason() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("RABBITMQ_MANAGEMENT_URL", "not a url", "is not a URL"),
+            ("RABBITMQ_AMQP_URL", "http://x:5672", "scheme `http`"),
+            ("RABBITMQ_MANAGEMENT_URL", "http://admin:pw@x:15672", "credentials"),
+            ("PROVISION_BUDGET_MS", "soon", "milliseconds"),
+            ("PROVISION_BUDGET_MS", "0", "milliseconds"),
+        ];
+        for (name, value, reason) in cases {
+            let mut vars = COMPLETE.to_vec();
+            vars.retain(|(k, _)| k != name);
+            vars.push((name, value));
+            let err = ProvisionerConfig::from(&env(&vars)).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(name) && msg.contains(reason), "{msg}");
+        }
+    }
+}

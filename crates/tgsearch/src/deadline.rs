@@ -1,0 +1,170 @@
+//! The time budget of one invocation, and the steps that spend it.
+//!
+//! Cognito gives up on a trigger after 5 s. Each step runs under one shared deadline, the earlier
+//! of `PROVISION_BUDGET_MS` from the start and the Lambda's own deadline minus a margin, so the
+//! function always answers in time with an error naming the step that ran out of time.
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use crate::ports::PortError;
+
+/// Time kept back from the Lambda deadline to serialize and send the answer.
+pub const RESPONSE_MARGIN: Duration = Duration::from_millis(200);
+
+/// One unit of provisioning or teardown work, as named in logs, errors and benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Create-or-read the tenant secret in Secrets Manager.
+    Secret,
+    /// The tenant's RabbitMQ vhost.
+    Vhost,
+    /// The tenant's RabbitMQ user.
+    User,
+    /// The user's permission on the vhost.
+    Permission,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Secret => "secret",
+            Step::Vhost => "vhost",
+            Step::User => "user",
+            Step::Permission => "permission",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A step that failed or ran out of time.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("step `{step}` did not finish within the {budget_ms} ms budget")]
+    TimedOut { step: Step, budget_ms: u64 },
+    #[error("step `{step}` failed: {source}")]
+    Failed {
+        step: Step,
+        #[source]
+        source: PortError,
+    },
+}
+
+impl StepError {
+    pub fn step(&self) -> Step {
+        match self {
+            StepError::TimedOut { step, .. } | StepError::Failed { step, .. } => *step,
+        }
+    }
+}
+
+/// How long one step took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StepTiming {
+    pub step: Step,
+    pub micros: u64,
+}
+
+/// The deadline shared by all steps of one invocation.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    /// `budget` from now, cut short by the Lambda deadline (milliseconds since the Unix epoch,
+    /// as in `lambda_runtime::Context::deadline`) when there is one.
+    pub fn new(budget: Duration, lambda_deadline_ms: Option<u64>) -> Self {
+        let budget = match lambda_deadline_ms.and_then(remaining_until) {
+            Some(left) => budget.min(left.saturating_sub(RESPONSE_MARGIN)),
+            None => budget,
+        };
+        Self {
+            at: Instant::now() + budget,
+            budget,
+        }
+    }
+
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Runs one step under the deadline and measures it.
+    pub async fn run<T, F>(&self, step: Step, work: F) -> Result<(T, StepTiming), StepError>
+    where
+        F: Future<Output = Result<T, PortError>>,
+    {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout_at(self.at, work).await;
+        let elapsed = started.elapsed();
+        let timing = StepTiming {
+            step,
+            micros: elapsed.as_micros() as u64,
+        };
+        match outcome {
+            Ok(Ok(value)) => {
+                tracing::debug!(step = %step, ms = elapsed.as_millis() as u64, "step done");
+                Ok((value, timing))
+            }
+            Ok(Err(source)) => Err(StepError::Failed { step, source }),
+            Err(_) => Err(StepError::TimedOut {
+                step,
+                budget_ms: self.budget.as_millis() as u64,
+            }),
+        }
+    }
+}
+
+fn remaining_until(deadline_ms: u64) -> Option<Duration> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    Some(Duration::from_millis(deadline_ms).saturating_sub(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch_ms_in(d: Duration) -> u64 {
+        (SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + d).as_millis() as u64
+    }
+
+    #[test]
+    fn the_lambda_deadline_cuts_the_budget_short() {
+        let d = Deadline::new(Duration::from_millis(4500), Some(epoch_ms_in(Duration::from_secs(1))));
+        assert!(d.budget() <= Duration::from_millis(800), "{:?}", d.budget());
+        let d = Deadline::new(Duration::from_millis(4500), Some(epoch_ms_in(Duration::from_secs(60))));
+        assert_eq!(d.budget(), Duration::from_millis(4500));
+    }
+
+    #[test]
+    fn a_deadline_in_the_past_leaves_no_time() {
+        let d = Deadline::new(Duration::from_millis(4500), Some(1));
+        assert_eq!(d.budget(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_step_is_named_when_time_runs_out() {
+        let d = Deadline::new(Duration::from_millis(50), None);
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, PortError>(())
+        };
+        let err = d.run(Step::Vhost, slow).await.unwrap_err();
+        assert_eq!(err.step(), Step::Vhost);
+        assert_eq!(err.to_string(), "step `vhost` did not finish within the 50 ms budget");
+    }
+}

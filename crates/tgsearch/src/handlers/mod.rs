@@ -1,0 +1,50 @@
+//! Lambda handlers: event in, validated, handed to the domain logic, answer out. Each binary
+//! crate wires one of these to `lambda_runtime::run`.
+
+pub mod post_confirmation;
+pub mod teardown;
+
+use lambda_runtime::Diagnostic;
+
+use crate::deadline::StepError;
+
+/// A field of the incoming event that is missing or malformed. Nothing is created for it.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("event field `{field}` is missing")]
+    Missing { field: &'static str },
+    #[error("event field `{field}` is invalid: {source}")]
+    Invalid {
+        field: &'static str,
+        #[source]
+        source: crate::tenant::InvalidTenantId,
+    },
+}
+
+/// Why a handler failed, as the Lambda error it reports.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    InvalidEvent(#[from] EventError),
+    #[error(transparent)]
+    Step(#[from] StepError),
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(err: HandlerError) -> Self {
+        let error_type = match &err {
+            HandlerError::InvalidEvent(_) => "InvalidEvent",
+            HandlerError::Step(StepError::TimedOut { .. }) => "StepTimedOut",
+            HandlerError::Step(StepError::Failed { .. }) => "StepFailed",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+fn tenant_from(field: &'static str, value: Option<&str>) -> Result<crate::TenantId, EventError> {
+    let value = value.ok_or(EventError::Missing { field })?;
+    crate::TenantId::parse(value).map_err(|source| EventError::Invalid { field, source })
+}

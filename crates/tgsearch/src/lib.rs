@@ -1,0 +1,26 @@
+//! TGSearch tenant provisioning.
+//!
+//! - domain logic: [`tenant`], [`credentials`], [`provision`], [`teardown`], [`deadline`],
+//!   [`bootstrap`], [`status`];
+//! - the capabilities it needs, one trait each: [`ports`];
+//! - one adapter per external system: [`adapters`];
+//! - entry points: [`handlers`] (Lambda), [`app`] (the context built once per process),
+//!   [`config`] (typed settings from the environment).
+
+pub mod adapters;
+pub mod app;
+pub mod bootstrap;
+pub mod config;
+pub mod credentials;
+pub mod deadline;
+pub mod handlers;
+pub mod ports;
+pub mod provision;
+pub mod status;
+pub mod teardown;
+pub mod tenant;
+
+#[cfg(test)]
+mod memory;
+
+pub use tenant::{InvalidTenantId, TenantId};

@@ -1,0 +1,67 @@
+//! The capabilities provisioning needs, one small trait each. The domain logic is written
+//! against these; `adapters` implements them for Secrets Manager and RabbitMQ, and unit tests
+//! implement them in memory.
+
+use std::future::Future;
+
+use crate::credentials::{Password, TenantCredentials};
+use crate::tenant::TenantId;
+
+/// Any adapter's error: the domain only wraps it with the step it happened in.
+pub type PortError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Whether a delete removed something or found it already gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Removed {
+    Deleted,
+    AlreadyAbsent,
+}
+
+/// The result of create-or-read: the credentials that are now stored, and whether this call
+/// stored them.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub credentials: TenantCredentials,
+    pub created: bool,
+}
+
+/// Where tenant credentials live. The store is the single source of a tenant's password.
+pub trait CredentialStore: Send + Sync {
+    /// Stores `candidate` unless credentials for `tenant` exist; either way returns what is
+    /// stored. The first writer wins, so retries and concurrent duplicates agree on a password.
+    fn create_or_read(
+        &self,
+        tenant: &TenantId,
+        candidate: &TenantCredentials,
+    ) -> impl Future<Output = Result<Stored, PortError>> + Send;
+
+    fn read(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<TenantCredentials>, PortError>> + Send;
+
+    /// Removes the credentials for good (no recovery window, so the same `sub` can sign up again).
+    fn remove(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
+}
+
+/// The tenant's share of the message broker: a vhost, a user, and the user's permission on it.
+pub trait TenantBroker: Send + Sync {
+    fn ensure_vhost(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    fn ensure_user(
+        &self,
+        tenant: &TenantId,
+        password: &Password,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Grants the tenant's user full rights on the tenant's vhost, and on nothing else.
+    fn ensure_permission(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    fn remove_vhost(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
+
+    fn remove_user(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
+}
