@@ -1,1 +1,98 @@
-fn main() {}
+//! Project automation: `cargo xtask demo|test|bench|stack up|down|env`.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod procs;
+mod stack;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Bring the stack up, sign a new user up through the real post-confirmation Lambda, show
+    /// what was provisioned, use it over AMQP, and tear it down.
+    Demo {
+        /// Keep the demo tenant instead of tearing it down.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Bring the stack up and run every test.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Bring the stack up and run the benchmarks (criterion).
+    Bench {
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// The local stack: RabbitMQ, moto, and the Lambda emulator.
+    Stack {
+        #[command(subcommand)]
+        action: StackAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StackAction {
+    /// Start what is not running (idempotent; fast when all runs).
+    Up,
+    /// Stop everything the stack started.
+    Down,
+    /// Print `export NAME=value` lines: `eval "$(cargo xtask stack env)"`.
+    Env,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Task::Stack { action: StackAction::Up } => {
+            stack::up(false).await?;
+            eprintln!("stack: point your shell at it with: eval \"$(cargo xtask stack env)\"");
+        }
+        Task::Stack { action: StackAction::Down } => stack::down()?,
+        Task::Stack { action: StackAction::Env } => stack::print_env(),
+        Task::Demo { keep } => demo::run(keep).await?,
+        Task::Test { args } => {
+            stack::up(false).await?;
+            return cargo_with_stack(&["test", "--workspace"], &args);
+        }
+        Task::Bench { args } => {
+            stack::up(false).await?;
+            return cargo_with_stack(&["bench", "--workspace"], &args);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs cargo with the stack's environment, passing its exit code through.
+fn cargo_with_stack(base: &[&str], extra: &[String]) -> Result<ExitCode> {
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.current_dir(stack::workspace_root()).args(base);
+    if !extra.is_empty() {
+        cargo.arg("--").args(extra);
+    }
+    stack::with_env(&mut cargo);
+    let status = cargo.status()?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

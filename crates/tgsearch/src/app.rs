@@ -61,10 +61,7 @@ impl AppContext {
         aws: &SdkConfig,
         http: reqwest::Client,
     ) -> Result<Self, StartupError> {
-        let secrets = SecretsManager::new(
-            aws_sdk_secretsmanager::Client::new(aws),
-            config.user_secret_prefix.clone(),
-        );
+        let secrets = SecretsManager::from_aws(aws, config.user_secret_prefix.clone());
         let admin: AdminCredentials = secrets
             .read_json(&config.rabbitmq_admin_secret_id, ADMIN_SECRET_SHAPE)
             .await

@@ -105,6 +105,11 @@ pub const URI_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_AL
     .remove(b'_')
     .remove(b'~');
 
+/// `segment` percent-encoded for a URI path (a vhost in an AMQP URI, a name in an API path).
+pub fn encode_segment(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, URI_COMPONENT).to_string()
+}
+
 /// Builds the tenant's AMQP URI. The vhost is the URI path, percent-encoded as the AMQP URI spec
 /// asks; user and password go through the URL setters, which escape what must be escaped.
 pub fn amqp_uri(broker: &Url, user: &str, password: &Password, vhost: &str) -> SecretUri {
@@ -112,8 +117,7 @@ pub fn amqp_uri(broker: &Url, user: &str, password: &Password, vhost: &str) -> S
     // The broker URL was validated to have a host, so these setters cannot fail.
     let _ = url.set_username(user);
     let _ = url.set_password(Some(password.expose()));
-    let encoded_vhost = percent_encoding::utf8_percent_encode(vhost, URI_COMPONENT);
-    url.set_path(&format!("/{encoded_vhost}"));
+    url.set_path(&format!("/{}", encode_segment(vhost)));
     SecretUri(url.to_string())
 }
 

@@ -129,7 +129,14 @@ impl Deadline {
     }
 }
 
+/// 2020-01-01T00:00:00Z in epoch milliseconds. A "deadline" before it is no epoch timestamp:
+/// cargo-lambda's emulator sends the function timeout (e.g. `600000`) in that header.
+const PLAUSIBLE_EPOCH_MS: u64 = 1_577_836_800_000;
+
 fn remaining_until(deadline_ms: u64) -> Option<Duration> {
+    if deadline_ms < PLAUSIBLE_EPOCH_MS {
+        return None;
+    }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
     Some(Duration::from_millis(deadline_ms).saturating_sub(now))
 }
@@ -152,8 +159,16 @@ mod tests {
 
     #[test]
     fn a_deadline_in_the_past_leaves_no_time() {
-        let d = Deadline::new(Duration::from_millis(4500), Some(1));
+        let past = epoch_ms_in(Duration::ZERO) - 1000;
+        let d = Deadline::new(Duration::from_millis(4500), Some(past));
         assert_eq!(d.budget(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_relative_timeout_in_the_deadline_header_is_ignored() {
+        // cargo-lambda's emulator sends the timeout (600 s) instead of an epoch deadline.
+        let d = Deadline::new(Duration::from_millis(4500), Some(600_000));
+        assert_eq!(d.budget(), Duration::from_millis(4500));
     }
 
     #[tokio::test(start_paused = true)]

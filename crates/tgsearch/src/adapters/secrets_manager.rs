@@ -64,6 +64,11 @@ impl SecretsManager {
         }
     }
 
+    /// A client built from the process' one AWS configuration.
+    pub fn from_aws(aws: &aws_config::SdkConfig, tenant_prefix: impl Into<String>) -> Self {
+        Self::new(Client::new(aws), tenant_prefix)
+    }
+
     pub fn tenant_secret_name(&self, tenant: &TenantId) -> String {
         tenant.secret_name(&self.tenant_prefix)
     }
@@ -139,6 +144,15 @@ impl SecretsManager {
 
     /// Deletes a secret at once, without the recovery window.
     pub async fn force_delete(&self, name: &str) -> Result<Removed, SecretsError> {
+        // A forced delete of a missing secret may succeed without a word, so ask first: the
+        // report must say whether something was there.
+        match self.client.describe_secret().secret_id(name).send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+                return Ok(Removed::AlreadyAbsent);
+            }
+            Err(e) => return Err(api_error("DescribeSecret", name, e)),
+        }
         match self
             .client
             .delete_secret()

@@ -11,6 +11,12 @@ use crate::deadline::StepError;
 /// A field of the incoming event that is missing or malformed. Nothing is created for it.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
+    #[error("the event is not a {expected} event: {source}")]
+    Shape {
+        expected: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("event field `{field}` is missing")]
     Missing { field: &'static str },
     #[error("event field `{field}` is invalid: {source}")]

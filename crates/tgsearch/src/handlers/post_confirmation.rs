@@ -6,6 +6,7 @@ use aws_lambda_events::event::cognito::{
     CognitoEventUserPoolsPostConfirmation, CognitoEventUserPoolsPostConfirmationTriggerSource as TriggerSource,
 };
 use lambda_runtime::LambdaEvent;
+use serde::Deserialize;
 use tracing::{error, info};
 
 use super::{EventError, HandlerError, tenant_from};
@@ -30,14 +31,25 @@ pub fn tenant_of(event: &PostConfirmationEvent) -> Result<Option<TenantId>, Even
     }
 }
 
+/// Parses the raw event into its `aws_lambda_events` type.
+pub fn parse(raw: &serde_json::Value) -> Result<PostConfirmationEvent, EventError> {
+    PostConfirmationEvent::deserialize(raw).map_err(|source| EventError::Shape {
+        expected: "Cognito post-confirmation",
+        source,
+    })
+}
+
 /// Provisions the user's tenant and hands the event back unchanged, as Cognito requires.
+///
+/// The event is read as raw JSON and parsed into its typed form for validation; the raw JSON is
+/// what goes back, so not even an absent optional field (`clientMetadata`) is added to it.
 pub async fn handle<S: CredentialStore, B: TenantBroker>(
     provisioner: &Provisioner<S, B>,
     budget: Duration,
-    event: LambdaEvent<PostConfirmationEvent>,
-) -> Result<PostConfirmationEvent, HandlerError> {
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, HandlerError> {
     let (payload, context) = event.into_parts();
-    let Some(tenant) = tenant_of(&payload)? else {
+    let Some(tenant) = tenant_of(&parse(&payload)?)? else {
         info!("password reset confirmed: nothing to provision");
         return Ok(payload);
     };
@@ -68,6 +80,54 @@ pub async fn handle<S: CredentialStore, B: TenantBroker>(
                 "provisioning failed; a retry of the same event converges"
             );
             Err(e.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> serde_json::Value {
+        let path = format!("{}/../../tests/events/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    fn event(name: &str) -> PostConfirmationEvent {
+        serde_json::from_value(fixture(name)).unwrap()
+    }
+
+    #[test]
+    fn an_event_of_another_trigger_is_refused() {
+        let mut raw = fixture("post-confirmation-signup.json");
+        raw["triggerSource"] = "PreSignUp_SignUp".into();
+        let err = parse(&raw).unwrap_err().to_string();
+        assert!(err.starts_with("the event is not a Cognito post-confirmation event"), "{err}");
+        raw["triggerSource"] = serde_json::Value::Null;
+        let err = tenant_of(&parse(&raw).unwrap()).unwrap_err().to_string();
+        assert_eq!(err, "event field `triggerSource` is missing");
+    }
+
+    #[test]
+    fn a_signup_names_its_tenant() {
+        let tenant = tenant_of(&event("post-confirmation-signup.json")).unwrap().unwrap();
+        assert_eq!(tenant.as_str(), "2f6d1c0e-4b3a-4e29-9c8d-7a6b5c4d3e2f");
+    }
+
+    #[test]
+    fn a_password_reset_needs_nothing() {
+        assert!(tenant_of(&event("post-confirmation-forgot-password.json")).unwrap().is_none());
+    }
+
+    #[test]
+    fn malformed_events_are_refused_naming_the_field() {
+        for (name, expected) in [
+            ("post-confirmation-missing-sub.json", "event field `request.userAttributes.sub` is missing"),
+            ("post-confirmation-uppercase-sub.json", "lowercase"),
+            ("post-confirmation-path-traversal-sub.json", "request.userAttributes.sub"),
+        ] {
+            let err = tenant_of(&event(name)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{name}: {err}");
         }
     }
 }

@@ -1,0 +1,137 @@
+//! The local stack's fixed layout: ports, names, the state directory, and the environment that
+//! points the Lambdas, the CLI, `aws` and `kubectl` at it.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tgsearch::app::{AppContext, http_client};
+use tgsearch::config::{Env, ProvisionerConfig};
+
+pub const HOST: &str = "127.0.0.1";
+pub const AMQP_PORT: u16 = 5672;
+pub const MANAGEMENT_PORT: u16 = 15672;
+pub const MOTO_PORT: u16 = 5000;
+/// Where `cargo lambda watch` serves the Lambda invoke API (cargo-lambda's default port).
+pub const LAMBDA_PORT: u16 = 9000;
+pub const REGION: &str = "us-east-1";
+pub const ADMIN_SECRET_ID: &str = "tgsearch/rabbitmq-admin";
+pub const ADMIN_USER: &str = "tgsearch-admin";
+/// Variable naming the emulator's invoke endpoint, for tests and the demo.
+pub const LAMBDA_ENDPOINT_VAR: &str = "TGSEARCH_LAMBDA_ENDPOINT";
+
+/// The stack's state directory: logs, pid files, RabbitMQ data, the Python venv.
+pub fn dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("TGSEARCH_STACK_DIR") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".local/state/tgsearch-stack")
+}
+
+/// The venv that holds the stack's Python tools (moto, cargo-lambda), never the system Python.
+pub fn venv_bin() -> PathBuf {
+    dir().join("venv/bin")
+}
+
+/// The environment of the local stack, as `cargo xtask stack env` prints it.
+pub fn exports() -> BTreeMap<&'static str, String> {
+    let aws = format!("http://{HOST}:{MOTO_PORT}");
+    BTreeMap::from([
+        ("AWS_ENDPOINT_URL", aws),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_DEFAULT_REGION", REGION.into()),
+        // moto accepts any credentials; fixed ones keep real ones out of local runs.
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("RABBITMQ_MANAGEMENT_URL", format!("http://{HOST}:{MANAGEMENT_PORT}")),
+        ("RABBITMQ_AMQP_URL", format!("amqp://{HOST}:{AMQP_PORT}")),
+        ("RABBITMQ_ADMIN_SECRET_ID", ADMIN_SECRET_ID.into()),
+        ("USER_SECRET_PREFIX", tgsearch::config::DEFAULT_USER_SECRET_PREFIX.into()),
+        (LAMBDA_ENDPOINT_VAR, format!("http://{HOST}:{LAMBDA_PORT}")),
+    ])
+}
+
+/// A handle on the running stack. Values come from the process environment where set (as
+/// `cargo xtask test` sets them), else from the stack's fixed defaults.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    vars: BTreeMap<String, String>,
+}
+
+const NOT_RUNNING: &str = "the local stack is not running: start it with `cargo xtask stack up` (or run everything with `cargo xtask test`)";
+
+fn listening(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else { return false };
+    let Some(addr) = url
+        .socket_addrs(|| None)
+        .ok()
+        .and_then(|a| a.into_iter().next())
+    else {
+        return false;
+    };
+    TcpStream::connect_timeout(&SocketAddr::from(addr), Duration::from_millis(500)).is_ok()
+}
+
+impl Stack {
+    /// The running stack; panics with how to start it when RabbitMQ or moto does not answer.
+    pub fn require() -> Self {
+        let vars = exports()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), std::env::var(k).unwrap_or(v)))
+            .collect();
+        let stack = Self { vars };
+        for (what, var) in [("RabbitMQ", "RABBITMQ_MANAGEMENT_URL"), ("moto", "AWS_ENDPOINT_URL")] {
+            assert!(
+                listening(stack.var(var)),
+                "{what} does not answer at {}: {NOT_RUNNING}",
+                stack.var(var)
+            );
+        }
+        stack
+    }
+
+    /// The Lambda emulator's base URL; panics with how to start it when it does not answer.
+    pub fn lambda_endpoint(&self) -> &str {
+        let url = self.var(LAMBDA_ENDPOINT_VAR);
+        assert!(listening(url), "the Lambda emulator does not answer at {url}: {NOT_RUNNING}");
+        url
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        self.vars.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn lookup(&self) -> Env<impl Fn(&str) -> Option<String> + '_> {
+        Env::from_lookup(move |name| self.vars.get(name).cloned())
+    }
+
+    pub fn config(&self) -> ProvisionerConfig {
+        ProvisionerConfig::from(&self.lookup()).expect("the stack's environment is a valid configuration")
+    }
+
+    /// An AWS configuration aimed at moto, independent of the process environment.
+    pub async fn aws(&self) -> aws_config::SdkConfig {
+        use aws_sdk_secretsmanager::config::{Credentials, Region};
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.var("AWS_ENDPOINT_URL"))
+            .region(Region::new(self.var("AWS_REGION").to_owned()))
+            .credentials_provider(Credentials::new(
+                self.var("AWS_ACCESS_KEY_ID"),
+                self.var("AWS_SECRET_ACCESS_KEY"),
+                None,
+                None,
+                "tgsearch-stack",
+            ))
+            .load()
+            .await
+    }
+
+    /// The same context the Lambdas build at cold start, aimed at this stack.
+    pub async fn app(&self) -> AppContext {
+        AppContext::new(self.config(), &self.aws().await, http_client().unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("cannot build the app context against the stack ({e}): {NOT_RUNNING}"))
+    }
+}

@@ -1,0 +1,92 @@
+//! What the CLI prints: a short human summary, or JSON with `--json`. Never a password.
+
+use std::time::Duration;
+
+use tgsearch::app::AppContext;
+use tgsearch::bootstrap::Bootstrapped;
+use tgsearch::ports::Removed;
+use tgsearch::provision::Provisioned;
+use tgsearch::status::TenantStatus;
+use tgsearch::teardown::TornDown;
+
+fn json(value: serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(&value).expect("JSON output"));
+}
+
+fn removed(r: Removed) -> &'static str {
+    match r {
+        Removed::Deleted => "removed",
+        Removed::AlreadyAbsent => "already absent",
+    }
+}
+
+pub fn provisioned(as_json: bool, done: &Provisioned, app: &AppContext, took: Duration) {
+    let secret = app.provisioner.store.tenant_secret_name(&done.tenant);
+    if as_json {
+        return json(serde_json::json!({
+            "sub": done.tenant.as_str(),
+            "secret": secret,
+            "created_secret": done.created_secret,
+            "vhost": done.credentials.vhost,
+            "username": done.credentials.username,
+            "steps": done.timings,
+            "ms": took.as_millis() as u64,
+        }));
+    }
+    let how = if done.created_secret { "created" } else { "existing, password kept" };
+    println!("provisioned tenant {} in {} ms", done.tenant, took.as_millis());
+    println!("  secret      {secret} ({how})");
+    println!("  vhost       {} on {}", done.credentials.vhost, app.config.rabbitmq_management_url);
+    println!("  user        {} (no tags)", done.credentials.username);
+    println!("  permission  configure/write/read .* on {} only", done.credentials.vhost);
+    let steps: Vec<String> = done
+        .timings
+        .iter()
+        .map(|t| format!("{} {:.1} ms", t.step, t.micros as f64 / 1000.0))
+        .collect();
+    println!("  steps       {}", steps.join(", "));
+}
+
+pub fn torn_down(as_json: bool, done: &TornDown) {
+    if as_json {
+        return json(serde_json::to_value(done).expect("JSON output"));
+    }
+    println!("tore down tenant {}", done.sub);
+    println!("  vhost   {}", removed(done.vhost));
+    println!("  user    {}", removed(done.user));
+    println!("  secret  {}", removed(done.secret));
+}
+
+pub fn status(as_json: bool, status: &TenantStatus) {
+    if as_json {
+        let mut value = serde_json::to_value(status).expect("JSON output");
+        value["complete"] = status.is_complete().into();
+        return json(value);
+    }
+    print!("{status}");
+    let verdict = if status.is_complete() {
+        "complete"
+    } else if status.is_absent() {
+        "absent"
+    } else {
+        "incomplete: `tgsearch provision` or `tgsearch teardown` converges it"
+    };
+    println!("  → {verdict}");
+}
+
+pub fn bootstrapped(as_json: bool, done: &Bootstrapped) {
+    if as_json {
+        return json(serde_json::to_value(done).expect("JSON output"));
+    }
+    println!("RabbitMQ administrator `{}` is in place", done.admin_user);
+    println!(
+        "  secret          {} ({})",
+        done.secret_id,
+        if done.created_secret { "created" } else { "existing" }
+    );
+    println!(
+        "  user            {}",
+        if done.created_user { "created" } else { "already worked" }
+    );
+    println!("  default user    {}", removed(done.bootstrap_user));
+}

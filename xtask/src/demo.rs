@@ -1,0 +1,82 @@
+//! `cargo xtask demo`: one new user, end to end, through the real Lambda binaries.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use testkit::lambda::{Invocation, invoke};
+use testkit::{amqp, events, fresh_tenant};
+use tgsearch::adapters::rabbitmq::AdminCredentials;
+use tgsearch::credentials::TenantCredentials;
+use tgsearch::ports::CredentialStore;
+use tgsearch::status::tenant_status;
+
+use crate::stack;
+
+pub async fn run(keep: bool) -> Result<()> {
+    let stack = stack::up(false).await?;
+    let app = stack.app().await;
+    let http = reqwest::Client::new();
+    let endpoint = stack.lambda_endpoint().to_owned();
+    let tenant = fresh_tenant();
+
+    println!("\n1. Cognito confirms a new user; it invokes post-confirmation (sub {tenant})");
+    let event = events::signup_for(&tenant);
+    let started = Instant::now();
+    let answer = invoke(&http, &endpoint, "post-confirmation", &event).await?;
+    let took = started.elapsed();
+    match answer {
+        Invocation::Ok(returned) if returned == event => {
+            println!("   ✓ the Lambda answered in {} ms with the event unchanged, as Cognito requires", took.as_millis())
+        }
+        Invocation::Ok(_) => bail!("post-confirmation did not return the event unchanged"),
+        Invocation::FunctionError { error_type, message } => bail!("post-confirmation failed: {error_type}: {message}"),
+    }
+
+    println!("\n2. What now exists, in every system");
+    let status = tenant_status(&app.provisioner.store, &app.provisioner.broker, &tenant).await?;
+    for line in status.to_string().lines() {
+        println!("   {line}");
+    }
+    let creds: TenantCredentials = app
+        .provisioner
+        .store
+        .read(&tenant)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .context("the tenant secret is missing")?;
+    let masked = creds.amqp_uri.expose().replace(creds.password.expose(), "********");
+    println!("   secret JSON: username {}, vhost {}, amqp_uri {masked}", creds.username, creds.vhost);
+
+    println!("\n3. The tenant logs in to its vhost over AMQP with the stored amqp_uri");
+    let message = format!("hello from {tenant}");
+    let back = amqp::round_trip(creds.amqp_uri.expose(), message.as_bytes()).await?;
+    println!("   ✓ published and read back {:?}", String::from_utf8_lossy(&back));
+    match amqp::connect_to_vhost(creds.amqp_uri.expose(), "/").await {
+        Ok(_) => bail!("the tenant could open vhost `/`: isolation is broken"),
+        Err(e) => println!("   ✓ vhost `/` refused it ({e})"),
+    }
+    let as_tenant = app.provisioner.broker.with_credentials(AdminCredentials {
+        username: creds.username.clone(),
+        password: creds.password.clone(),
+    });
+    match as_tenant.whoami().await {
+        Ok(_) => bail!("the tenant can use the management API"),
+        Err(e) => println!("   ✓ the management API refused it ({})", e.status().map(|s| s.to_string()).unwrap_or_default()),
+    }
+
+    if keep {
+        println!("\n4. Kept. Inspect with `tgsearch status --sub {tenant}`, remove with `tgsearch teardown --sub {tenant}`");
+        return Ok(());
+    }
+    println!("\n4. The teardown Lambda removes the tenant");
+    let done = invoke(&http, &endpoint, "teardown", &serde_json::json!({ "sub": tenant.as_str() }))
+        .await?
+        .unwrap_ok();
+    println!("   {done}");
+    let after = tenant_status(&app.provisioner.store, &app.provisioner.broker, &tenant).await?;
+    if !after.is_absent() {
+        bail!("something of the tenant survived teardown:\n{after}");
+    }
+    println!("   ✓ nothing of {tenant} is left");
+    Ok(())
+}

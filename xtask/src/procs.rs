@@ -1,0 +1,96 @@
+//! Background services of the stack: started detached with a pid file and a log, stopped by
+//! process group.
+
+use std::fs;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
+}
+
+pub fn pid_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.pid"))
+}
+
+pub fn log_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.log"))
+}
+
+/// Starts `command` in its own process group, detached from this terminal, output to
+/// `<dir>/<name>.log`, pid in `<dir>/<name>.pid`.
+pub fn spawn(dir: &Path, name: &str, command: &mut Command) -> Result<u32> {
+    let log = fs::File::create(log_file(dir, name))?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {name}: {command:?}"))?;
+    fs::write(pid_file(dir, name), child.id().to_string())?;
+    Ok(child.id())
+}
+
+/// Waits until `ready()` holds, or fails with the tail of the service's log.
+pub fn wait_for(dir: &Path, name: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let log = fs::read_to_string(log_file(dir, name)).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
+    bail!(
+        "{name} did not become ready within {}s; last lines of {}:\n{}",
+        timeout.as_secs(),
+        log_file(dir, name).display(),
+        tail.join("\n")
+    )
+}
+
+/// Stops the process group recorded in `<dir>/<name>.pid`. Returns whether one was running.
+pub fn stop(dir: &Path, name: &str) -> Result<bool> {
+    let pid_path = pid_file(dir, name);
+    let Ok(pid) = fs::read_to_string(&pid_path) else { return Ok(false) };
+    let pid = pid.trim().to_owned();
+    let _ = fs::remove_file(&pid_path);
+    let alive = Command::new("kill").args(["-0", &pid]).stderr(Stdio::null()).status()?.success();
+    if !alive {
+        return Ok(false);
+    }
+    let group = format!("-{pid}");
+    Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status()?;
+    for _ in 0..80 {
+        if !Command::new("kill").args(["-0", &pid]).stderr(Stdio::null()).status()?.success() {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status()?;
+    Ok(true)
+}
+
+/// Runs a command to completion, failing with its name when it fails.
+pub fn run(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

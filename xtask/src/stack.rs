@@ -1,0 +1,260 @@
+//! `cargo xtask stack up|down|env`: RabbitMQ (Debian's package, our own node and data dir),
+//! moto's standalone server, and cargo-lambda's emulator serving this workspace's Lambdas.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use testkit::stack::{self, ADMIN_SECRET_ID, ADMIN_USER, AMQP_PORT, LAMBDA_PORT, MANAGEMENT_PORT, MOTO_PORT, Stack};
+use tgsearch::adapters::rabbitmq::{AdminCredentials, ManagementClient};
+use tgsearch::adapters::secrets_manager::SecretsManager;
+use tgsearch::app::{ADMIN_SECRET_SHAPE, http_client};
+use tgsearch::bootstrap::{BootstrapRequest, bootstrap_rabbitmq};
+use tgsearch::credentials::Password;
+
+use crate::procs::{self, port_open};
+
+const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+/// The functions the emulator serves, built before it starts so the first invoke is fast.
+pub const FUNCTIONS: &[&str] = &["post-confirmation", "teardown"];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// PATH with the stack's venv first, so `cargo lambda`, `moto_server` and `cfn-lint` resolve.
+pub fn path_with_venv() -> String {
+    format!(
+        "{}:{}",
+        stack::venv_bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// `export NAME=value` lines for a shell.
+pub fn print_env() {
+    println!("export PATH=\"{}\"", path_with_venv());
+    for (name, value) in stack::exports() {
+        println!("export {name}=\"{value}\"");
+    }
+}
+
+/// Applies the stack's environment to a command.
+pub fn with_env(command: &mut Command) -> &mut Command {
+    command.env("PATH", path_with_venv()).envs(stack::exports())
+}
+
+pub async fn up(quiet: bool) -> Result<Stack> {
+    let dir = stack::dir();
+    fs::create_dir_all(&dir)?;
+    let say = |msg: &str| {
+        if !quiet {
+            eprintln!("stack: {msg}");
+        }
+    };
+    ensure_venv(&dir, &say)?;
+    let rabbit_fresh = ensure_rabbitmq(&dir, &say)?;
+    ensure_moto(&dir, &say)?;
+    let stack = Stack::require();
+    ensure_admin(&dir, &stack, rabbit_fresh).await?;
+    say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
+    ensure_lambda_emulator(&dir, &say)?;
+    say(&format!("up; state and logs in {}", dir.display()));
+    Ok(stack)
+}
+
+pub fn down() -> Result<()> {
+    let dir = stack::dir();
+    for name in ["lambda", "moto", "rabbitmq"] {
+        if procs::stop(&dir, name)? {
+            eprintln!("stack: stopped {name}");
+        }
+    }
+    Ok(())
+}
+
+fn ensure_venv(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
+    let bin = stack::venv_bin();
+    let requirements = workspace_root().join("xtask/stack-requirements.txt");
+    let stamp = dir.join("venv/.requirements");
+    let wanted = fs::read_to_string(&requirements)?;
+    if bin.join("moto_server").exists()
+        && bin.join("cargo-lambda").exists()
+        && fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
+    {
+        return Ok(());
+    }
+    say("installing moto and cargo-lambda into the stack's venv (once)");
+    procs::run(Command::new("python3").args(["-m", "venv"]).arg(dir.join("venv")))
+        .context("python3 with the venv module is needed: apt-get install python3-venv")?;
+    procs::run(
+        Command::new(bin.join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+    )?;
+    fs::write(stamp, wanted)?;
+    Ok(())
+}
+
+/// Starts our own RabbitMQ node unless it runs. Returns `true` when it started fresh (with the
+/// default `guest` user, which bootstrap then replaces).
+fn ensure_rabbitmq(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
+    if port_open(MANAGEMENT_PORT) {
+        return Ok(false);
+    }
+    if port_open(AMQP_PORT) {
+        bail!(
+            "port {AMQP_PORT} is taken by a broker without the management API on {MANAGEMENT_PORT}; stop it (e.g. `service rabbitmq-server stop`) and run again"
+        );
+    }
+    if !Path::new(RABBITMQ_SERVER).exists() {
+        if !procs::is_root() {
+            bail!("RabbitMQ is not installed: run `sudo apt-get install rabbitmq-server` and try again");
+        }
+        say("installing Debian's rabbitmq-server (once)");
+        procs::run(Command::new("apt-get").args(["update", "-qq"]))?;
+        procs::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends", "rabbitmq-server"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    let base = dir.join("rabbitmq");
+    // A fresh node each start: tenants of earlier runs are gone, and guest is back for bootstrap.
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(base.join("mnesia"))?;
+    fs::create_dir_all(base.join("log"))?;
+    fs::write(base.join("enabled_plugins"), "[rabbitmq_management].\n")?;
+    fs::write(
+        base.join("rabbitmq.conf"),
+        format!(
+            "listeners.tcp.default = 127.0.0.1:{AMQP_PORT}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {MANAGEMENT_PORT}\n"
+        ),
+    )?;
+    say("starting RabbitMQ");
+    procs::spawn(
+        dir,
+        "rabbitmq",
+        Command::new(RABBITMQ_SERVER)
+            .env("RABBITMQ_NODENAME", "tgsearch@localhost")
+            .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", base.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", base.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", base.join("rabbitmq.conf"))
+            // The Erlang cookie lives under HOME: keep ours apart from any system node.
+            .env("HOME", &base),
+    )?;
+    procs::wait_for(dir, "rabbitmq", Duration::from_secs(120), || port_open(MANAGEMENT_PORT))?;
+    Ok(true)
+}
+
+fn ensure_moto(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
+    if port_open(MOTO_PORT) {
+        return Ok(());
+    }
+    say("starting moto");
+    procs::spawn(
+        dir,
+        "moto",
+        Command::new(stack::venv_bin().join("moto_server")).args(["-H", "127.0.0.1", "-p", &MOTO_PORT.to_string()]),
+    )?;
+    procs::wait_for(dir, "moto", Duration::from_secs(60), || port_open(MOTO_PORT))
+}
+
+/// Makes sure RabbitMQ has the stack's administrator, guest is gone, and Secrets Manager holds
+/// the credentials (moto forgets them when it restarts).
+async fn ensure_admin(dir: &Path, stack: &Stack, rabbit_fresh: bool) -> Result<()> {
+    let aws = stack.aws().await;
+    let secrets = SecretsManager::from_aws(&aws, stack.var("USER_SECRET_PREFIX"));
+    let base = stack.config().rabbitmq_management_url;
+    let http = http_client()?;
+    let saved = dir.join("rabbitmq-admin.json");
+    let guest = ManagementClient::new(
+        http.clone(),
+        base.clone(),
+        AdminCredentials {
+            username: "guest".into(),
+            password: Password::new("guest"),
+        },
+    );
+    // RabbitMQ answers on its port before it accepts logins: wait for guest or our admin.
+    let known: Option<AdminCredentials> = fs::read(&saved).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    for _ in 0..120 {
+        if guest.whoami().await.is_ok() {
+            break;
+        }
+        if let Some(admin) = &known
+            && guest.with_credentials(admin.clone()).whoami().await.is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if !rabbit_fresh
+        && let Some(admin) = &known
+        && guest.with_credentials(admin.clone()).whoami().await.is_ok()
+    {
+        // The broker kept our admin; moto may have restarted and forgotten the secret.
+        secrets
+            .create_or_read_json(ADMIN_SECRET_ID, admin, "TGSearch RabbitMQ administrator", &[], ADMIN_SECRET_SHAPE)
+            .await?;
+        return Ok(());
+    }
+    bootstrap_rabbitmq(BootstrapRequest {
+        bootstrap: &guest,
+        secrets: &secrets,
+        admin_secret_id: ADMIN_SECRET_ID,
+        admin_user: ADMIN_USER,
+    })
+    .await
+    .context("bootstrapping the stack's RabbitMQ administrator")?;
+    let admin: AdminCredentials = secrets
+        .read_json(ADMIN_SECRET_ID, ADMIN_SECRET_SHAPE)
+        .await?
+        .context("the admin secret vanished right after bootstrap")?;
+    fs::write(&saved, serde_json::to_vec(&admin)?)?;
+    fs::set_permissions(&saved, fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+fn ensure_lambda_emulator(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
+    let root = workspace_root();
+    let marker = dir.join("lambda.workspace");
+    let serving = fs::read_to_string(&marker).ok();
+    // Build first, so the emulator's first invocation does not wait for a compile.
+    let mut build = Command::new("cargo");
+    build.current_dir(&root).args(["build", "--quiet"]);
+    for f in FUNCTIONS {
+        build.args(["--package", f]);
+    }
+    procs::run(&mut build)?;
+    // Warm instances keep running old code: restart the emulator when a binary is newer.
+    let started = fs::metadata(&marker).and_then(|m| m.modified()).ok();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let rebuilt = FUNCTIONS.iter().any(|f| {
+        let built = fs::metadata(target.join("debug").join(f)).and_then(|m| m.modified()).ok();
+        matches!((built, started), (Some(b), Some(s)) if b > s)
+    });
+    if port_open(LAMBDA_PORT) && !rebuilt && serving.as_deref() == Some(root.to_string_lossy().as_ref()) {
+        return Ok(());
+    }
+    procs::stop(dir, "lambda")?;
+    if port_open(LAMBDA_PORT) {
+        bail!("port {LAMBDA_PORT} is taken by another process; stop it (another `cargo lambda watch`?) and run again");
+    }
+    say("starting the Lambda emulator (cargo lambda watch)");
+    let mut watch = Command::new(stack::venv_bin().join("cargo-lambda"));
+    watch
+        .current_dir(&root)
+        .args(["lambda", "watch", "--ignore-changes", "--quiet", "--concurrency", "3"])
+        .args(["--invoke-port", &LAMBDA_PORT.to_string()])
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+    with_env(&mut watch);
+    procs::spawn(dir, "lambda", &mut watch)?;
+    procs::wait_for(dir, "lambda", Duration::from_secs(60), || port_open(LAMBDA_PORT))?;
+    fs::write(marker, root.to_string_lossy().as_bytes())?;
+    Ok(())
+}
