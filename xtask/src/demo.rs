@@ -26,10 +26,15 @@ pub async fn run(keep: bool) -> Result<()> {
     let took = started.elapsed();
     match answer {
         Invocation::Ok(returned) if returned == event => {
-            println!("   ✓ the Lambda answered in {} ms with the event unchanged, as Cognito requires", took.as_millis())
+            println!(
+                "   ✓ the Lambda answered in {} ms with the event unchanged, as Cognito requires",
+                took.as_millis()
+            )
         }
         Invocation::Ok(_) => bail!("post-confirmation did not return the event unchanged"),
-        Invocation::FunctionError { error_type, message } => bail!("post-confirmation failed: {error_type}: {message}"),
+        Invocation::FunctionError { error_type, message } => {
+            bail!("post-confirmation failed: {error_type}: {message}")
+        }
     }
 
     println!("\n2. What now exists, in every system");
@@ -44,13 +49,22 @@ pub async fn run(keep: bool) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e))?
         .context("the tenant secret is missing")?;
-    let masked = creds.amqp_uri.expose().replace(creds.password.expose(), "********");
-    println!("   secret JSON: username {}, vhost {}, amqp_uri {masked}", creds.username, creds.vhost);
+    let masked = creds
+        .amqp_uri
+        .expose()
+        .replace(creds.password.expose(), "********");
+    println!(
+        "   secret JSON: username {}, vhost {}, amqp_uri {masked}",
+        creds.username, creds.vhost
+    );
 
     println!("\n3. The tenant logs in to its vhost over AMQP with the stored amqp_uri");
     let message = format!("hello from {tenant}");
     let back = amqp::round_trip(creds.amqp_uri.expose(), message.as_bytes()).await?;
-    println!("   ✓ published and read back {:?}", String::from_utf8_lossy(&back));
+    println!(
+        "   ✓ published and read back {:?}",
+        String::from_utf8_lossy(&back)
+    );
     match amqp::connect_to_vhost(creds.amqp_uri.expose(), "/").await {
         Ok(_) => bail!("the tenant could open vhost `/`: isolation is broken"),
         Err(e) => println!("   ✓ vhost `/` refused it ({e})"),
@@ -61,17 +75,27 @@ pub async fn run(keep: bool) -> Result<()> {
     });
     match as_tenant.whoami().await {
         Ok(_) => bail!("the tenant can use the management API"),
-        Err(e) => println!("   ✓ the management API refused it ({})", e.status().map(|s| s.to_string()).unwrap_or_default()),
+        Err(e) => println!(
+            "   ✓ the management API refused it ({})",
+            e.status().map(|s| s.to_string()).unwrap_or_default()
+        ),
     }
 
     if keep {
-        println!("\n4. Kept. Inspect with `tgsearch status --sub {tenant}`, remove with `tgsearch teardown --sub {tenant}`");
+        println!(
+            "\n4. Kept. Inspect with `tgsearch status --sub {tenant}`, remove with `tgsearch teardown --sub {tenant}`"
+        );
         return Ok(());
     }
     println!("\n4. The teardown Lambda removes the tenant");
-    let done = invoke(&http, &endpoint, "teardown", &serde_json::json!({ "sub": tenant.as_str() }))
-        .await?
-        .unwrap_ok();
+    let done = invoke(
+        &http,
+        &endpoint,
+        "teardown",
+        &serde_json::json!({ "sub": tenant.as_str() }),
+    )
+    .await?
+    .unwrap_ok();
     println!("   {done}");
     let after = tenant_status(&app.provisioner.store, &app.provisioner.broker, &tenant).await?;
     if !after.is_absent() {

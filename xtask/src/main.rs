@@ -66,12 +66,18 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Task::Stack { action: StackAction::Up } => {
+        Task::Stack {
+            action: StackAction::Up,
+        } => {
             stack::up(false).await?;
             eprintln!("stack: point your shell at it with: eval \"$(cargo xtask stack env)\"");
         }
-        Task::Stack { action: StackAction::Down } => stack::down()?,
-        Task::Stack { action: StackAction::Env } => stack::print_env(),
+        Task::Stack {
+            action: StackAction::Down,
+        } => stack::down()?,
+        Task::Stack {
+            action: StackAction::Env,
+        } => stack::print_env(),
         Task::Demo { keep } => demo::run(keep).await?,
         Task::Test { args } => {
             stack::up(false).await?;
@@ -94,5 +100,9 @@ fn cargo_with_stack(base: &[&str], extra: &[String]) -> Result<ExitCode> {
     }
     stack::with_env(&mut cargo);
     let status = cargo.status()?;
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

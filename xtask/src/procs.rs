@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
 }
 
 pub fn pid_file(dir: &Path, name: &str) -> PathBuf {
@@ -47,7 +51,14 @@ pub fn wait_for(dir: &Path, name: &str, timeout: Duration, mut ready: impl FnMut
         std::thread::sleep(Duration::from_millis(250));
     }
     let log = fs::read_to_string(log_file(dir, name)).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: Vec<&str> = log
+        .lines()
+        .rev()
+        .take(25)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     bail!(
         "{name} did not become ready within {}s; last lines of {}:\n{}",
         timeout.as_secs(),
@@ -59,28 +70,47 @@ pub fn wait_for(dir: &Path, name: &str, timeout: Duration, mut ready: impl FnMut
 /// Stops the process group recorded in `<dir>/<name>.pid`. Returns whether one was running.
 pub fn stop(dir: &Path, name: &str) -> Result<bool> {
     let pid_path = pid_file(dir, name);
-    let Ok(pid) = fs::read_to_string(&pid_path) else { return Ok(false) };
+    let Ok(pid) = fs::read_to_string(&pid_path) else {
+        return Ok(false);
+    };
     let pid = pid.trim().to_owned();
     let _ = fs::remove_file(&pid_path);
-    let alive = Command::new("kill").args(["-0", &pid]).stderr(Stdio::null()).status()?.success();
+    let alive = Command::new("kill")
+        .args(["-0", &pid])
+        .stderr(Stdio::null())
+        .status()?
+        .success();
     if !alive {
         return Ok(false);
     }
     let group = format!("-{pid}");
-    Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status()?;
+    Command::new("kill")
+        .args(["-TERM", "--", &group])
+        .stderr(Stdio::null())
+        .status()?;
     for _ in 0..80 {
-        if !Command::new("kill").args(["-0", &pid]).stderr(Stdio::null()).status()?.success() {
+        if !Command::new("kill")
+            .args(["-0", &pid])
+            .stderr(Stdio::null())
+            .status()?
+            .success()
+        {
             return Ok(true);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status()?;
+    Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .stderr(Stdio::null())
+        .status()?;
     Ok(true)
 }
 
 /// Runs a command to completion, failing with its name when it fails.
 pub fn run(command: &mut Command) -> Result<()> {
-    let status = command.status().with_context(|| format!("cannot run {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }

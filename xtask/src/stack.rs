@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use testkit::stack::{self, ADMIN_SECRET_ID, ADMIN_USER, AMQP_PORT, LAMBDA_PORT, MANAGEMENT_PORT, MOTO_PORT, Stack};
+use testkit::stack::{
+    self, ADMIN_SECRET_ID, ADMIN_USER, AMQP_PORT, LAMBDA_PORT, MANAGEMENT_PORT, MOTO_PORT, Stack,
+};
 use tgsearch::adapters::rabbitmq::{AdminCredentials, ManagementClient};
 use tgsearch::adapters::secrets_manager::SecretsManager;
 use tgsearch::app::{ADMIN_SECRET_SHAPE, http_client};
@@ -22,7 +24,10 @@ const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 pub const FUNCTIONS: &[&str] = &["post-confirmation", "teardown"];
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// PATH with the stack's venv first, so `cargo lambda`, `moto_server` and `cfn-lint` resolve.
@@ -118,7 +123,13 @@ fn ensure_rabbitmq(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
         procs::run(Command::new("apt-get").args(["update", "-qq"]))?;
         procs::run(
             Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends", "rabbitmq-server"])
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "rabbitmq-server",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
     }
@@ -147,7 +158,9 @@ fn ensure_rabbitmq(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
             // The Erlang cookie lives under HOME: keep ours apart from any system node.
             .env("HOME", &base),
     )?;
-    procs::wait_for(dir, "rabbitmq", Duration::from_secs(120), || port_open(MANAGEMENT_PORT))?;
+    procs::wait_for(dir, "rabbitmq", Duration::from_secs(120), || {
+        port_open(MANAGEMENT_PORT)
+    })?;
     Ok(true)
 }
 
@@ -159,7 +172,12 @@ fn ensure_moto(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
     procs::spawn(
         dir,
         "moto",
-        Command::new(stack::venv_bin().join("moto_server")).args(["-H", "127.0.0.1", "-p", &MOTO_PORT.to_string()]),
+        Command::new(stack::venv_bin().join("moto_server")).args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &MOTO_PORT.to_string(),
+        ]),
     )?;
     procs::wait_for(dir, "moto", Duration::from_secs(60), || port_open(MOTO_PORT))
 }
@@ -181,7 +199,9 @@ async fn ensure_admin(dir: &Path, stack: &Stack, rabbit_fresh: bool) -> Result<(
         },
     );
     // RabbitMQ answers on its port before it accepts logins: wait for guest or our admin.
-    let known: Option<AdminCredentials> = fs::read(&saved).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let known: Option<AdminCredentials> = fs::read(&saved)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     for _ in 0..120 {
         if guest.whoami().await.is_ok() {
             break;
@@ -199,7 +219,13 @@ async fn ensure_admin(dir: &Path, stack: &Stack, rabbit_fresh: bool) -> Result<(
     {
         // The broker kept our admin; moto may have restarted and forgotten the secret.
         secrets
-            .create_or_read_json(ADMIN_SECRET_ID, admin, "TGSearch RabbitMQ administrator", &[], ADMIN_SECRET_SHAPE)
+            .create_or_read_json(
+                ADMIN_SECRET_ID,
+                admin,
+                "TGSearch RabbitMQ administrator",
+                &[],
+                ADMIN_SECRET_SHAPE,
+            )
             .await?;
         return Ok(());
     }
@@ -233,9 +259,13 @@ fn ensure_lambda_emulator(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
     procs::run(&mut build)?;
     // Warm instances keep running old code: restart the emulator when a binary is newer.
     let started = fs::metadata(&marker).and_then(|m| m.modified()).ok();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     let rebuilt = FUNCTIONS.iter().any(|f| {
-        let built = fs::metadata(target.join("debug").join(f)).and_then(|m| m.modified()).ok();
+        let built = fs::metadata(target.join("debug").join(f))
+            .and_then(|m| m.modified())
+            .ok();
         matches!((built, started), (Some(b), Some(s)) if b > s)
     });
     if port_open(LAMBDA_PORT) && !rebuilt && serving.as_deref() == Some(root.to_string_lossy().as_ref()) {
@@ -243,15 +273,27 @@ fn ensure_lambda_emulator(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
     }
     procs::stop(dir, "lambda")?;
     if port_open(LAMBDA_PORT) {
-        bail!("port {LAMBDA_PORT} is taken by another process; stop it (another `cargo lambda watch`?) and run again");
+        bail!(
+            "port {LAMBDA_PORT} is taken by another process; stop it (another `cargo lambda watch`?) and run again"
+        );
     }
     say("starting the Lambda emulator (cargo lambda watch)");
     let mut watch = Command::new(stack::venv_bin().join("cargo-lambda"));
     watch
         .current_dir(&root)
-        .args(["lambda", "watch", "--ignore-changes", "--quiet", "--concurrency", "3"])
+        .args([
+            "lambda",
+            "watch",
+            "--ignore-changes",
+            "--quiet",
+            "--concurrency",
+            "3",
+        ])
         .args(["--invoke-port", &LAMBDA_PORT.to_string()])
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
     with_env(&mut watch);
     procs::spawn(dir, "lambda", &mut watch)?;
     procs::wait_for(dir, "lambda", Duration::from_secs(60), || port_open(LAMBDA_PORT))?;

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use amqprs::BasicProperties;
 use amqprs::channel::{BasicGetArguments, BasicPublishArguments, QueueDeclareArguments};
 use amqprs::connection::{Connection, OpenConnectionArguments};
-use amqprs::BasicProperties;
 use anyhow::{Context, Result, anyhow};
 
 /// Opens a connection with an `amqp://user:password@host:port/vhost` URI, exactly as the
@@ -25,14 +25,25 @@ async fn open(args: OpenConnectionArguments) -> Result<Connection> {
 /// Declares a queue, publishes `payload` to it and reads it back. Returns what came back.
 pub async fn round_trip(uri: &str, payload: &[u8]) -> Result<Vec<u8>> {
     let connection = connect(uri).await?;
-    let channel = connection.open_channel(None).await.map_err(|e| anyhow!("open channel: {e}"))?;
+    let channel = connection
+        .open_channel(None)
+        .await
+        .map_err(|e| anyhow!("open channel: {e}"))?;
     let (queue, _, _) = channel
-        .queue_declare(QueueDeclareArguments::new("tgsearch-check").auto_delete(true).finish())
+        .queue_declare(
+            QueueDeclareArguments::new("tgsearch-check")
+                .auto_delete(true)
+                .finish(),
+        )
         .await
         .map_err(|e| anyhow!("declare queue: {e}"))?
         .ok_or_else(|| anyhow!("declare queue: no answer"))?;
     channel
-        .basic_publish(BasicProperties::default(), payload.to_vec(), BasicPublishArguments::new("", &queue))
+        .basic_publish(
+            BasicProperties::default(),
+            payload.to_vec(),
+            BasicPublishArguments::new("", &queue),
+        )
         .await
         .map_err(|e| anyhow!("publish: {e}"))?;
     // Publishing is asynchronous in AMQP: poll briefly until the message is routed.

@@ -9,7 +9,10 @@ use serde_json::Value;
 pub enum Invocation {
     Ok(Value),
     /// `errorType` and `errorMessage`, as Lambda reports a function error.
-    FunctionError { error_type: String, message: String },
+    FunctionError {
+        error_type: String,
+        message: String,
+    },
 }
 
 impl Invocation {
@@ -23,7 +26,12 @@ impl Invocation {
     }
 }
 
-pub async fn invoke(http: &reqwest::Client, endpoint: &str, function: &str, payload: &Value) -> Result<Invocation> {
+pub async fn invoke(
+    http: &reqwest::Client,
+    endpoint: &str,
+    function: &str,
+    payload: &Value,
+) -> Result<Invocation> {
     let url = format!("{endpoint}/2015-03-31/functions/{function}/invocations");
     let response = http
         .post(&url)
@@ -34,12 +42,18 @@ pub async fn invoke(http: &reqwest::Client, endpoint: &str, function: &str, payl
         .with_context(|| format!("POST {url}"))?;
     let function_error = response.headers().contains_key("x-amz-function-error");
     let status = response.status();
-    let body: Value = response.json().await.with_context(|| format!("{url} answered {status} without JSON"))?;
+    let body: Value = response
+        .json()
+        .await
+        .with_context(|| format!("{url} answered {status} without JSON"))?;
     let looks_like_error = body.get("errorType").is_some() && body.get("errorMessage").is_some();
     if function_error || looks_like_error || !status.is_success() {
         return Ok(Invocation::FunctionError {
             error_type: body["errorType"].as_str().unwrap_or_default().to_owned(),
-            message: body["errorMessage"].as_str().unwrap_or(&body.to_string()).to_owned(),
+            message: body["errorMessage"]
+                .as_str()
+                .unwrap_or(&body.to_string())
+                .to_owned(),
         });
     }
     Ok(Invocation::Ok(body))

@@ -2,7 +2,7 @@
 //! points the Lambdas, the CLI, `aws` and `kubectl` at it.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,7 +26,9 @@ pub fn dir() -> PathBuf {
     if let Some(d) = std::env::var_os("TGSEARCH_STACK_DIR") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".local/state/tgsearch-stack")
 }
 
@@ -45,10 +47,16 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         // moto accepts any credentials; fixed ones keep real ones out of local runs.
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("RABBITMQ_MANAGEMENT_URL", format!("http://{HOST}:{MANAGEMENT_PORT}")),
+        (
+            "RABBITMQ_MANAGEMENT_URL",
+            format!("http://{HOST}:{MANAGEMENT_PORT}"),
+        ),
         ("RABBITMQ_AMQP_URL", format!("amqp://{HOST}:{AMQP_PORT}")),
         ("RABBITMQ_ADMIN_SECRET_ID", ADMIN_SECRET_ID.into()),
-        ("USER_SECRET_PREFIX", tgsearch::config::DEFAULT_USER_SECRET_PREFIX.into()),
+        (
+            "USER_SECRET_PREFIX",
+            tgsearch::config::DEFAULT_USER_SECRET_PREFIX.into(),
+        ),
         (LAMBDA_ENDPOINT_VAR, format!("http://{HOST}:{LAMBDA_PORT}")),
     ])
 }
@@ -63,15 +71,13 @@ pub struct Stack {
 const NOT_RUNNING: &str = "the local stack is not running: start it with `cargo xtask stack up` (or run everything with `cargo xtask test`)";
 
 fn listening(url: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(url) else { return false };
-    let Some(addr) = url
-        .socket_addrs(|| None)
-        .ok()
-        .and_then(|a| a.into_iter().next())
-    else {
+    let Ok(url) = reqwest::Url::parse(url) else {
         return false;
     };
-    TcpStream::connect_timeout(&SocketAddr::from(addr), Duration::from_millis(500)).is_ok()
+    let Some(addr) = url.socket_addrs(|| None).ok().and_then(|a| a.into_iter().next()) else {
+        return false;
+    };
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
 }
 
 impl Stack {
@@ -82,7 +88,10 @@ impl Stack {
             .map(|(k, v)| (k.to_string(), std::env::var(k).unwrap_or(v)))
             .collect();
         let stack = Self { vars };
-        for (what, var) in [("RabbitMQ", "RABBITMQ_MANAGEMENT_URL"), ("moto", "AWS_ENDPOINT_URL")] {
+        for (what, var) in [
+            ("RabbitMQ", "RABBITMQ_MANAGEMENT_URL"),
+            ("moto", "AWS_ENDPOINT_URL"),
+        ] {
             assert!(
                 listening(stack.var(var)),
                 "{what} does not answer at {}: {NOT_RUNNING}",
@@ -95,7 +104,10 @@ impl Stack {
     /// The Lambda emulator's base URL; panics with how to start it when it does not answer.
     pub fn lambda_endpoint(&self) -> &str {
         let url = self.var(LAMBDA_ENDPOINT_VAR);
-        assert!(listening(url), "the Lambda emulator does not answer at {url}: {NOT_RUNNING}");
+        assert!(
+            listening(url),
+            "the Lambda emulator does not answer at {url}: {NOT_RUNNING}"
+        );
         url
     }
 

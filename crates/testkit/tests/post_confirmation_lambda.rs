@@ -24,15 +24,32 @@ impl Harness {
         let stack = Stack::require();
         stack.lambda_endpoint();
         let app = stack.app().await;
-        Self { stack, app, http: reqwest::Client::new() }
+        Self {
+            stack,
+            app,
+            http: reqwest::Client::new(),
+        }
     }
 
     async fn invoke(&self, event: &Value) -> Invocation {
-        invoke(&self.http, self.stack.lambda_endpoint(), "post-confirmation", event).await.unwrap()
+        invoke(
+            &self.http,
+            self.stack.lambda_endpoint(),
+            "post-confirmation",
+            event,
+        )
+        .await
+        .unwrap()
     }
 
     async fn stored(&self, tenant: &TenantId) -> TenantCredentials {
-        self.app.provisioner.store.read(tenant).await.unwrap().expect("the tenant secret exists")
+        self.app
+            .provisioner
+            .store
+            .read(tenant)
+            .await
+            .unwrap()
+            .expect("the tenant secret exists")
     }
 
     async fn teardown(&self, tenant: &TenantId) {
@@ -51,7 +68,9 @@ impl Harness {
             .unwrap();
         assert!(status.is_complete(), "{status}");
         let creds = self.stored(tenant).await;
-        let body = amqp::round_trip(creds.amqp_uri.expose(), tenant.as_str().as_bytes()).await.unwrap();
+        let body = amqp::round_trip(creds.amqp_uri.expose(), tenant.as_str().as_bytes())
+            .await
+            .unwrap();
         assert_eq!(body, tenant.as_str().as_bytes());
         creds
     }
@@ -96,8 +115,14 @@ async fn a_new_user_gets_an_isolated_working_tenant() {
 
     // Nothing secret in the function's logs.
     let log = std::fs::read_to_string(testkit::stack::dir().join("lambda.log")).unwrap_or_default();
-    assert!(log.contains(tenant.as_str()), "the log should name the tenant it provisioned");
-    assert!(!log.contains(creds.password.expose()), "the password leaked into the logs");
+    assert!(
+        log.contains(tenant.as_str()),
+        "the log should name the tenant it provisioned"
+    );
+    assert!(
+        !log.contains(creds.password.expose()),
+        "the password leaked into the logs"
+    );
 
     h.teardown(&tenant).await;
     h.teardown(&neighbour).await;
@@ -135,9 +160,18 @@ async fn the_same_event_three_times_at_once_keeps_one_tenant() {
 async fn malformed_events_are_refused_by_name_and_create_nothing() {
     let h = Harness::new().await;
     let cases = [
-        ("post-confirmation-missing-sub.json", "event field `request.userAttributes.sub` is missing"),
-        ("post-confirmation-uppercase-sub.json", "hex digits must be lowercase"),
-        ("post-confirmation-path-traversal-sub.json", "`../../api/users` is not a tenant id"),
+        (
+            "post-confirmation-missing-sub.json",
+            "event field `request.userAttributes.sub` is missing",
+        ),
+        (
+            "post-confirmation-uppercase-sub.json",
+            "hex digits must be lowercase",
+        ),
+        (
+            "post-confirmation-path-traversal-sub.json",
+            "`../../api/users` is not a tenant id",
+        ),
     ];
     for (fixture, expected) in cases {
         match h.invoke(&events::load(fixture)).await {
@@ -151,9 +185,19 @@ async fn malformed_events_are_refused_by_name_and_create_nothing() {
     // The fixture's sub, in either case, must not have been provisioned.
     let lower = TenantId::parse("2f6d1c0e-4b3a-4e29-9c8d-7a6b5c4d3e2f").unwrap();
     let rabbit = &h.app.provisioner.broker;
-    for name in [lower.as_str(), "2F6D1C0E-4B3A-4E29-9C8D-7A6B5C4D3E2F", "../../api/users"] {
-        assert!(rabbit.get_vhost(name).await.unwrap().is_none(), "vhost {name} was created");
-        assert!(rabbit.get_user(name).await.unwrap().is_none(), "user {name} was created");
+    for name in [
+        lower.as_str(),
+        "2F6D1C0E-4B3A-4E29-9C8D-7A6B5C4D3E2F",
+        "../../api/users",
+    ] {
+        assert!(
+            rabbit.get_vhost(name).await.unwrap().is_none(),
+            "vhost {name} was created"
+        );
+        assert!(
+            rabbit.get_user(name).await.unwrap().is_none(),
+            "user {name} was created"
+        );
     }
     assert!(h.app.provisioner.store.read(&lower).await.unwrap().is_none());
 }
@@ -178,20 +222,36 @@ async fn teardown_removes_everything_and_is_idempotent() {
     h.invoke(&events::signup_for(&tenant)).await.unwrap_ok();
     let creds = h.assert_one_working_tenant(&tenant).await;
     let payload = serde_json::json!({ "sub": tenant.as_str() });
-    let first = invoke(&h.http, h.stack.lambda_endpoint(), "teardown", &payload).await.unwrap().unwrap_ok();
+    let first = invoke(&h.http, h.stack.lambda_endpoint(), "teardown", &payload)
+        .await
+        .unwrap()
+        .unwrap_ok();
     assert_eq!(first["vhost"], "deleted");
     assert_eq!(first["user"], "deleted");
     assert_eq!(first["secret"], "deleted");
-    let second = invoke(&h.http, h.stack.lambda_endpoint(), "teardown", &payload).await.unwrap().unwrap_ok();
+    let second = invoke(&h.http, h.stack.lambda_endpoint(), "teardown", &payload)
+        .await
+        .unwrap()
+        .unwrap_ok();
     assert_eq!(second["vhost"], "already_absent");
     assert_eq!(second["secret"], "already_absent");
-    assert!(amqp::connect(creds.amqp_uri.expose()).await.is_err(), "the old credentials still log in");
+    assert!(
+        amqp::connect(creds.amqp_uri.expose()).await.is_err(),
+        "the old credentials still log in"
+    );
 
-    let bad = invoke(&h.http, h.stack.lambda_endpoint(), "teardown", &serde_json::json!({ "sub": "nope" }))
-        .await
-        .unwrap();
+    let bad = invoke(
+        &h.http,
+        h.stack.lambda_endpoint(),
+        "teardown",
+        &serde_json::json!({ "sub": "nope" }),
+    )
+    .await
+    .unwrap();
     match bad {
-        Invocation::FunctionError { message, .. } => assert!(message.contains("event field `sub` is invalid"), "{message}"),
+        Invocation::FunctionError { message, .. } => {
+            assert!(message.contains("event field `sub` is invalid"), "{message}")
+        }
         Invocation::Ok(v) => panic!("accepted: {v}"),
     }
 }

@@ -18,18 +18,32 @@ async fn tenant_resources_are_created_idempotently_and_removed_once() {
         rabbit.ensure_user(&tenant, &password).await.unwrap();
         rabbit.ensure_permission(&tenant).await.unwrap();
     }
-    let vhost = rabbit.get_vhost(tenant.vhost()).await.unwrap().expect("vhost exists");
+    let vhost = rabbit
+        .get_vhost(tenant.vhost())
+        .await
+        .unwrap()
+        .expect("vhost exists");
     assert_eq!(vhost.description, "tgsearch");
     assert_eq!(vhost.tags, vec!["tgsearch".to_string()]);
-    let user = rabbit.get_user(tenant.rabbitmq_user()).await.unwrap().expect("user exists");
+    let user = rabbit
+        .get_user(tenant.rabbitmq_user())
+        .await
+        .unwrap()
+        .expect("user exists");
     assert!(user.tags.is_empty(), "tenant users get no tags: {:?}", user.tags);
     let perms = rabbit.user_permissions(tenant.rabbitmq_user()).await.unwrap();
     assert_eq!(perms.len(), 1);
-    assert_eq!((perms[0].vhost.as_str(), perms[0].configure.as_str()), (tenant.vhost(), ".*"));
+    assert_eq!(
+        (perms[0].vhost.as_str(), perms[0].configure.as_str()),
+        (tenant.vhost(), ".*")
+    );
 
     assert_eq!(rabbit.remove_vhost(&tenant).await.unwrap(), Removed::Deleted);
     assert_eq!(rabbit.remove_user(&tenant).await.unwrap(), Removed::Deleted);
-    assert_eq!(rabbit.remove_vhost(&tenant).await.unwrap(), Removed::AlreadyAbsent);
+    assert_eq!(
+        rabbit.remove_vhost(&tenant).await.unwrap(),
+        Removed::AlreadyAbsent
+    );
     assert_eq!(rabbit.remove_user(&tenant).await.unwrap(), Removed::AlreadyAbsent);
     assert!(rabbit.get_vhost(tenant.vhost()).await.unwrap().is_none());
 }
@@ -40,7 +54,11 @@ async fn names_are_percent_encoded_in_paths() {
     let rabbit = &app.provisioner.broker;
     let name = format!("odd/name #{}?&%", fresh_tenant());
     rabbit.put_vhost(&name, "encoding check", &[]).await.unwrap();
-    let got = rabbit.get_vhost(&name).await.unwrap().expect("found by its exact name");
+    let got = rabbit
+        .get_vhost(&name)
+        .await
+        .unwrap()
+        .expect("found by its exact name");
     assert_eq!(got.name, name);
     assert_eq!(rabbit.delete_vhost(&name).await.unwrap(), Removed::Deleted);
     // The default vhost `/` is `%2F` in a path: it must be found, not confused with the root.
@@ -59,7 +77,11 @@ async fn errors_keep_the_status_and_rabbitmqs_reason() {
         .unwrap_err();
     let status = err.status().expect("an HTTP answer");
     assert!(status.is_client_error(), "{err}");
-    assert!(err.to_string().contains(&format!("/api/permissions/{}/nobody", tenant.vhost())), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("/api/permissions/{}/nobody", tenant.vhost())),
+        "{err}"
+    );
 
     let wrong = rabbit.with_credentials(AdminCredentials {
         username: "tgsearch-admin".into(),
@@ -67,5 +89,8 @@ async fn errors_keep_the_status_and_rabbitmqs_reason() {
     });
     let err = wrong.whoami().await.unwrap_err();
     assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
-    assert!(!err.to_string().contains("wrong"), "the password must not appear: {err}");
+    assert!(
+        !err.to_string().contains("wrong"),
+        "the password must not appear: {err}"
+    );
 }

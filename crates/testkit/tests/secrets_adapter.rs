@@ -17,11 +17,19 @@ async fn the_first_writer_wins_even_when_writers_race() {
         .map(|_| TenantCredentials::new(&tenant, generate_password(), &broker))
         .collect();
     // Polled together, so the CreateSecret calls overlap.
-    let results = futures::future::join_all(candidates.iter().map(|c| store.create_or_read(&tenant, c))).await;
+    let results =
+        futures::future::join_all(candidates.iter().map(|c| store.create_or_read(&tenant, c))).await;
     let stored: Vec<_> = results.into_iter().map(|r| r.unwrap()).collect();
-    assert_eq!(stored.iter().filter(|s| s.created).count(), 1, "exactly one writer creates");
+    assert_eq!(
+        stored.iter().filter(|s| s.created).count(),
+        1,
+        "exactly one writer creates"
+    );
     let winner = &stored[0].credentials;
-    assert!(stored.iter().all(|s| &s.credentials == winner), "everyone reads the winner's password");
+    assert!(
+        stored.iter().all(|s| &s.credentials == winner),
+        "everyone reads the winner's password"
+    );
     assert!(candidates.contains(winner));
     assert_eq!(store.read(&tenant).await.unwrap().as_ref(), Some(winner));
 
@@ -72,7 +80,11 @@ async fn credentials_of_another_tenant_are_not_handed_out() {
         .await
         .unwrap();
     let mine = TenantCredentials::new(&tenant, generate_password(), &broker);
-    let err = store.create_or_read(&tenant, &mine).await.unwrap_err().to_string();
+    let err = store
+        .create_or_read(&tenant, &mine)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("does not belong to this tenant"), "{err}");
     store.remove(&tenant).await.unwrap();
 }

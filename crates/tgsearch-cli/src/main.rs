@@ -18,7 +18,11 @@ use tgsearch::status::tenant_status;
 mod output;
 
 #[derive(Parser)]
-#[command(name = "tgsearch", version, about = "Operate TGSearch tenants: provision, inspect, tear down")]
+#[command(
+    name = "tgsearch",
+    version,
+    about = "Operate TGSearch tenants: provision, inspect, tear down"
+)]
 struct Cli {
     /// Print machine-readable JSON instead of the human summary.
     #[arg(long, global = true)]
@@ -55,7 +59,12 @@ enum Command {
         #[arg(long, default_value = "guest")]
         bootstrap_user: String,
         /// Its password; defaults to RabbitMQ's default `guest`.
-        #[arg(long, env = "RABBITMQ_BOOTSTRAP_PASSWORD", default_value = "guest", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "RABBITMQ_BOOTSTRAP_PASSWORD",
+            default_value = "guest",
+            hide_env_values = true
+        )]
         bootstrap_password: String,
     },
 }
@@ -103,7 +112,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let status = tenant_status(&app.provisioner.store, &app.provisioner.broker, &sub).await?;
             output::status(cli.json, &status);
             // Scripts can test completeness through the exit code.
-            Ok(if status.is_complete() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+            Ok(if status.is_complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
         Command::BootstrapRabbitmq {
             admin_user,

@@ -33,12 +33,22 @@ pub fn provisioned(as_json: bool, done: &Provisioned, app: &AppContext, took: Du
             "ms": took.as_millis() as u64,
         }));
     }
-    let how = if done.created_secret { "created" } else { "existing, password kept" };
+    let how = if done.created_secret {
+        "created"
+    } else {
+        "existing, password kept"
+    };
     println!("provisioned tenant {} in {} ms", done.tenant, took.as_millis());
     println!("  secret      {secret} ({how})");
-    println!("  vhost       {} on {}", done.credentials.vhost, app.config.rabbitmq_management_url);
+    println!(
+        "  vhost       {} on {}",
+        done.credentials.vhost, app.config.rabbitmq_management_url
+    );
     println!("  user        {} (no tags)", done.credentials.username);
-    println!("  permission  configure/write/read .* on {} only", done.credentials.vhost);
+    println!(
+        "  permission  configure/write/read .* on {} only",
+        done.credentials.vhost
+    );
     let steps: Vec<String> = done
         .timings
         .iter()
@@ -82,11 +92,19 @@ pub fn bootstrapped(as_json: bool, done: &Bootstrapped) {
     println!(
         "  secret          {} ({})",
         done.secret_id,
-        if done.created_secret { "created" } else { "existing" }
+        if done.created_secret {
+            "created"
+        } else {
+            "existing"
+        }
     );
     println!(
         "  user            {}",
-        if done.created_user { "created" } else { "already worked" }
+        if done.created_user {
+            "created"
+        } else {
+            "already worked"
+        }
     );
     println!("  default user    {}", removed(done.bootstrap_user));
 }

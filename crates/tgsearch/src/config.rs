@@ -62,12 +62,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         self.optional(name).ok_or(ConfigError::Missing { name, hint })
     }
 
-    pub fn url(
-        &self,
-        name: &'static str,
-        hint: &'static str,
-        schemes: &[&str],
-    ) -> Result<Url, ConfigError> {
+    pub fn url(&self, name: &'static str, hint: &'static str, schemes: &[&str]) -> Result<Url, ConfigError> {
         let raw = self.required(name, hint)?;
         parse_url(name, &raw, schemes)
     }
@@ -96,11 +91,7 @@ pub fn parse_url(name: &'static str, raw: &str, schemes: &[&str]) -> Result<Url,
     if !schemes.contains(&url.scheme()) {
         return Err(ConfigError::Invalid {
             name,
-            reason: format!(
-                "scheme `{}` is not one of {}",
-                url.scheme(),
-                schemes.join(", ")
-            ),
+            reason: format!("scheme `{}` is not one of {}", url.scheme(), schemes.join(", ")),
         });
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -153,10 +144,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(vars: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Env::from_lookup(move |name| map.get(name).cloned())
     }
 
@@ -184,7 +172,11 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             ("RABBITMQ_MANAGEMENT_URL", "not a url", "is not a URL"),
             ("RABBITMQ_AMQP_URL", "http://x:5672", "scheme `http`"),
-            ("RABBITMQ_MANAGEMENT_URL", "http://admin:pw@x:15672", "credentials"),
+            (
+                "RABBITMQ_MANAGEMENT_URL",
+                "http://admin:pw@x:15672",
+                "credentials",
+            ),
             ("PROVISION_BUDGET_MS", "soon", "milliseconds"),
             ("PROVISION_BUDGET_MS", "0", "milliseconds"),
         ];

@@ -151,9 +151,15 @@ mod tests {
 
     #[test]
     fn the_lambda_deadline_cuts_the_budget_short() {
-        let d = Deadline::new(Duration::from_millis(4500), Some(epoch_ms_in(Duration::from_secs(1))));
+        let d = Deadline::new(
+            Duration::from_millis(4500),
+            Some(epoch_ms_in(Duration::from_secs(1))),
+        );
         assert!(d.budget() <= Duration::from_millis(800), "{:?}", d.budget());
-        let d = Deadline::new(Duration::from_millis(4500), Some(epoch_ms_in(Duration::from_secs(60))));
+        let d = Deadline::new(
+            Duration::from_millis(4500),
+            Some(epoch_ms_in(Duration::from_secs(60))),
+        );
         assert_eq!(d.budget(), Duration::from_millis(4500));
     }
 
@@ -180,6 +186,9 @@ mod tests {
         };
         let err = d.run(Step::Vhost, slow).await.unwrap_err();
         assert_eq!(err.step(), Step::Vhost);
-        assert_eq!(err.to_string(), "step `vhost` did not finish within the 50 ms budget");
+        assert_eq!(
+            err.to_string(),
+            "step `vhost` did not finish within the 50 ms budget"
+        );
     }
 }

@@ -18,11 +18,18 @@ pub struct MemoryStore {
 }
 
 impl CredentialStore for MemoryStore {
-    async fn create_or_read(&self, tenant: &TenantId, candidate: &TenantCredentials) -> Result<Stored, PortError> {
+    async fn create_or_read(
+        &self,
+        tenant: &TenantId,
+        candidate: &TenantCredentials,
+    ) -> Result<Stored, PortError> {
         tokio::time::sleep(self.latency).await;
         let mut secrets = self.secrets.lock().unwrap();
         let created = !secrets.contains_key(tenant);
-        let credentials = secrets.entry(tenant.clone()).or_insert_with(|| candidate.clone()).clone();
+        let credentials = secrets
+            .entry(tenant.clone())
+            .or_insert_with(|| candidate.clone())
+            .clone();
         Ok(Stored { credentials, created })
     }
 
@@ -71,7 +78,10 @@ impl TenantBroker for MemoryBroker {
 
     async fn ensure_user(&self, tenant: &TenantId, password: &Password) -> Result<(), PortError> {
         self.enter(Step::User).await?;
-        self.users.lock().unwrap().insert(tenant.rabbitmq_user().into(), password.clone());
+        self.users
+            .lock()
+            .unwrap()
+            .insert(tenant.rabbitmq_user().into(), password.clone());
         Ok(())
     }
 
@@ -92,7 +102,10 @@ impl TenantBroker for MemoryBroker {
 
     async fn remove_vhost(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         self.enter(Step::Vhost).await?;
-        self.permissions.lock().unwrap().retain(|(v, _)| v != tenant.vhost());
+        self.permissions
+            .lock()
+            .unwrap()
+            .retain(|(v, _)| v != tenant.vhost());
         Ok(if self.vhosts.lock().unwrap().remove(tenant.vhost()) {
             Removed::Deleted
         } else {

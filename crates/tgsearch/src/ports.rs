@@ -56,10 +56,7 @@ pub trait TenantBroker: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Grants the tenant's user full rights on the tenant's vhost, and on nothing else.
-    fn ensure_permission(
-        &self,
-        tenant: &TenantId,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn ensure_permission(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
 
     fn remove_vhost(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
 

@@ -103,12 +103,13 @@ mod tests {
         let stored = p.store.secrets.lock().unwrap()[t].clone();
         assert_eq!(p.broker.users.lock().unwrap()[t.as_str()], stored.password);
         assert!(p.broker.vhosts.lock().unwrap().contains(t.as_str()));
-        assert!(p
-            .broker
-            .permissions
-            .lock()
-            .unwrap()
-            .contains(&(t.to_string(), t.to_string())));
+        assert!(
+            p.broker
+                .permissions
+                .lock()
+                .unwrap()
+                .contains(&(t.to_string(), t.to_string()))
+        );
     }
 
     #[tokio::test]
@@ -139,7 +140,13 @@ mod tests {
         let d = deadline();
         let (a, b, c) = tokio::join!(p.provision(&t, &d), p.provision(&t, &d), p.provision(&t, &d));
         let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
-        assert_eq!([a.created_secret, b.created_secret, c.created_secret].iter().filter(|c| **c).count(), 1);
+        assert_eq!(
+            [a.created_secret, b.created_secret, c.created_secret]
+                .iter()
+                .filter(|c| **c)
+                .count(),
+            1
+        );
         assert_eq!(a.credentials.password, b.credentials.password);
         assert_eq!(b.credentials.password, c.credentials.password);
         assert_consistent(&p, &t);
@@ -163,7 +170,10 @@ mod tests {
         p.broker.hang.lock().unwrap().insert(Step::Permission);
         let d = Deadline::new(Duration::from_millis(300), None);
         let err = p.provision(&tenant(), &d).await.unwrap_err();
-        assert_eq!(err.to_string(), "step `permission` did not finish within the 300 ms budget");
+        assert_eq!(
+            err.to_string(),
+            "step `permission` did not finish within the 300 ms budget"
+        );
     }
 
     #[tokio::test]
@@ -171,7 +181,10 @@ mod tests {
         let p = provisioner();
         p.provision(&tenant(), &deadline()).await.unwrap();
         let first = p.teardown(&tenant(), &deadline()).await.unwrap();
-        assert_eq!((first.vhost, first.user, first.secret), (Removed::Deleted, Removed::Deleted, Removed::Deleted));
+        assert_eq!(
+            (first.vhost, first.user, first.secret),
+            (Removed::Deleted, Removed::Deleted, Removed::Deleted)
+        );
         assert!(p.store.secrets.lock().unwrap().is_empty());
         assert!(p.broker.users.lock().unwrap().is_empty());
         assert!(p.broker.permissions.lock().unwrap().is_empty());

@@ -121,9 +121,12 @@ impl fmt::Display for TenantStatus {
             None => writeln!(f, "  {} vhost       missing", mark(false))?,
         }
         match &self.user_tags {
-            Some(tags) if tags.is_empty() => {
-                writeln!(f, "  {} user        {} (no tags: AMQP only)", mark(true), self.sub)?
-            }
+            Some(tags) if tags.is_empty() => writeln!(
+                f,
+                "  {} user        {} (no tags: AMQP only)",
+                mark(true),
+                self.sub
+            )?,
             Some(tags) => writeln!(
                 f,
                 "  {} user        {} has tags {} (expected none)",

@@ -11,7 +11,9 @@ pub struct TenantId(String);
 
 /// Why a string is not a tenant id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{value}` is not a tenant id: {reason} (expected a lowercase UUID such as 1b2c3d4e-0000-4000-8000-00000000abcd)")]
+#[error(
+    "`{value}` is not a tenant id: {reason} (expected a lowercase UUID such as 1b2c3d4e-0000-4000-8000-00000000abcd)"
+)]
 pub struct InvalidTenantId {
     /// The offending input, truncated so that a huge payload does not flood the logs.
     pub value: String,

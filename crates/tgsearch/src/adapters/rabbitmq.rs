@@ -144,7 +144,10 @@ impl ManagementClient {
 
     /// The same API with other credentials (e.g. to check what a tenant's user may do).
     pub fn with_credentials(&self, admin: AdminCredentials) -> Self {
-        Self { admin, ..self.clone() }
+        Self {
+            admin,
+            ..self.clone()
+        }
     }
 
     async fn send(
@@ -187,13 +190,15 @@ impl ManagementClient {
 
     async fn get_json<T: DeserializeOwned>(&self, path: String) -> Result<Option<T>, RabbitMqError> {
         match self.send(Method::GET, path.clone(), None).await {
-            Ok(response) => response.json().await.map(Some).map_err(|source| {
-                RabbitMqError::Decode {
+            Ok(response) => response
+                .json()
+                .await
+                .map(Some)
+                .map_err(|source| RabbitMqError::Decode {
                     method: Method::GET,
                     path,
                     source,
-                }
-            }),
+                }),
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
             Err(e) => Err(e),
         }
@@ -230,7 +235,12 @@ impl ManagementClient {
     }
 
     /// Creates or updates a user with `password` and `tags` (empty: no management access).
-    pub async fn put_user(&self, name: &str, password: &Password, tags: &[&str]) -> Result<(), RabbitMqError> {
+    pub async fn put_user(
+        &self,
+        name: &str,
+        password: &Password,
+        tags: &[&str],
+    ) -> Result<(), RabbitMqError> {
         let body = serde_json::json!({ "password": password.expose(), "tags": tags.join(",") });
         self.put(format!("/api/users/{}", enc(name)), body).await
     }
@@ -256,11 +266,13 @@ impl ManagementClient {
         read: &str,
     ) -> Result<(), RabbitMqError> {
         let body = serde_json::json!({ "configure": configure, "write": write, "read": read });
-        self.put(format!("/api/permissions/{}/{}", enc(vhost), enc(user)), body).await
+        self.put(format!("/api/permissions/{}/{}", enc(vhost), enc(user)), body)
+            .await
     }
 
     pub async fn get_permission(&self, vhost: &str, user: &str) -> Result<Option<Permission>, RabbitMqError> {
-        self.get_json(format!("/api/permissions/{}/{}", enc(vhost), enc(user))).await
+        self.get_json(format!("/api/permissions/{}/{}", enc(vhost), enc(user)))
+            .await
     }
 
     /// All permissions of `user`, on every vhost.
@@ -292,7 +304,9 @@ pub const TENANT_VHOST_TAG: &str = "tgsearch";
 
 impl crate::ports::TenantBroker for ManagementClient {
     async fn ensure_vhost(&self, tenant: &crate::TenantId) -> Result<(), crate::ports::PortError> {
-        Ok(self.put_vhost(tenant.vhost(), TENANT_VHOST_TAG, &[TENANT_VHOST_TAG]).await?)
+        Ok(self
+            .put_vhost(tenant.vhost(), TENANT_VHOST_TAG, &[TENANT_VHOST_TAG])
+            .await?)
     }
 
     async fn ensure_user(

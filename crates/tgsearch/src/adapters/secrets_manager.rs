@@ -37,7 +37,11 @@ pub enum SecretsError {
     ScheduledForDeletion { secret: String },
 }
 
-fn api_error<E>(operation: &'static str, secret: &str, err: aws_sdk_secretsmanager::error::SdkError<E>) -> SecretsError
+fn api_error<E>(
+    operation: &'static str,
+    secret: &str,
+    err: aws_sdk_secretsmanager::error::SdkError<E>,
+) -> SecretsError
 where
     E: std::error::Error + Send + Sync + 'static,
 {
@@ -85,7 +89,10 @@ impl SecretsManager {
     ) -> Result<Option<T>, SecretsError> {
         let out = match self.client.get_secret_value().secret_id(secret_id).send().await {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
                 return Ok(None);
             }
             Err(e) if is_scheduled_for_deletion(e.code(), e.message()) => {
@@ -128,7 +135,10 @@ impl SecretsManager {
         }
         match request.send().await {
             Ok(_) => Ok((value.clone(), true)),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_exists_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_exists_exception()) =>
+            {
                 // Another invocation (a retry, or a concurrent duplicate) won: use its value.
                 match self.read_json(name, expected).await? {
                     Some(stored) => Ok((stored, false)),
@@ -148,7 +158,10 @@ impl SecretsManager {
         // report must say whether something was there.
         match self.client.describe_secret().secret_id(name).send().await {
             Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
                 return Ok(Removed::AlreadyAbsent);
             }
             Err(e) => return Err(api_error("DescribeSecret", name, e)),
@@ -162,7 +175,10 @@ impl SecretsManager {
             .await
         {
             Ok(_) => Ok(Removed::Deleted),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
                 Ok(Removed::AlreadyAbsent)
             }
             Err(e) => Err(api_error("DeleteSecret", name, e)),
@@ -227,14 +243,8 @@ impl CredentialStore for SecretsManager {
             .await?;
         credentials
             .check_belongs_to(tenant)
-            .map_err(|reason| SecretsError::WrongTenant {
-                secret: name,
-                reason,
-            })?;
-        Ok(Stored {
-            credentials,
-            created,
-        })
+            .map_err(|reason| SecretsError::WrongTenant { secret: name, reason })?;
+        Ok(Stored { credentials, created })
     }
 
     async fn read(&self, tenant: &TenantId) -> Result<Option<TenantCredentials>, PortError> {

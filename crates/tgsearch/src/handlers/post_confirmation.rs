@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::cognito::{
-    CognitoEventUserPoolsPostConfirmation, CognitoEventUserPoolsPostConfirmationTriggerSource as TriggerSource,
+    CognitoEventUserPoolsPostConfirmation,
+    CognitoEventUserPoolsPostConfirmationTriggerSource as TriggerSource,
 };
 use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
@@ -21,7 +22,9 @@ pub type PostConfirmationEvent = CognitoEventUserPoolsPostConfirmation;
 /// (a confirmed password reset).
 pub fn tenant_of(event: &PostConfirmationEvent) -> Result<Option<TenantId>, EventError> {
     match &event.cognito_event_user_pools_header.trigger_source {
-        None => Err(EventError::Missing { field: "triggerSource" }),
+        None => Err(EventError::Missing {
+            field: "triggerSource",
+        }),
         Some(TriggerSource::ConfirmForgotPassword) => Ok(None),
         Some(_) => tenant_from(
             "request.userAttributes.sub",
@@ -102,7 +105,10 @@ mod tests {
         let mut raw = fixture("post-confirmation-signup.json");
         raw["triggerSource"] = "PreSignUp_SignUp".into();
         let err = parse(&raw).unwrap_err().to_string();
-        assert!(err.starts_with("the event is not a Cognito post-confirmation event"), "{err}");
+        assert!(
+            err.starts_with("the event is not a Cognito post-confirmation event"),
+            "{err}"
+        );
         raw["triggerSource"] = serde_json::Value::Null;
         let err = tenant_of(&parse(&raw).unwrap()).unwrap_err().to_string();
         assert_eq!(err, "event field `triggerSource` is missing");
@@ -110,21 +116,33 @@ mod tests {
 
     #[test]
     fn a_signup_names_its_tenant() {
-        let tenant = tenant_of(&event("post-confirmation-signup.json")).unwrap().unwrap();
+        let tenant = tenant_of(&event("post-confirmation-signup.json"))
+            .unwrap()
+            .unwrap();
         assert_eq!(tenant.as_str(), "2f6d1c0e-4b3a-4e29-9c8d-7a6b5c4d3e2f");
     }
 
     #[test]
     fn a_password_reset_needs_nothing() {
-        assert!(tenant_of(&event("post-confirmation-forgot-password.json")).unwrap().is_none());
+        assert!(
+            tenant_of(&event("post-confirmation-forgot-password.json"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn malformed_events_are_refused_naming_the_field() {
         for (name, expected) in [
-            ("post-confirmation-missing-sub.json", "event field `request.userAttributes.sub` is missing"),
+            (
+                "post-confirmation-missing-sub.json",
+                "event field `request.userAttributes.sub` is missing",
+            ),
             ("post-confirmation-uppercase-sub.json", "lowercase"),
-            ("post-confirmation-path-traversal-sub.json", "request.userAttributes.sub"),
+            (
+                "post-confirmation-path-traversal-sub.json",
+                "request.userAttributes.sub",
+            ),
         ] {
             let err = tenant_of(&event(name)).unwrap_err().to_string();
             assert!(err.contains(expected), "{name}: {err}");
