@@ -5,6 +5,7 @@ use std::process::{Command, ExitCode};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod demo;
 mod procs;
 mod stack;
@@ -31,10 +32,14 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Bring the stack up and run the benchmarks (criterion).
+    /// Bring the stack up and measure post-confirmation latency (p50/p99, per step).
     Bench {
-        #[arg(trailing_var_arg = true)]
-        args: Vec<String>,
+        /// Fresh signups to measure.
+        #[arg(long, default_value_t = 60)]
+        signups: usize,
+        /// Also cross-build the arm64 release bootstrap and report its zipped size.
+        #[arg(long)]
+        size: bool,
     },
     /// The local stack: RabbitMQ, moto, and the Lambda emulator.
     Stack {
@@ -83,10 +88,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             stack::up(false).await?;
             return cargo_with_stack(&["test", "--workspace"], &args);
         }
-        Task::Bench { args } => {
-            stack::up(false).await?;
-            return cargo_with_stack(&["bench", "--workspace"], &args);
-        }
+        Task::Bench { signups, size } => bench::run(signups, size).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
