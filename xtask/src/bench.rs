@@ -31,26 +31,39 @@ pub async fn run(signups: usize, size: bool) -> Result<()> {
 
     // Warm-up: the first invocation starts the function (cold start) and opens connections.
     let warm = fresh_tenant();
-    invoke(&http, &endpoint, "post-confirmation", &events::signup_for(&warm)).await?.unwrap_ok();
+    invoke(&http, &endpoint, "post-confirmation", &events::signup_for(&warm))
+        .await?
+        .unwrap_ok();
     let mut tenants = vec![warm];
 
     let mut end_to_end = Vec::with_capacity(signups);
     for _ in 0..signups {
         let tenant = fresh_tenant();
         let started = Instant::now();
-        invoke(&http, &endpoint, "post-confirmation", &events::signup_for(&tenant)).await?.unwrap_ok();
+        invoke(
+            &http,
+            &endpoint,
+            "post-confirmation",
+            &events::signup_for(&tenant),
+        )
+        .await?
+        .unwrap_ok();
         end_to_end.push(started.elapsed());
         tenants.push(tenant);
     }
     end_to_end.sort();
 
-    let mut per_step: Vec<(Step, Vec<Duration>)> =
-        [Step::Secret, Step::Vhost, Step::User, Step::Permission].map(|s| (s, Vec::new())).into();
+    let mut per_step: Vec<(Step, Vec<Duration>)> = [Step::Secret, Step::Vhost, Step::User, Step::Permission]
+        .map(|s| (s, Vec::new()))
+        .into();
     let mut in_process = Vec::with_capacity(signups);
     for _ in 0..signups {
         let tenant = fresh_tenant();
         let started = Instant::now();
-        let done = app.provisioner.provision(&tenant, &Deadline::new(Duration::from_secs(5), None)).await?;
+        let done = app
+            .provisioner
+            .provision(&tenant, &Deadline::new(Duration::from_secs(5), None))
+            .await?;
         in_process.push(started.elapsed());
         for t in done.timings {
             if let Some((_, v)) = per_step.iter_mut().find(|(s, _)| *s == t.step) {
@@ -76,7 +89,12 @@ pub async fn run(signups: usize, size: bool) -> Result<()> {
     println!("  per step (secret ∥ vhost, then user after secret, then permission):");
     for (step, mut times) in per_step {
         times.sort();
-        println!("    {:<11} p50 {:>9}  p99 {:>9}", step.as_str(), ms(percentile(&times, 50.0)), ms(percentile(&times, 99.0)));
+        println!(
+            "    {:<11} p50 {:>9}  p99 {:>9}",
+            step.as_str(),
+            ms(percentile(&times, 50.0)),
+            ms(percentile(&times, 99.0))
+        );
     }
 
     let deadline = Deadline::new(Duration::from_secs(30), None);
@@ -87,7 +105,9 @@ pub async fn run(signups: usize, size: bool) -> Result<()> {
     if size {
         release_size()?;
     } else {
-        println!("release bootstrap size: run `cargo xtask bench --size` (cross-builds for arm64, ~9 min cold)");
+        println!(
+            "release bootstrap size: run `cargo xtask bench --size` (cross-builds for arm64, ~9 min cold)"
+        );
     }
     Ok(())
 }
@@ -96,17 +116,29 @@ pub async fn run(signups: usize, size: bool) -> Result<()> {
 fn release_size() -> Result<()> {
     let root = stack::workspace_root();
     let mut build = std::process::Command::new("cargo");
-    build
-        .current_dir(&root)
-        .args(["lambda", "build", "--release", "--arm64", "--output-format", "zip", "--package", "post-confirmation"]);
+    build.current_dir(&root).args([
+        "lambda",
+        "build",
+        "--release",
+        "--arm64",
+        "--output-format",
+        "zip",
+        "--package",
+        "post-confirmation",
+    ]);
     stack::with_env(&mut build);
     crate::procs::run(&mut build)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let zip = target.join("lambda/post-confirmation/bootstrap.zip");
-    let Ok(meta) = std::fs::metadata(&zip) else { bail!("{} was not built", zip.display()) };
+    let Ok(meta) = std::fs::metadata(&zip) else {
+        bail!("{} was not built", zip.display())
+    };
     let mb = meta.len() as f64 / 1_000_000.0;
-    println!("release bootstrap (arm64, zipped): {mb:.2} MB   (goal: < 5 MB)   {}", zip.display());
+    println!(
+        "release bootstrap (arm64, zipped): {mb:.2} MB   (goal: < 5 MB)   {}",
+        zip.display()
+    );
     Ok(())
 }

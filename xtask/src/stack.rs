@@ -60,7 +60,7 @@ pub async fn up(quiet: bool) -> Result<Stack> {
             eprintln!("stack: {msg}");
         }
     };
-    ensure_venv(&dir, &say)?;
+    ensure_venvs(&dir, &say)?;
     let rabbit_fresh = ensure_rabbitmq(&dir, &say)?;
     ensure_moto(&dir, &say)?;
     let stack = Stack::require();
@@ -81,26 +81,36 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
-fn ensure_venv(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
-    let bin = stack::venv_bin();
-    let requirements = workspace_root().join("xtask/stack-requirements.txt");
-    let stamp = dir.join("venv/.requirements");
-    let wanted = fs::read_to_string(&requirements)?;
-    if bin.join("moto_server").exists()
-        && bin.join("cargo-lambda").exists()
-        && fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
-    {
-        return Ok(());
+/// The stack's Python venvs: name, requirements file, a program that proves it is installed.
+const VENVS: &[(&str, &str, &str)] = &[
+    ("venv", "xtask/stack-requirements.txt", "moto_server"),
+    ("venv-awscli", "xtask/awscli-requirements.txt", "aws"),
+];
+
+fn ensure_venvs(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
+    for (name, requirements, program) in VENVS {
+        let venv = dir.join(name);
+        let requirements = workspace_root().join(requirements);
+        let stamp = venv.join(".requirements");
+        let wanted = fs::read_to_string(&requirements)?;
+        if venv.join("bin").join(program).exists()
+            && fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
+        {
+            continue;
+        }
+        say(&format!(
+            "installing {} into the stack's {name} (once)",
+            requirements.display()
+        ));
+        procs::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("python3 with the venv module is needed: apt-get install python3-venv")?;
+        procs::run(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(&requirements),
+        )?;
+        fs::write(stamp, wanted)?;
     }
-    say("installing moto and cargo-lambda into the stack's venv (once)");
-    procs::run(Command::new("python3").args(["-m", "venv"]).arg(dir.join("venv")))
-        .context("python3 with the venv module is needed: apt-get install python3-venv")?;
-    procs::run(
-        Command::new(bin.join("pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(&requirements),
-    )?;
-    fs::write(stamp, wanted)?;
     Ok(())
 }
 
@@ -253,7 +263,8 @@ fn ensure_lambda_emulator(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
     // Build first, so the emulator's first invocation does not wait for a compile.
     let mut build = Command::new("cargo");
     build.current_dir(&root).args(["build", "--quiet"]);
-    for f in FUNCTIONS {
+    // The CLI too: tests run it as kubectl's exec plugin.
+    for f in FUNCTIONS.iter().chain(&["tgsearch-cli"]) {
         build.args(["--package", f]);
     }
     procs::run(&mut build)?;

@@ -7,6 +7,7 @@ pub mod amqp;
 pub mod events;
 pub mod lambda;
 pub mod stack;
+pub mod tls;
 
 use tgsearch::TenantId;
 

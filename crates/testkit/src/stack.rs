@@ -32,9 +32,15 @@ pub fn dir() -> PathBuf {
     home.join(".local/state/tgsearch-stack")
 }
 
-/// The venv that holds the stack's Python tools (moto, cargo-lambda), never the system Python.
+/// The venv that holds the stack's Python tools (moto, cargo-lambda, cfn-lint), never the
+/// system Python.
 pub fn venv_bin() -> PathBuf {
     dir().join("venv/bin")
+}
+
+/// The venv with the AWS CLI, the reference implementation of `aws eks get-token`.
+pub fn awscli_bin() -> PathBuf {
+    dir().join("venv-awscli/bin")
 }
 
 /// The environment of the local stack, as `cargo xtask stack env` prints it.

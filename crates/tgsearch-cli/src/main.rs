@@ -49,6 +49,19 @@ enum Command {
         #[arg(long)]
         sub: TenantId,
     },
+    /// Print an ExecCredential with an EKS token, like `aws eks get-token`: use it as the
+    /// kubeconfig exec credential plugin.
+    EksToken {
+        /// The EKS cluster the token is for.
+        #[arg(long)]
+        cluster_name: String,
+        /// Region of the cluster (default: the AWS SDK's, e.g. AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        /// Sign with credentials of this role (sts:AssumeRole) instead of the caller's.
+        #[arg(long)]
+        role_arn: Option<String>,
+    },
     /// Replace RabbitMQ's default administrator with a generated one stored in Secrets Manager
     /// under RABBITMQ_ADMIN_SECRET_ID (idempotent).
     BootstrapRabbitmq {
@@ -118,6 +131,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(3)
             })
         }
+        Command::EksToken {
+            cluster_name,
+            region,
+            role_arn,
+        } => {
+            eks_token(&cluster_name, region, role_arn.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::BootstrapRabbitmq {
             admin_user,
             bootstrap_user,
@@ -146,4 +167,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `tgsearch eks-token`: stdout gets the ExecCredential and nothing else, so a failure leaves it
+/// empty for kubectl; warnings and errors go to stderr.
+async fn eks_token(cluster: &str, region: Option<String>, role_arn: Option<&str>) -> Result<()> {
+    use tgsearch::eks::{TokenSource, exec_credential};
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = &region {
+        // An explicit region also spares the region provider chain (and its IMDS lookup).
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    let aws = loader.load().await;
+    let source = match role_arn {
+        Some(arn) => TokenSource::assuming_role(cluster, region, arn, &aws).await?,
+        None => TokenSource::from_sdk_config(cluster, region, &aws)?,
+    };
+    let token = source.sign().await?;
+    let (api_version, warning) =
+        exec_credential::api_version(std::env::var("KUBERNETES_EXEC_INFO").ok().as_deref());
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    println!("{}", exec_credential::exec_credential(&token, api_version));
+    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod credentials;
 pub mod deadline;
+pub mod eks;
 pub mod handlers;
 pub mod ports;
 pub mod provision;
