@@ -120,45 +120,12 @@ fn tgsearch_bin() -> PathBuf {
     bin
 }
 
-/// A minimal HTTPS API server: answers every request with a `/version` body and records the
-/// requests it saw.
-async fn probe_api_server(
-    tls: std::sync::Arc<rustls::ServerConfig>,
-) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (seen, requests) = tokio::sync::mpsc::unbounded_channel();
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut buf = vec![0u8; 16 * 1024];
-                let n = conn.read(&mut buf).await.unwrap_or(0);
-                let _ = seen.send(String::from_utf8_lossy(&buf[..n]).to_string());
-                let body = r#"{"major":"1","minor":"31","gitVersion":"v1.31.0"}"#;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = conn.write_all(format!("{head}{body}").as_bytes()).await;
-                let _ = conn.shutdown().await;
-            });
-        }
-    });
-    (port, requests)
-}
-
 /// kubectl runs `tgsearch eks-token` from a kubeconfig and sends the token it prints.
 #[tokio::test]
 async fn kubectl_uses_tgsearch_eks_token_as_its_exec_plugin() {
     let tls = testkit::tls::self_signed().unwrap();
-    let (port, mut requests) = probe_api_server(tls.server.clone()).await;
+    let mut probe = testkit::probe::Probe::start(tls.server.clone()).await;
+    let port = probe.port;
     let dir = std::env::temp_dir().join(format!("tgsearch-kubeconfig-{}", testkit::fresh_tenant()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ca.pem"), &tls.ca_pem).unwrap();
@@ -214,17 +181,7 @@ users:
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("v1.31.0"));
 
-    let mut seen = Vec::new();
-    while let Ok(r) = requests.try_recv() {
-        seen.push(r);
-    }
-    let token = seen
-        .iter()
-        .flat_map(|r| r.lines())
-        .find_map(|l| l.strip_prefix("Authorization: Bearer "))
-        .unwrap_or_else(|| panic!("kubectl sent no bearer token: {seen:?}"))
-        .trim()
-        .to_owned();
+    let token = probe.bearer_tokens().pop().expect("kubectl sent a bearer token");
     let checked = check_token(&token, SystemTime::now()).expect("the authenticator's checks pass");
     assert_eq!(checked.host, "sts.eu-west-1.amazonaws.com");
     assert_eq!(checked.params["x-amz-security-token"], "kubectl-session");

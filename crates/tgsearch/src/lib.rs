@@ -10,6 +10,7 @@
 pub mod adapters;
 pub mod app;
 pub mod bootstrap;
+pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod deadline;
