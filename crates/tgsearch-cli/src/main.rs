@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use clap::{Parser, Subcommand};
 use tgsearch::TenantId;
 use tgsearch::adapters::rabbitmq::{AdminCredentials, ManagementClient};
@@ -82,7 +83,8 @@ enum Command {
     },
 }
 
-#[tokio::main]
+// One thread is plenty for a CLI, and `eks-token` runs before every kubectl request.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     tracing_init();
     let cli = Cli::parse();
@@ -172,16 +174,43 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 /// `tgsearch eks-token`: stdout gets the ExecCredential and nothing else, so a failure leaves it
 /// empty for kubectl; warnings and errors go to stderr.
 async fn eks_token(cluster: &str, region: Option<String>, role_arn: Option<&str>) -> Result<()> {
-    use tgsearch::eks::{TokenSource, exec_credential};
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(r) = &region {
-        // An explicit region also spares the region provider chain (and its IMDS lookup).
-        loader = loader.region(aws_config::Region::new(r.clone()));
-    }
-    let aws = loader.load().await;
+    use aws_config::default_provider::{credentials::DefaultCredentialsChain, region::DefaultRegionChain};
+    use tgsearch::eks::{SourceError, TokenSource, exec_credential};
+    // Only what signing needs: a region and the default credentials chain (environment,
+    // profile, web identity, container, IMDS), both lazy. A full `aws_config::load` would also
+    // build an HTTP client and resolve settings a presigned URL never uses: this command is a
+    // kubectl plugin, run before every request, and its start-up time is the point.
+    let region = match region {
+        Some(r) => aws_config::Region::new(r),
+        None => DefaultRegionChain::builder()
+            .build()
+            .region()
+            .await
+            .ok_or(SourceError::NoRegion)?,
+    };
+    // The chain's first link, environment variables, is tried on its own first: building the
+    // whole chain loads the system's root certificates for its HTTP clients (IMDS, SSO), which
+    // is most of this command's run time when the credentials are in the environment anyway.
+    let env_credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
+    let chain = match env_credentials.provide_credentials().await {
+        Ok(_) => SharedCredentialsProvider::new(env_credentials),
+        Err(_) => SharedCredentialsProvider::new(
+            DefaultCredentialsChain::builder()
+                .region(region.clone())
+                .build()
+                .await,
+        ),
+    };
     let source = match role_arn {
-        Some(arn) => TokenSource::assuming_role(cluster, region, arn, &aws).await?,
-        None => TokenSource::from_sdk_config(cluster, region, &aws)?,
+        None => TokenSource::new(cluster, region.to_string(), chain),
+        Some(arn) => {
+            let aws = aws_config::SdkConfig::builder()
+                .region(region.clone())
+                .credentials_provider(chain)
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .build();
+            TokenSource::assuming_role(cluster, Some(region.to_string()), arn, &aws).await?
+        }
     };
     let token = source.sign().await?;
     let (api_version, warning) =
