@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use testkit::stack::{
-    self, ADMIN_SECRET_ID, ADMIN_USER, AMQP_PORT, LAMBDA_PORT, MANAGEMENT_PORT, MOTO_PORT, Stack,
+    self, ADMIN_SECRET_ID, ADMIN_USER, AMQP_PORT, CLUSTER_NAME, KUBE_PORT, LAMBDA_PORT, MANAGEMENT_PORT,
+    MOTO_PORT, NAMESPACE, REGION, Stack,
 };
 use tgsearch::adapters::rabbitmq::{AdminCredentials, ManagementClient};
 use tgsearch::adapters::secrets_manager::SecretsManager;
@@ -63,17 +64,21 @@ pub async fn up(quiet: bool) -> Result<Stack> {
     ensure_venvs(&dir, &say)?;
     let rabbit_fresh = ensure_rabbitmq(&dir, &say)?;
     ensure_moto(&dir, &say)?;
+    build_binaries()?;
+    let kube_fresh = ensure_kube_standin(&dir, &say)?;
+    write_kubeconfig()?;
     let stack = Stack::require();
     ensure_admin(&dir, &stack, rabbit_fresh).await?;
     say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
-    ensure_lambda_emulator(&dir, &say)?;
+    // The Lambdas hold the cluster CA in their environment: a new stand-in means new Lambdas.
+    ensure_lambda_emulator(&dir, &say, kube_fresh)?;
     say(&format!("up; state and logs in {}", dir.display()));
     Ok(stack)
 }
 
 pub fn down() -> Result<()> {
     let dir = stack::dir();
-    for name in ["lambda", "moto", "rabbitmq"] {
+    for name in ["lambda", "kube", "moto", "rabbitmq"] {
         if procs::stop(&dir, name)? {
             eprintln!("stack: stopped {name}");
         }
@@ -256,29 +261,106 @@ async fn ensure_admin(dir: &Path, stack: &Stack, rabbit_fresh: bool) -> Result<(
     Ok(())
 }
 
-fn ensure_lambda_emulator(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds what the stack runs: the Lambdas (so the emulator's first invocation does not wait
+/// for a compile), the stand-in, and the CLI (kubectl's exec plugin).
+fn build_binaries() -> Result<()> {
+    let mut build = Command::new("cargo");
+    build.current_dir(workspace_root()).args(["build", "--quiet"]);
+    for package in FUNCTIONS.iter().chain(&["tgsearch-cli", "kube-standin"]) {
+        build.args(["--package", package]);
+    }
+    procs::run(&mut build)
+}
+
+/// Starts the Kubernetes API stand-in unless it runs. Returns `true` when it started (with a
+/// new CA).
+fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
+    let binary = target_dir().join("debug/kube-standin");
+    let started = fs::metadata(dir.join("kube.pid")).and_then(|m| m.modified()).ok();
+    let built = fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let rebuilt = matches!((built, started), (Some(b), Some(s)) if b > s);
+    if port_open(KUBE_PORT) && !rebuilt && stack::kube_ca_file().exists() {
+        return Ok(false);
+    }
+    procs::stop(dir, "kube")?;
+    if port_open(KUBE_PORT) {
+        bail!("port {KUBE_PORT} is taken by another process (a local cluster?); stop it and run again");
+    }
+    say("starting the Kubernetes API stand-in");
+    let _ = fs::remove_file(stack::kube_ca_file());
+    let mut standin = Command::new(&binary);
+    standin
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{KUBE_PORT}"),
+            "--cluster-name",
+            CLUSTER_NAME,
+        ])
+        .arg("--dir")
+        .arg(dir.join("kube"));
+    with_env(&mut standin);
+    procs::spawn(dir, "kube", &mut standin)?;
+    procs::wait_for(dir, "kube", Duration::from_secs(30), || {
+        port_open(KUBE_PORT) && stack::kube_ca_file().exists()
+    })?;
+    Ok(true)
+}
+
+/// A kubeconfig for plain kubectl, whose user runs `tgsearch eks-token` exactly as an EKS
+/// kubeconfig runs `aws eks get-token`.
+fn write_kubeconfig() -> Result<()> {
+    let tgsearch = target_dir().join("debug/tgsearch");
+    let kubeconfig = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: {CLUSTER_NAME}
+  cluster:
+    server: https://127.0.0.1:{KUBE_PORT}
+    certificate-authority: {ca}
+contexts:
+- name: {CLUSTER_NAME}
+  context:
+    cluster: {CLUSTER_NAME}
+    user: {CLUSTER_NAME}
+    namespace: {NAMESPACE}
+current-context: {CLUSTER_NAME}
+users:
+- name: {CLUSTER_NAME}
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: {tgsearch}
+      args: [eks-token, --cluster-name, {CLUSTER_NAME}, --region, {REGION}]
+      interactiveMode: Never
+",
+        ca = stack::kube_ca_file().display(),
+        tgsearch = tgsearch.display(),
+    );
+    fs::write(stack::kubeconfig_file(), kubeconfig)?;
+    Ok(())
+}
+
+fn ensure_lambda_emulator(dir: &Path, say: &impl Fn(&str), force_restart: bool) -> Result<()> {
     let root = workspace_root();
     let marker = dir.join("lambda.workspace");
     let serving = fs::read_to_string(&marker).ok();
-    // Build first, so the emulator's first invocation does not wait for a compile.
-    let mut build = Command::new("cargo");
-    build.current_dir(&root).args(["build", "--quiet"]);
-    // The CLI too: tests run it as kubectl's exec plugin.
-    for f in FUNCTIONS.iter().chain(&["tgsearch-cli"]) {
-        build.args(["--package", f]);
-    }
-    procs::run(&mut build)?;
     // Warm instances keep running old code: restart the emulator when a binary is newer.
     let started = fs::metadata(&marker).and_then(|m| m.modified()).ok();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let rebuilt = FUNCTIONS.iter().any(|f| {
-        let built = fs::metadata(target.join("debug").join(f))
-            .and_then(|m| m.modified())
-            .ok();
-        matches!((built, started), (Some(b), Some(s)) if b > s)
-    });
+    let target = target_dir();
+    let rebuilt = force_restart
+        || FUNCTIONS.iter().any(|f| {
+            let built = fs::metadata(target.join("debug").join(f))
+                .and_then(|m| m.modified())
+                .ok();
+            matches!((built, started), (Some(b), Some(s)) if b > s)
+        });
     if port_open(LAMBDA_PORT) && !rebuilt && serving.as_deref() == Some(root.to_string_lossy().as_ref()) {
         return Ok(());
     }

@@ -15,6 +15,13 @@ pub const MANAGEMENT_PORT: u16 = 15672;
 pub const MOTO_PORT: u16 = 5000;
 /// Where `cargo lambda watch` serves the Lambda invoke API (cargo-lambda's default port).
 pub const LAMBDA_PORT: u16 = 9000;
+/// The Kubernetes API stand-in (HTTPS).
+pub const KUBE_PORT: u16 = 6443;
+/// The cluster name EKS tokens are signed for.
+pub const CLUSTER_NAME: &str = "tgsearch-local";
+pub const NAMESPACE: &str = "tgsearch";
+/// The backend image written into Deployments (nothing pulls it locally).
+pub const BACKEND_IMAGE: &str = "ghcr.io/tgsearch/core:latest";
 pub const REGION: &str = "us-east-1";
 pub const ADMIN_SECRET_ID: &str = "tgsearch/rabbitmq-admin";
 pub const ADMIN_USER: &str = "tgsearch-admin";
@@ -43,10 +50,29 @@ pub fn awscli_bin() -> PathBuf {
     dir().join("venv-awscli/bin")
 }
 
+/// The stand-in's CA (written when it starts) and the kubeconfig `stack up` writes.
+pub fn kube_ca_file() -> PathBuf {
+    dir().join("kube/ca.pem")
+}
+pub fn kubeconfig_file() -> PathBuf {
+    dir().join("kubeconfig")
+}
+
 /// The environment of the local stack, as `cargo xtask stack env` prints it.
 pub fn exports() -> BTreeMap<&'static str, String> {
+    use base64::Engine;
     let aws = format!("http://{HOST}:{MOTO_PORT}");
+    // As DescribeCluster returns it: base64 of the PEM. Empty until the stand-in has started.
+    let ca = std::fs::read(kube_ca_file())
+        .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
+        .unwrap_or_default();
     BTreeMap::from([
+        ("EKS_CLUSTER_NAME", CLUSTER_NAME.into()),
+        ("EKS_CLUSTER_ENDPOINT", format!("https://{HOST}:{KUBE_PORT}")),
+        ("EKS_CLUSTER_CA", ca),
+        ("KUBECONFIG", kubeconfig_file().display().to_string()),
+        ("KUBE_NAMESPACE", NAMESPACE.into()),
+        ("BACKEND_IMAGE", BACKEND_IMAGE.into()),
         ("AWS_ENDPOINT_URL", aws),
         ("AWS_REGION", REGION.into()),
         ("AWS_DEFAULT_REGION", REGION.into()),

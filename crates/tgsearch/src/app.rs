@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
+use crate::adapters::kubernetes::KubeBackend;
 use crate::adapters::rabbitmq::{AdminCredentials, ManagementClient};
 use crate::adapters::secrets_manager::{SecretsError, SecretsManager};
+use crate::backend::TemplateError;
+use crate::cluster::ClusterError;
 use crate::config::{ConfigError, ProvisionerConfig};
 use crate::provision::Provisioner;
 
@@ -22,6 +25,10 @@ pub enum StartupError {
     AdminSecretMissing(String),
     #[error("cannot build the HTTP client: {0}")]
     Http(#[source] reqwest::Error),
+    #[error("cannot reach Kubernetes: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
 }
 
 /// The expected shape of the admin secret, for error messages.
@@ -45,7 +52,7 @@ pub fn http_client() -> Result<reqwest::Client, StartupError> {
 }
 
 /// The provisioner as the Lambdas and the CLI use it.
-pub type LiveProvisioner = Provisioner<SecretsManager, ManagementClient>;
+pub type LiveProvisioner = Provisioner<SecretsManager, ManagementClient, KubeBackend>;
 
 /// Everything provisioning needs, built once.
 pub struct AppContext {
@@ -54,8 +61,8 @@ pub struct AppContext {
 }
 
 impl AppContext {
-    /// Builds the clients and reads the RabbitMQ admin credentials (once per container, not per
-    /// invocation).
+    /// Builds the clients, reads the RabbitMQ admin credentials and parses the backend template
+    /// (once per container, not per invocation).
     pub async fn new(
         config: ProvisionerConfig,
         aws: &SdkConfig,
@@ -68,10 +75,13 @@ impl AppContext {
             .map_err(StartupError::AdminSecret)?
             .ok_or_else(|| StartupError::AdminSecretMissing(config.rabbitmq_admin_secret_id.clone()))?;
         let broker = ManagementClient::new(http, config.rabbitmq_management_url.clone(), admin);
+        let kube = crate::cluster::connect(&config.kube, aws).await?;
+        let backend = KubeBackend::new(kube, config.backend.clone(), crate::backend::template()?);
         Ok(Self {
             provisioner: Provisioner {
                 store: secrets,
                 broker,
+                backend,
                 amqp_url: config.rabbitmq_amqp_url.clone(),
             },
             config,

@@ -36,6 +36,10 @@ pub struct ProvisionerConfig {
     pub user_secret_prefix: String,
     /// The most one provisioning may take, Lambda deadline permitting.
     pub provision_budget: Duration,
+    /// How to reach the cluster (EKS or kubeconfig) and in which namespace.
+    pub kube: crate::cluster::KubeConfig,
+    /// Image and storage of the tenants' backends.
+    pub backend: crate::backend::BackendSettings,
 }
 
 /// Reads settings through a lookup function, so tests need not touch the process environment.
@@ -115,7 +119,11 @@ impl ProvisionerConfig {
     }
 
     pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let kube = crate::cluster::KubeConfig::from(env)?;
+        let backend = crate::backend::BackendSettings::from(env, &kube.namespace)?;
         Ok(Self {
+            kube,
+            backend,
             rabbitmq_management_url: env.url(
                 "RABBITMQ_MANAGEMENT_URL",
                 "base URL of the RabbitMQ management API, e.g. http://rabbitmq:15672",
@@ -152,6 +160,7 @@ mod tests {
         ("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672"),
         ("RABBITMQ_AMQP_URL", "amqp://127.0.0.1:5672"),
         ("RABBITMQ_ADMIN_SECRET_ID", "tgsearch/rabbitmq-admin"),
+        ("BACKEND_IMAGE", "ghcr.io/tgsearch/core:1.4"),
     ];
 
     #[test]
@@ -163,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_missing_setting_is_named() {
-        let err = ProvisionerConfig::from(&env(&COMPLETE[..2])).unwrap_err();
+        let err = ProvisionerConfig::from(&env(&[COMPLETE[0], COMPLETE[1], COMPLETE[3]])).unwrap_err();
         assert!(err.to_string().contains("RABBITMQ_ADMIN_SECRET_ID"), "{err}");
     }
 

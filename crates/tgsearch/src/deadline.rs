@@ -27,6 +27,12 @@ pub enum Step {
     User,
     /// The user's permission on the vhost.
     Permission,
+    /// The Kubernetes Secret holding `AMQP_URI`.
+    KubeSecret,
+    /// The PersistentVolumeClaim for the tenant's data.
+    Volume,
+    /// The backend Deployment.
+    Deployment,
 }
 
 impl Step {
@@ -36,6 +42,9 @@ impl Step {
             Step::Vhost => "vhost",
             Step::User => "user",
             Step::Permission => "permission",
+            Step::KubeSecret => "kube-secret",
+            Step::Volume => "volume",
+            Step::Deployment => "deployment",
         }
     }
 }

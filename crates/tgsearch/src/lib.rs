@@ -9,6 +9,7 @@
 
 pub mod adapters;
 pub mod app;
+pub mod backend;
 pub mod bootstrap;
 pub mod cluster;
 pub mod config;

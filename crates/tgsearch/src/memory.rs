@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::credentials::SecretUri;
 use crate::credentials::{Password, TenantCredentials};
 use crate::deadline::Step;
-use crate::ports::{CredentialStore, PortError, Removed, Stored, TenantBroker};
+use crate::ports::{CredentialStore, PortError, Removed, Stored, TenantBackend, TenantBroker};
 use crate::tenant::TenantId;
 
 #[derive(Default)]
@@ -119,5 +120,51 @@ impl TenantBroker for MemoryBroker {
             Some(_) => Removed::Deleted,
             None => Removed::AlreadyAbsent,
         })
+    }
+}
+
+/// Kubernetes objects as `kind/sub` keys (the Secret's value is its AMQP URI).
+#[derive(Default)]
+pub struct MemoryBackend {
+    pub objects: Mutex<HashMap<String, String>>,
+}
+
+impl MemoryBackend {
+    fn put(&self, key: String, value: String) -> Result<(), PortError> {
+        self.objects.lock().unwrap().insert(key, value);
+        Ok(())
+    }
+
+    fn take(&self, key: String) -> Result<Removed, PortError> {
+        Ok(match self.objects.lock().unwrap().remove(&key) {
+            Some(_) => Removed::Deleted,
+            None => Removed::AlreadyAbsent,
+        })
+    }
+}
+
+impl TenantBackend for MemoryBackend {
+    async fn ensure_secret(&self, tenant: &TenantId, amqp_uri: &SecretUri) -> Result<(), PortError> {
+        self.put(format!("secret/{tenant}"), amqp_uri.expose().to_owned())
+    }
+
+    async fn ensure_volume(&self, tenant: &TenantId) -> Result<(), PortError> {
+        self.put(format!("volume/{tenant}"), String::new())
+    }
+
+    async fn ensure_deployment(&self, tenant: &TenantId) -> Result<(), PortError> {
+        self.put(format!("deployment/{tenant}"), String::new())
+    }
+
+    async fn remove_deployment(&self, tenant: &TenantId) -> Result<Removed, PortError> {
+        self.take(format!("deployment/{tenant}"))
+    }
+
+    async fn remove_volume(&self, tenant: &TenantId) -> Result<Removed, PortError> {
+        self.take(format!("volume/{tenant}"))
+    }
+
+    async fn remove_secret(&self, tenant: &TenantId) -> Result<Removed, PortError> {
+        self.take(format!("secret/{tenant}"))
     }
 }

@@ -62,3 +62,23 @@ pub trait TenantBroker: Send + Sync {
 
     fn remove_user(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
 }
+
+/// The tenant's backend on the cluster: its Secret, its data volume, its Deployment.
+pub trait TenantBackend: Send + Sync {
+    fn ensure_secret(
+        &self,
+        tenant: &TenantId,
+        amqp_uri: &crate::credentials::SecretUri,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    fn ensure_volume(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    fn ensure_deployment(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    fn remove_deployment(&self, tenant: &TenantId)
+    -> impl Future<Output = Result<Removed, PortError>> + Send;
+
+    fn remove_volume(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
+
+    fn remove_secret(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
+}

@@ -4,8 +4,10 @@
 //! Order and concurrency follow the dependencies:
 //!
 //! ```text
-//!   vhost ──────────────────────┐
-//!   secret (create-or-read) ─> user ─┴─> permission
+//!   vhost ────────────────────────────────────────┐
+//!   volume (PVC) ───────────────────┐             │
+//!   secret (create-or-read) ─┬─> user ────────────┴─> permission
+//!                            └─> kube-secret ─┴─> deployment
 //! ```
 //!
 //! The secret is written first and is the one source of the password: a retry, or a duplicate
@@ -16,13 +18,14 @@ use reqwest::Url;
 
 use crate::credentials::{TenantCredentials, generate_password};
 use crate::deadline::{Deadline, Step, StepError, StepTiming};
-use crate::ports::{CredentialStore, TenantBroker};
+use crate::ports::{CredentialStore, TenantBackend, TenantBroker};
 use crate::tenant::TenantId;
 
 /// The clients provisioning works with, built once per container and passed in.
-pub struct Provisioner<S, B> {
+pub struct Provisioner<S, B, K> {
     pub store: S,
     pub broker: B,
+    pub backend: K,
     /// The broker address written into new tenants' `amqp_uri`.
     pub amqp_url: Url,
 }
@@ -38,36 +41,41 @@ pub struct Provisioned {
     pub timings: Vec<StepTiming>,
 }
 
-impl<S: CredentialStore, B: TenantBroker> Provisioner<S, B> {
+impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K> {
     pub async fn provision(&self, tenant: &TenantId, deadline: &Deadline) -> Result<Provisioned, StepError> {
         let candidate = TenantCredentials::new(tenant, generate_password(), &self.amqp_url);
 
         let vhost = deadline.run(Step::Vhost, self.broker.ensure_vhost(tenant));
-        let secret_then_user = async {
-            let (stored, secret_timing) = deadline
+        let volume = deadline.run(Step::Volume, self.backend.ensure_volume(tenant));
+        let from_secret = async {
+            let (stored, secret) = deadline
                 .run(Step::Secret, self.store.create_or_read(tenant, &candidate))
                 .await?;
-            let ((), user_timing) = deadline
-                .run(
-                    Step::User,
-                    self.broker.ensure_user(tenant, &stored.credentials.password),
-                )
-                .await?;
-            Ok::<_, StepError>((stored, secret_timing, user_timing))
+            let credentials = &stored.credentials;
+            let user = deadline.run(Step::User, self.broker.ensure_user(tenant, &credentials.password));
+            let kube_secret = deadline.run(
+                Step::KubeSecret,
+                self.backend.ensure_secret(tenant, &credentials.amqp_uri),
+            );
+            let (((), user), ((), kube_secret)) = tokio::try_join!(user, kube_secret)?;
+            Ok::<_, StepError>((stored, [secret, user, kube_secret]))
         };
-        // Fail fast: when one branch fails the other is dropped; whatever it did is idempotent.
-        let (((), vhost_timing), (stored, secret_timing, user_timing)) =
-            tokio::try_join!(vhost, secret_then_user)?;
+        // Fail fast: when one branch fails the others are dropped; whatever they did is
+        // idempotent, and the next run converges.
+        let (((), vhost), ((), volume), (stored, [secret, user, kube_secret])) =
+            tokio::try_join!(vhost, volume, from_secret)?;
 
-        let ((), permission_timing) = deadline
-            .run(Step::Permission, self.broker.ensure_permission(tenant))
-            .await?;
+        // The Deployment names the Secret and the volume; the permission needs user and vhost.
+        let (((), permission), ((), deployment)) = tokio::try_join!(
+            deadline.run(Step::Permission, self.broker.ensure_permission(tenant)),
+            deadline.run(Step::Deployment, self.backend.ensure_deployment(tenant)),
+        )?;
 
         Ok(Provisioned {
             tenant: tenant.clone(),
             credentials: stored.credentials,
             created_secret: stored.created,
-            timings: vec![secret_timing, vhost_timing, user_timing, permission_timing],
+            timings: vec![secret, vhost, volume, user, kube_secret, permission, deployment],
         })
     }
 }
@@ -77,16 +85,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::memory::{MemoryBroker, MemoryStore};
+    use crate::memory::{MemoryBackend, MemoryBroker, MemoryStore};
     use crate::ports::Removed;
 
-    fn provisioner() -> Provisioner<MemoryStore, MemoryBroker> {
+    type Memory = Provisioner<MemoryStore, MemoryBroker, MemoryBackend>;
+
+    fn provisioner() -> Memory {
         Provisioner {
             store: MemoryStore {
                 latency: Duration::from_millis(1),
                 ..Default::default()
             },
             broker: MemoryBroker::default(),
+            backend: MemoryBackend::default(),
             amqp_url: Url::parse("amqp://mq.local:5672").unwrap(),
         }
     }
@@ -99,7 +110,7 @@ mod tests {
         Deadline::new(Duration::from_secs(5), None)
     }
 
-    fn assert_consistent(p: &Provisioner<MemoryStore, MemoryBroker>, t: &TenantId) {
+    fn assert_consistent(p: &Memory, t: &TenantId) {
         let stored = p.store.secrets.lock().unwrap()[t].clone();
         assert_eq!(p.broker.users.lock().unwrap()[t.as_str()], stored.password);
         assert!(p.broker.vhosts.lock().unwrap().contains(t.as_str()));
@@ -117,7 +128,7 @@ mod tests {
         let p = provisioner();
         let done = p.provision(&tenant(), &deadline()).await.unwrap();
         assert!(done.created_secret);
-        assert_eq!(done.timings.len(), 4);
+        assert_eq!(done.timings.len(), 7);
         assert_consistent(&p, &tenant());
     }
 
@@ -188,6 +199,8 @@ mod tests {
         assert!(p.store.secrets.lock().unwrap().is_empty());
         assert!(p.broker.users.lock().unwrap().is_empty());
         assert!(p.broker.permissions.lock().unwrap().is_empty());
+        assert!(p.backend.objects.lock().unwrap().is_empty());
+        assert_eq!(first.deployment, Removed::Deleted);
         let second = p.teardown(&tenant(), &deadline()).await.unwrap();
         assert!(second.was_already_gone());
     }

@@ -1,4 +1,5 @@
 //! One module per external system, each implementing the ports it serves.
 
+pub mod kubernetes;
 pub mod rabbitmq;
 pub mod secrets_manager;

@@ -12,7 +12,7 @@ use tracing::{error, info};
 
 use super::{EventError, HandlerError, tenant_from};
 use crate::deadline::Deadline;
-use crate::ports::{CredentialStore, TenantBroker};
+use crate::ports::{CredentialStore, TenantBackend, TenantBroker};
 use crate::provision::Provisioner;
 use crate::tenant::TenantId;
 
@@ -46,8 +46,8 @@ pub fn parse(raw: &serde_json::Value) -> Result<PostConfirmationEvent, EventErro
 ///
 /// The event is read as raw JSON and parsed into its typed form for validation; the raw JSON is
 /// what goes back, so not even an absent optional field (`clientMetadata`) is added to it.
-pub async fn handle<S: CredentialStore, B: TenantBroker>(
-    provisioner: &Provisioner<S, B>,
+pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend>(
+    provisioner: &Provisioner<S, B, K>,
     budget: Duration,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, HandlerError> {

@@ -8,7 +8,7 @@ use tracing::{error, info};
 
 use super::{HandlerError, tenant_from};
 use crate::deadline::Deadline;
-use crate::ports::{CredentialStore, TenantBroker};
+use crate::ports::{CredentialStore, TenantBackend, TenantBroker};
 use crate::provision::Provisioner;
 use crate::teardown::TornDown;
 
@@ -19,8 +19,8 @@ pub struct TeardownRequest {
     pub sub: Option<String>,
 }
 
-pub async fn handle<S: CredentialStore, B: TenantBroker>(
-    provisioner: &Provisioner<S, B>,
+pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend>(
+    provisioner: &Provisioner<S, B, K>,
     budget: Duration,
     event: LambdaEvent<TeardownRequest>,
 ) -> Result<TornDown, HandlerError> {
@@ -29,7 +29,16 @@ pub async fn handle<S: CredentialStore, B: TenantBroker>(
     let deadline = Deadline::new(budget, Some(context.deadline));
     match provisioner.teardown(&tenant, &deadline).await {
         Ok(done) => {
-            info!(tenant = %tenant, vhost = ?done.vhost, user = ?done.user, secret = ?done.secret, "tenant torn down");
+            info!(
+                tenant = %tenant,
+                deployment = ?done.deployment,
+                volume = ?done.volume,
+                kube_secret = ?done.kube_secret,
+                vhost = ?done.vhost,
+                user = ?done.user,
+                secret = ?done.secret,
+                "tenant torn down"
+            );
             Ok(done)
         }
         Err(e) => {

@@ -1,0 +1,392 @@
+//! The tenant's backend on Kubernetes: a Secret with its `AMQP_URI`, a PersistentVolumeClaim for
+//! its data, and a Deployment rendered from `manifests/backend-deployment.yaml`.
+//!
+//! The template is parsed into typed `k8s-openapi` objects (with serde-saphyr) and the
+//! per-tenant fields are set in code; nothing is substituted into YAML text. It is embedded at
+//! compile time and checked by a unit test, so a broken template fails the build.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Secret, SecretKeySelector, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::config::{ConfigError, Env};
+use crate::credentials::SecretUri;
+use crate::tenant::TenantId;
+
+/// The template as operators edit it.
+pub const TEMPLATE_YAML: &str = include_str!("../../../manifests/backend-deployment.yaml");
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "tgsearch-provisioner");
+pub const TENANT_LABEL: &str = "tgsearch.io/tenant";
+pub const FIELD_MANAGER: &str = "tgsearch-provisioner";
+/// The container that runs TG-Search core, and the volume that holds its data.
+pub const CONTAINER: &str = "backend";
+pub const DATA_VOLUME: &str = "data";
+pub const AMQP_URI_KEY: &str = "AMQP_URI";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("manifests/backend-deployment.yaml is not a valid Deployment: {0}")]
+    Parse(String),
+    #[error("manifests/backend-deployment.yaml: {0}")]
+    Shape(&'static str),
+}
+
+/// What varies between installations, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSettings {
+    pub namespace: String,
+    /// `BACKEND_IMAGE`: the TG-Search core image.
+    pub image: String,
+    /// `BACKEND_STORAGE_SIZE`, default 1Gi.
+    pub storage_size: String,
+    /// `BACKEND_STORAGE_CLASS`; unset: the cluster's default class.
+    pub storage_class: Option<String>,
+}
+
+impl BackendSettings {
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>, namespace: &str) -> Result<Self, ConfigError> {
+        let image = env.required(
+            "BACKEND_IMAGE",
+            "the TG-Search core container image, e.g. ghcr.io/tgsearch/core:1.4",
+        )?;
+        if image.chars().any(char::is_whitespace) {
+            return Err(ConfigError::Invalid {
+                name: "BACKEND_IMAGE",
+                reason: format!("`{image}` is not an image reference"),
+            });
+        }
+        let storage_size = env
+            .optional("BACKEND_STORAGE_SIZE")
+            .unwrap_or_else(|| "1Gi".into());
+        if !is_quantity(&storage_size) {
+            return Err(ConfigError::Invalid {
+                name: "BACKEND_STORAGE_SIZE",
+                reason: format!("`{storage_size}` is not a Kubernetes quantity such as 1Gi or 500Mi"),
+            });
+        }
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            image,
+            storage_size,
+            storage_class: env.optional("BACKEND_STORAGE_CLASS"),
+        })
+    }
+}
+
+/// A plain `<digits>[.digits]<suffix>` quantity (what a storage request uses).
+fn is_quantity(q: &str) -> bool {
+    let digits_end = q
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(digits_end);
+    !number.is_empty()
+        && number.parse::<f64>().is_ok_and(|n| n > 0.0)
+        && ["", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"].contains(&suffix)
+}
+
+/// Parses and checks the embedded template.
+pub fn template() -> Result<Deployment, TemplateError> {
+    parse_template(TEMPLATE_YAML)
+}
+
+pub fn parse_template(yaml: &str) -> Result<Deployment, TemplateError> {
+    let deployment: Deployment =
+        serde_saphyr::from_str(yaml).map_err(|e| TemplateError::Parse(e.to_string()))?;
+    let spec = deployment
+        .spec
+        .as_ref()
+        .ok_or(TemplateError::Shape("spec is missing"))?;
+    let pod = spec
+        .template
+        .spec
+        .as_ref()
+        .ok_or(TemplateError::Shape("spec.template.spec is missing"))?;
+    if !pod.containers.iter().any(|c| c.name == CONTAINER) {
+        return Err(TemplateError::Shape("no container named `backend`"));
+    }
+    let has_data = pod.volumes.as_ref().is_some_and(|v| {
+        v.iter()
+            .any(|v| v.name == DATA_VOLUME && v.persistent_volume_claim.is_some())
+    });
+    if !has_data {
+        return Err(TemplateError::Shape(
+            "no persistentVolumeClaim volume named `data`",
+        ));
+    }
+    if spec.replicas.unwrap_or(1) != 1 {
+        return Err(TemplateError::Shape(
+            "replicas must be 1: the data volume is ReadWriteOnce",
+        ));
+    }
+    if spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) != Some("Recreate") {
+        return Err(TemplateError::Shape(
+            "strategy must be Recreate: the data volume is ReadWriteOnce",
+        ));
+    }
+    Ok(deployment)
+}
+
+/// Kubernetes names of a tenant's objects.
+pub fn deployment_name(tenant: &TenantId) -> String {
+    format!("backend-{tenant}")
+}
+pub fn secret_name(tenant: &TenantId) -> String {
+    deployment_name(tenant)
+}
+pub fn volume_name(tenant: &TenantId) -> String {
+    format!("backend-{tenant}-data")
+}
+
+/// The labels every object of the tenant carries; also its selector.
+pub fn tenant_labels(tenant: &TenantId) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+        (TENANT_LABEL.to_owned(), tenant.to_string()),
+    ])
+}
+
+/// `tgsearch.io/tenant=<sub>,app.kubernetes.io/managed-by=tgsearch-provisioner`.
+pub fn tenant_selector(tenant: &TenantId) -> String {
+    tenant_labels(tenant)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn meta(
+    tenant: &TenantId,
+    name: String,
+    settings: &BackendSettings,
+    extra: Option<&BTreeMap<String, String>>,
+) -> ObjectMeta {
+    let mut labels = extra.cloned().unwrap_or_default();
+    labels.extend(tenant_labels(tenant));
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(settings.namespace.clone()),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+/// The tenant's Secret: the `AMQP_URI` its backend connects with.
+pub fn render_secret(tenant: &TenantId, settings: &BackendSettings, amqp_uri: &SecretUri) -> Secret {
+    Secret {
+        metadata: meta(tenant, secret_name(tenant), settings, None),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            AMQP_URI_KEY.to_owned(),
+            ByteString(amqp_uri.expose().as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// The tenant's data volume claim.
+pub fn render_volume(tenant: &TenantId, settings: &BackendSettings) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: meta(tenant, volume_name(tenant), settings, None),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: settings.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".into(),
+                    Quantity(settings.storage_size.clone()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The tenant's Deployment: the template with the per-tenant fields set.
+pub fn render_deployment(tenant: &TenantId, settings: &BackendSettings, template: &Deployment) -> Deployment {
+    let mut d = template.clone();
+    d.metadata = meta(
+        tenant,
+        deployment_name(tenant),
+        settings,
+        template.metadata.labels.as_ref(),
+    );
+    let spec = d.spec.as_mut().expect("checked by parse_template");
+    let mut selector = spec.selector.match_labels.clone().unwrap_or_default();
+    selector.extend(tenant_labels(tenant));
+    spec.selector.match_labels = Some(selector);
+    let pod_meta = spec.template.metadata.get_or_insert_with(Default::default);
+    let mut pod_labels = pod_meta.labels.clone().unwrap_or_default();
+    pod_labels.extend(tenant_labels(tenant));
+    pod_meta.labels = Some(pod_labels);
+    let pod = spec.template.spec.as_mut().expect("checked by parse_template");
+    for container in pod.containers.iter_mut().filter(|c| c.name == CONTAINER) {
+        container.image = Some(settings.image.clone());
+        let env = container.env.get_or_insert_with(Vec::new);
+        env.retain(|e| e.name != AMQP_URI_KEY);
+        env.push(EnvVar {
+            name: AMQP_URI_KEY.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret_name(tenant),
+                    key: AMQP_URI_KEY.into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    for volume in pod.volumes.iter_mut().flatten().filter(|v| v.name == DATA_VOLUME) {
+        volume.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
+            claim_name: volume_name(tenant),
+            read_only: None,
+        });
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::{Password, TenantCredentials};
+
+    fn tenant() -> TenantId {
+        TenantId::parse("4f1c2b3a-9d8e-4f7a-8b6c-5d4e3f2a1b0c").unwrap()
+    }
+
+    fn settings() -> BackendSettings {
+        BackendSettings {
+            namespace: "tgsearch".into(),
+            image: "ghcr.io/tgsearch/core:1.4".into(),
+            storage_size: "2Gi".into(),
+            storage_class: Some("gp3".into()),
+        }
+    }
+
+    #[test]
+    fn the_embedded_template_is_a_valid_backend() {
+        template().expect("manifests/backend-deployment.yaml must parse and keep its shape");
+    }
+
+    #[test]
+    fn the_deployment_is_the_template_with_the_tenant_set() {
+        let d = render_deployment(&tenant(), &settings(), &template().unwrap());
+        let labels = d.metadata.labels.as_ref().unwrap();
+        assert_eq!(
+            d.metadata.name.as_deref(),
+            Some("backend-4f1c2b3a-9d8e-4f7a-8b6c-5d4e3f2a1b0c")
+        );
+        assert_eq!(labels[TENANT_LABEL], tenant().as_str());
+        assert_eq!(labels[MANAGED_BY.0], MANAGED_BY.1);
+        assert_eq!(
+            labels["app.kubernetes.io/name"], "tgsearch-backend",
+            "template labels are kept"
+        );
+        let spec = d.spec.unwrap();
+        let selector = spec.selector.match_labels.unwrap();
+        assert_eq!(selector[TENANT_LABEL], tenant().as_str());
+        let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
+        assert!(
+            selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+            "the selector matches the pods"
+        );
+        let pod = spec.template.spec.unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("ghcr.io/tgsearch/core:1.4"));
+        let uri = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == "AMQP_URI")
+            .unwrap();
+        let sel = uri.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!(
+            (sel.name.as_str(), sel.key.as_str()),
+            ("backend-4f1c2b3a-9d8e-4f7a-8b6c-5d4e3f2a1b0c", "AMQP_URI")
+        );
+        let data = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "data")
+            .unwrap();
+        assert_eq!(
+            data.persistent_volume_claim.unwrap().claim_name,
+            "backend-4f1c2b3a-9d8e-4f7a-8b6c-5d4e3f2a1b0c-data"
+        );
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn secret_and_volume_carry_the_tenant() {
+        let creds = TenantCredentials::new(
+            &tenant(),
+            Password::new("pw"),
+            &reqwest::Url::parse("amqp://mq:5672").unwrap(),
+        );
+        let s = render_secret(&tenant(), &settings(), &creds.amqp_uri);
+        assert_eq!(s.data.unwrap()["AMQP_URI"].0, creds.amqp_uri.expose().as_bytes());
+        let v = render_volume(&tenant(), &settings());
+        assert_eq!(
+            v.metadata.name.as_deref(),
+            Some("backend-4f1c2b3a-9d8e-4f7a-8b6c-5d4e3f2a1b0c-data")
+        );
+        let spec = v.spec.unwrap();
+        assert_eq!(spec.storage_class_name.as_deref(), Some("gp3"));
+        assert_eq!(spec.resources.unwrap().requests.unwrap()["storage"].0, "2Gi");
+    }
+
+    #[test]
+    fn broken_templates_are_refused_with_the_reason() {
+        let cases = [
+            (
+                "kind: Deployment\nspec: [not, a, map]\n",
+                "not a valid Deployment",
+            ),
+            (
+                &TEMPLATE_YAML.replace("name: backend\n", "name: core\n"),
+                "no container named `backend`",
+            ),
+            (
+                &TEMPLATE_YAML.replace("replicas: 1", "replicas: 2"),
+                "replicas must be 1",
+            ),
+            (
+                &TEMPLATE_YAML.replace("type: Recreate", "type: RollingUpdate"),
+                "Recreate",
+            ),
+        ];
+        for (yaml, why) in cases {
+            let err = parse_template(yaml).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let env = |vars: Vec<(&'static str, &'static str)>| {
+            Env::from_lookup(move |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()))
+        };
+        let err = BackendSettings::from(&env(vec![]), "ns").unwrap_err();
+        assert!(err.to_string().contains("BACKEND_IMAGE"));
+        let err = BackendSettings::from(
+            &env(vec![("BACKEND_IMAGE", "x"), ("BACKEND_STORAGE_SIZE", "lots")]),
+            "ns",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("BACKEND_STORAGE_SIZE"));
+        let ok = BackendSettings::from(&env(vec![("BACKEND_IMAGE", "x")]), "ns").unwrap();
+        assert_eq!(ok.storage_size, "1Gi");
+    }
+}
