@@ -38,7 +38,7 @@ pub async fn run(keep: bool) -> Result<()> {
     }
 
     println!("\n2. What now exists, in every system");
-    let status = tenant_status(&app.provisioner.store, &app.provisioner.broker, &tenant).await?;
+    let status = tenant_status(&app.provisioner, &tenant).await?;
     for line in status.to_string().lines() {
         println!("   {line}");
     }
@@ -57,6 +57,21 @@ pub async fn run(keep: bool) -> Result<()> {
         "   secret JSON: username {}, vhost {}, amqp_uri {masked}",
         creds.username, creds.vhost
     );
+
+    println!("\n   Plain kubectl, through `tgsearch eks-token` (as with EKS):");
+    let kubectl = std::process::Command::new("kubectl")
+        .args(["get", "deployments,secrets,pvc", "-l", &format!("tgsearch.io/tenant={tenant}")])
+        .envs(testkit::stack::exports())
+        .output();
+    match kubectl {
+        Ok(out) if out.status.success() => {
+            for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
+                println!("   {line}");
+            }
+        }
+        Ok(out) => bail!("kubectl failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => println!("   (kubectl is not installed: {e})"),
+    }
 
     println!("\n3. The tenant logs in to its vhost over AMQP with the stored amqp_uri");
     let message = format!("hello from {tenant}");
@@ -97,7 +112,7 @@ pub async fn run(keep: bool) -> Result<()> {
     .await?
     .unwrap_ok();
     println!("   {done}");
-    let after = tenant_status(&app.provisioner.store, &app.provisioner.broker, &tenant).await?;
+    let after = tenant_status(&app.provisioner, &tenant).await?;
     if !after.is_absent() {
         bail!("something of the tenant survived teardown:\n{after}");
     }

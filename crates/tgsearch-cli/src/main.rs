@@ -124,7 +124,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { sub } => {
             let app = AppContext::from_env().await?;
-            let status = tenant_status(&app.provisioner.store, &app.provisioner.broker, &sub).await?;
+            let status = tenant_status(&app.provisioner, &sub).await?;
             output::status(cli.json, &status);
             // Scripts can test completeness through the exit code.
             Ok(if status.is_complete() {

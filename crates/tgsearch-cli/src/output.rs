@@ -62,9 +62,12 @@ pub fn torn_down(as_json: bool, done: &TornDown) {
         return json(serde_json::to_value(done).expect("JSON output"));
     }
     println!("tore down tenant {}", done.sub);
-    println!("  vhost   {}", removed(done.vhost));
-    println!("  user    {}", removed(done.user));
-    println!("  secret  {}", removed(done.secret));
+    println!("  deployment   {}", removed(done.deployment));
+    println!("  volume       {}", removed(done.volume));
+    println!("  k8s secret   {}", removed(done.kube_secret));
+    println!("  vhost        {}", removed(done.vhost));
+    println!("  user         {}", removed(done.user));
+    println!("  secret       {}", removed(done.secret));
 }
 
 pub fn status(as_json: bool, status: &TenantStatus) {

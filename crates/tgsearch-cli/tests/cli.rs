@@ -60,9 +60,10 @@ fn provision_status_teardown_round_trip() {
 
     let out = tgsearch(&["teardown", "--sub", sub]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("vhost   removed"), "{}", text(&out));
+    assert!(text(&out).contains("vhost        removed"), "{}", text(&out));
+    assert!(text(&out).contains("deployment   removed"), "{}", text(&out));
     let out = tgsearch(&["teardown", "--sub", sub]);
-    assert!(text(&out).contains("vhost   already absent"), "{}", text(&out));
+    assert!(text(&out).contains("vhost        already absent"), "{}", text(&out));
 }
 
 #[test]

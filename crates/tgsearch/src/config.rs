@@ -119,11 +119,8 @@ impl ProvisionerConfig {
     }
 
     pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let kube = crate::cluster::KubeConfig::from(env)?;
-        let backend = crate::backend::BackendSettings::from(env, &kube.namespace)?;
+        // In the order the README lists them, so the first missing one is named first.
         Ok(Self {
-            kube,
-            backend,
             rabbitmq_management_url: env.url(
                 "RABBITMQ_MANAGEMENT_URL",
                 "base URL of the RabbitMQ management API, e.g. http://rabbitmq:15672",
@@ -142,6 +139,11 @@ impl ProvisionerConfig {
                 .optional("USER_SECRET_PREFIX")
                 .unwrap_or_else(|| DEFAULT_USER_SECRET_PREFIX.to_owned()),
             provision_budget: env.millis_or("PROVISION_BUDGET_MS", DEFAULT_PROVISION_BUDGET_MS)?,
+            backend: {
+                let namespace = crate::cluster::KubeConfig::from(env)?.namespace;
+                crate::backend::BackendSettings::from(env, &namespace)?
+            },
+            kube: crate::cluster::KubeConfig::from(env)?,
         })
     }
 }

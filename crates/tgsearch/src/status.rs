@@ -2,8 +2,10 @@
 
 use std::fmt;
 
-use crate::adapters::rabbitmq::{ManagementClient, Permission, RabbitMqError, User, Vhost};
-use crate::adapters::secrets_manager::SecretsManager;
+use crate::adapters::kubernetes::KubeError;
+use crate::adapters::rabbitmq::{Permission, RabbitMqError, User, Vhost};
+use crate::app::LiveProvisioner;
+use crate::backend::{AMQP_URI_KEY, CONTAINER};
 use crate::ports::{CredentialStore, PortError};
 use crate::tenant::TenantId;
 
@@ -13,6 +15,19 @@ pub enum StatusError {
     Secret(#[source] PortError),
     #[error("cannot query RabbitMQ: {0}")]
     RabbitMq(#[from] RabbitMqError),
+    #[error("cannot query Kubernetes: {0}")]
+    Kube(#[from] KubeError),
+}
+
+/// The tenant's Deployment, as far as an operator checks it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeploymentSummary {
+    pub name: String,
+    pub image: String,
+    pub replicas: i32,
+    pub strategy: String,
+    /// `AMQP_URI` comes from the tenant's own Secret.
+    pub uses_tenant_secret: bool,
 }
 
 /// The tenant's secret, described without its password.
@@ -33,6 +48,10 @@ pub struct TenantStatus {
     pub user_tags: Option<Vec<String>>,
     /// Every permission the tenant's user holds (anything beyond its own vhost is a leak).
     pub permissions: Vec<Permission>,
+    /// The Kubernetes Secret, and whether its `AMQP_URI` is the one in Secrets Manager.
+    pub kube_secret: Option<bool>,
+    pub volume: Option<String>,
+    pub deployment: Option<DeploymentSummary>,
 }
 
 impl TenantStatus {
@@ -43,26 +62,65 @@ impl TenantStatus {
             && self.user_tags.as_ref().is_some_and(|t| t.is_empty())
             && self.permissions.len() == 1
             && self.permissions[0].vhost == self.sub
+            && self.kube_secret == Some(true)
+            && self.volume.is_some()
+            && self.deployment.as_ref().is_some_and(|d| d.uses_tenant_secret)
     }
 
     /// Nothing of the tenant exists.
     pub fn is_absent(&self) -> bool {
-        self.secret.is_none() && self.vhost.is_none() && self.user_tags.is_none()
+        self.secret.is_none()
+            && self.vhost.is_none()
+            && self.user_tags.is_none()
+            && self.kube_secret.is_none()
+            && self.volume.is_none()
+            && self.deployment.is_none()
     }
 }
 
-pub async fn tenant_status(
-    secrets: &SecretsManager,
-    rabbitmq: &ManagementClient,
-    tenant: &TenantId,
-) -> Result<TenantStatus, StatusError> {
-    let (secret, vhost, user, permissions) = tokio::join!(
+pub async fn tenant_status(provisioner: &LiveProvisioner, tenant: &TenantId) -> Result<TenantStatus, StatusError> {
+    let (secrets, rabbitmq) = (&provisioner.store, &provisioner.broker);
+    let (secret, vhost, user, permissions, kube) = tokio::join!(
         secrets.read(tenant),
         rabbitmq.get_vhost(tenant.vhost()),
         rabbitmq.get_user(tenant.rabbitmq_user()),
         rabbitmq.user_permissions(tenant.rabbitmq_user()),
+        provisioner.backend.get(tenant),
     );
-    let secret = secret.map_err(StatusError::Secret)?.map(|c| {
+    let stored = secret.map_err(StatusError::Secret)?;
+    let (kube_secret, volume, deployment) = kube?;
+    let kube_secret = kube_secret.map(|s| {
+        let uri = s.data.as_ref().and_then(|d| d.get(AMQP_URI_KEY)).map(|b| b.0.as_slice());
+        uri.is_some() && uri == stored.as_ref().map(|c| c.amqp_uri.expose().as_bytes())
+    });
+    let volume = volume.and_then(|v| v.metadata.name);
+    let deployment = deployment.map(|d| {
+        let secret_name = crate::backend::secret_name(tenant);
+        let spec = d.spec.unwrap_or_default();
+        let container = spec
+            .template
+            .spec
+            .unwrap_or_default()
+            .containers
+            .into_iter()
+            .find(|c| c.name == CONTAINER)
+            .unwrap_or_default();
+        let uses_tenant_secret = container.env.iter().flatten().any(|e| {
+            e.name == AMQP_URI_KEY
+                && e.value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .is_some_and(|r| r.name == secret_name && r.key == AMQP_URI_KEY)
+        });
+        DeploymentSummary {
+            name: d.metadata.name.unwrap_or_default(),
+            image: container.image.unwrap_or_default(),
+            replicas: spec.replicas.unwrap_or(1),
+            strategy: spec.strategy.and_then(|s| s.type_).unwrap_or_default(),
+            uses_tenant_secret,
+        }
+    });
+    let secret = stored.map(|c| {
         let mut broker = reqwest::Url::parse(c.amqp_uri.expose())
             .map(|mut u| {
                 let _ = u.set_username("");
@@ -87,6 +145,9 @@ pub async fn tenant_status(
         vhost: vhost?,
         user_tags: user?.map(|u: User| u.tags),
         permissions: permissions?,
+        kube_secret,
+        volume,
+        deployment,
     })
 }
 
@@ -138,6 +199,29 @@ impl fmt::Display for TenantStatus {
         }
         if self.permissions.is_empty() {
             writeln!(f, "  {} permission  none", mark(false))?;
+        }
+        let secret_name = format!("backend-{}", self.sub);
+        match self.kube_secret {
+            Some(true) => writeln!(f, "  {} k8s secret  {secret_name} (AMQP_URI matches Secrets Manager)", mark(true))?,
+            Some(false) => writeln!(f, "  {} k8s secret  {secret_name} (AMQP_URI differs from Secrets Manager)", mark(false))?,
+            None => writeln!(f, "  {} k8s secret  missing", mark(false))?,
+        }
+        match &self.volume {
+            Some(name) => writeln!(f, "  {} volume      {name}", mark(true))?,
+            None => writeln!(f, "  {} volume      missing", mark(false))?,
+        }
+        match &self.deployment {
+            Some(d) => writeln!(
+                f,
+                "  {} deployment  {} (image {}, {} replica, {}, AMQP_URI {})",
+                mark(d.uses_tenant_secret),
+                d.name,
+                d.image,
+                d.replicas,
+                d.strategy,
+                if d.uses_tenant_secret { "from the tenant's Secret" } else { "NOT from the tenant's Secret" }
+            )?,
+            None => writeln!(f, "  {} deployment  missing", mark(false))?,
         }
         for p in &self.permissions {
             let own = p.vhost == self.sub;
