@@ -60,12 +60,20 @@ pub async fn run(keep: bool) -> Result<()> {
 
     println!("\n   Plain kubectl, through `tgsearch eks-token` (as with EKS):");
     let kubectl = std::process::Command::new("kubectl")
-        .args(["get", "deployments,secrets,pvc", "-l", &format!("tgsearch.io/tenant={tenant}")])
+        .args([
+            "get",
+            "deployments,secrets,pvc",
+            "-l",
+            &format!("tgsearch.io/tenant={tenant}"),
+        ])
         .envs(testkit::stack::exports())
         .output();
     match kubectl {
         Ok(out) if out.status.success() => {
-            for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
+            for line in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.is_empty())
+            {
                 println!("   {line}");
             }
         }

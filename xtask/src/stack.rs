@@ -90,6 +90,7 @@ pub fn down() -> Result<()> {
 const VENVS: &[(&str, &str, &str)] = &[
     ("venv", "xtask/stack-requirements.txt", "moto_server"),
     ("venv-awscli", "xtask/awscli-requirements.txt", "aws"),
+    ("venv-k8s-lint", "xtask/k8s-lint-requirements.txt", "checkov"),
 ];
 
 fn ensure_venvs(dir: &Path, say: &impl Fn(&str)) -> Result<()> {

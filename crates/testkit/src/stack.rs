@@ -45,6 +45,11 @@ pub fn venv_bin() -> PathBuf {
     dir().join("venv/bin")
 }
 
+/// The venv with kubernetes-validate and checkov.
+pub fn k8s_lint_bin() -> PathBuf {
+    dir().join("venv-k8s-lint/bin")
+}
+
 /// The venv with the AWS CLI, the reference implementation of `aws eks get-token`.
 pub fn awscli_bin() -> PathBuf {
     dir().join("venv-awscli/bin")

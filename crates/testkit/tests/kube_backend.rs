@@ -25,7 +25,10 @@ async fn objects_are_applied_with_tenant_labels_and_converge_on_a_changed_templa
 
     let (secret, volume, deployment) = kube.get(&tenant).await.unwrap();
     let secret = secret.expect("secret");
-    assert_eq!(secret.data.unwrap()["AMQP_URI"].0, creds.amqp_uri.expose().as_bytes());
+    assert_eq!(
+        secret.data.unwrap()["AMQP_URI"].0,
+        creds.amqp_uri.expose().as_bytes()
+    );
     let volume = volume.expect("volume");
     assert_eq!(volume.spec.unwrap().access_modes.unwrap(), ["ReadWriteOnce"]);
     let deployment = deployment.expect("deployment");
@@ -33,7 +36,18 @@ async fn objects_are_applied_with_tenant_labels_and_converge_on_a_changed_templa
     assert_eq!(labels["tgsearch.io/tenant"], tenant.as_str());
     assert_eq!(labels["app.kubernetes.io/managed-by"], "tgsearch-provisioner");
     assert_eq!(deployment.metadata.generation, Some(1));
-    let image = |d: &Deployment| d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone();
+    let image = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .image
+            .clone()
+    };
     assert_eq!(image(&deployment).as_deref(), Some(stack::BACKEND_IMAGE));
 
     // The operator ships a new image: the same apply converges the Deployment.
@@ -47,12 +61,18 @@ async fn objects_are_applied_with_tenant_labels_and_converge_on_a_changed_templa
     let after = after.unwrap();
     assert_eq!(image(&after).as_deref(), Some("ghcr.io/tgsearch/core:2.0"));
     assert_eq!(after.metadata.generation, Some(2));
-    assert_eq!(after.metadata.uid, deployment.metadata.uid, "updated in place, not recreated");
+    assert_eq!(
+        after.metadata.uid, deployment.metadata.uid,
+        "updated in place, not recreated"
+    );
 
     assert_eq!(kube.remove_deployment(&tenant).await.unwrap(), Removed::Deleted);
     assert_eq!(kube.remove_volume(&tenant).await.unwrap(), Removed::Deleted);
     assert_eq!(kube.remove_secret(&tenant).await.unwrap(), Removed::Deleted);
-    assert_eq!(kube.remove_deployment(&tenant).await.unwrap(), Removed::AlreadyAbsent);
+    assert_eq!(
+        kube.remove_deployment(&tenant).await.unwrap(),
+        Removed::AlreadyAbsent
+    );
     assert_eq!(kube.get(&tenant).await.unwrap().2.map(|d| d.metadata.name), None);
 }
 
@@ -62,18 +82,31 @@ async fn a_plain_kubeconfig_reaches_the_same_cluster() {
     let app = stack.app().await;
     // The kubeconfig `stack up` writes: its user runs `tgsearch eks-token`, as an EKS one would
     // run `aws eks get-token`.
-    let client = kubeconfig_client(Some(&stack::kubeconfig_file()), stack::NAMESPACE).await.unwrap();
-    let via_kubeconfig = KubeBackend::new(client.clone(), app.provisioner.backend.settings().clone(), backend::template().unwrap());
+    let client = kubeconfig_client(Some(&stack::kubeconfig_file()), stack::NAMESPACE)
+        .await
+        .unwrap();
+    let via_kubeconfig = KubeBackend::new(
+        client.clone(),
+        app.provisioner.backend.settings().clone(),
+        backend::template().unwrap(),
+    );
     let tenant = fresh_tenant();
     via_kubeconfig.ensure_volume(&tenant).await.unwrap();
     via_kubeconfig.ensure_deployment(&tenant).await.unwrap();
     let (_, volume, deployment) = app.provisioner.backend.get(&tenant).await.unwrap();
-    assert!(volume.is_some() && deployment.is_some(), "what the kubeconfig client wrote, the EKS client reads");
+    assert!(
+        volume.is_some() && deployment.is_some(),
+        "what the kubeconfig client wrote, the EKS client reads"
+    );
     let listed = Api::<Deployment>::namespaced(client, stack::NAMESPACE)
         .list(&kube::api::ListParams::default().labels(&backend::tenant_selector(&tenant)))
         .await
         .unwrap();
-    assert_eq!(listed.items.len(), 1, "label selectors select the tenant's objects only");
+    assert_eq!(
+        listed.items.len(),
+        1,
+        "label selectors select the tenant's objects only"
+    );
     via_kubeconfig.remove_deployment(&tenant).await.unwrap();
     via_kubeconfig.remove_volume(&tenant).await.unwrap();
 }
@@ -85,10 +118,17 @@ async fn api_errors_name_the_object_and_hint_at_the_cause() {
         namespace: "no-such-namespace".into(),
         ..app.provisioner.backend.settings().clone()
     };
-    let misplaced = KubeBackend::new(app.provisioner.backend.client().clone(), settings, backend::template().unwrap());
+    let misplaced = KubeBackend::new(
+        app.provisioner.backend.client().clone(),
+        settings,
+        backend::template().unwrap(),
+    );
     let tenant = fresh_tenant();
     let err = misplaced.ensure_volume(&tenant).await.unwrap_err().to_string();
     assert!(err.contains("404"), "{err}");
-    assert!(err.contains(&format!("no-such-namespace/backend-{tenant}-data")), "{err}");
+    assert!(
+        err.contains(&format!("no-such-namespace/backend-{tenant}-data")),
+        "{err}"
+    );
     assert!(err.contains("does the namespace exist"), "{err}");
 }

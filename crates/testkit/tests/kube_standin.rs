@@ -42,7 +42,11 @@ async fn tokens_eks_would_refuse_get_401() {
         Some("not-a-token".to_string()),
         Some(token(stack::CLUSTER_NAME, "wrong-secret", now)),
         Some(token("another-cluster", "testing", now)),
-        Some(token(stack::CLUSTER_NAME, "testing", now - Duration::from_secs(16 * 60))),
+        Some(token(
+            stack::CLUSTER_NAME,
+            "testing",
+            now - Duration::from_secs(16 * 60),
+        )),
     ];
     for bearer in refused {
         let (code, body) = get("/api/v1/namespaces", bearer.as_deref()).await;
@@ -70,7 +74,11 @@ fn kubectl(args: &[&str]) -> (bool, String) {
         .env("KUBECONFIG", stack::kubeconfig_file())
         .output()
         .expect("kubectl is installed");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -83,7 +91,13 @@ fn kubectl_gets_describes_and_deletes() {
     assert!(ok && out.contains(&name) && out.contains("Opaque"), "{out}");
     let (ok, out) = kubectl(&["describe", "secret", &name]);
     assert!(ok && out.contains(&format!("Name:         {name}")), "{out}");
-    let (ok, out) = kubectl(&["get", "secret", &name, "-o", "jsonpath={.metadata.resourceVersion}/{.metadata.uid}"]);
+    let (ok, out) = kubectl(&[
+        "get",
+        "secret",
+        &name,
+        "-o",
+        "jsonpath={.metadata.resourceVersion}/{.metadata.uid}",
+    ]);
     assert!(ok && out.contains('/') && out.len() > 30, "{out}");
     let (ok, out) = kubectl(&["delete", "secret", &name]);
     assert!(ok, "{out}");

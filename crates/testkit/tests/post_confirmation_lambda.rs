@@ -63,9 +63,7 @@ impl Harness {
     /// Exactly one consistent tenant: secret, vhost, tag-less user, one permission, and the
     /// stored password logs in over AMQP.
     async fn assert_one_working_tenant(&self, tenant: &TenantId) -> TenantCredentials {
-        let status = tenant_status(&self.app.provisioner, tenant)
-            .await
-            .unwrap();
+        let status = tenant_status(&self.app.provisioner, tenant).await.unwrap();
         assert!(status.is_complete(), "{status}");
         let creds = self.stored(tenant).await;
         let body = amqp::round_trip(creds.amqp_uri.expose(), tenant.as_str().as_bytes())
@@ -209,9 +207,7 @@ async fn a_confirmed_password_reset_provisions_nothing() {
     let mut event = events::signup_for(&tenant);
     event["triggerSource"] = "PostConfirmation_ConfirmForgotPassword".into();
     assert_eq!(h.invoke(&event).await.unwrap_ok(), event);
-    let status = tenant_status(&h.app.provisioner, &tenant)
-        .await
-        .unwrap();
+    let status = tenant_status(&h.app.provisioner, &tenant).await.unwrap();
     assert!(status.is_absent(), "{status}");
 }
 

@@ -50,6 +50,13 @@ enum Command {
         #[arg(long)]
         sub: TenantId,
     },
+    /// Print the Kubernetes objects provisioning would apply for a tenant (Secret with a
+    /// placeholder URI, PersistentVolumeClaim, Deployment), as YAML documents, for review and
+    /// validation. Reads only BACKEND_IMAGE, KUBE_NAMESPACE and BACKEND_STORAGE_*.
+    Render {
+        #[arg(long)]
+        sub: TenantId,
+    },
     /// Print an ExecCredential with an EKS token, like `aws eks get-token`: use it as the
     /// kubeconfig exec credential plugin.
     EksToken {
@@ -132,6 +139,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(3)
             })
+        }
+        Command::Render { sub } => {
+            render(&sub)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::EksToken {
             cluster_name,
@@ -219,5 +230,31 @@ async fn eks_token(cluster: &str, region: Option<String>, role_arn: Option<&str>
         eprintln!("warning: {w}");
     }
     println!("{}", exec_credential::exec_credential(&token, api_version));
+    Ok(())
+}
+
+/// `tgsearch render`: JSON documents are YAML documents, so a `---` separated JSON stream is
+/// what `kubectl apply -f -`, kubernetes-validate and checkov all read.
+fn render(sub: &TenantId) -> Result<()> {
+    use tgsearch::backend;
+    use tgsearch::cluster::KubeConfig;
+    use tgsearch::credentials::{Password, amqp_uri};
+    let env = Env::process();
+    let namespace = KubeConfig::from(&env)?.namespace;
+    let settings = backend::BackendSettings::from(&env, &namespace)?;
+    let template = backend::template()?;
+    let placeholder = tgsearch::config::Url::parse("amqp://rabbitmq:5672")?;
+    let uri = amqp_uri(
+        &placeholder,
+        sub.as_str(),
+        &Password::new("REDACTED"),
+        sub.vhost(),
+    );
+    let documents = [
+        serde_json::to_string_pretty(&backend::render_secret(sub, &settings, &uri))?,
+        serde_json::to_string_pretty(&backend::render_volume(sub, &settings))?,
+        serde_json::to_string_pretty(&backend::render_deployment(sub, &settings, &template))?,
+    ];
+    println!("{}", documents.join("\n---\n"));
     Ok(())
 }

@@ -63,7 +63,11 @@ fn provision_status_teardown_round_trip() {
     assert!(text(&out).contains("vhost        removed"), "{}", text(&out));
     assert!(text(&out).contains("deployment   removed"), "{}", text(&out));
     let out = tgsearch(&["teardown", "--sub", sub]);
-    assert!(text(&out).contains("vhost        already absent"), "{}", text(&out));
+    assert!(
+        text(&out).contains("vhost        already absent"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

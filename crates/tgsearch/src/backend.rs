@@ -213,12 +213,16 @@ pub fn render_volume(tenant: &TenantId, settings: &BackendSettings) -> Persisten
 /// The tenant's Deployment: the template with the per-tenant fields set.
 pub fn render_deployment(tenant: &TenantId, settings: &BackendSettings, template: &Deployment) -> Deployment {
     let mut d = template.clone();
-    d.metadata = meta(
-        tenant,
-        deployment_name(tenant),
-        settings,
-        template.metadata.labels.as_ref(),
-    );
+    d.metadata = ObjectMeta {
+        // The template's annotations (e.g. the scanner's explained skips) stay.
+        annotations: template.metadata.annotations.clone(),
+        ..meta(
+            tenant,
+            deployment_name(tenant),
+            settings,
+            template.metadata.labels.as_ref(),
+        )
+    };
     let spec = d.spec.as_mut().expect("checked by parse_template");
     let mut selector = spec.selector.match_labels.clone().unwrap_or_default();
     selector.extend(tenant_labels(tenant));
@@ -326,6 +330,30 @@ mod tests {
         );
         assert_eq!(spec.replicas, Some(1));
         assert_eq!(pod.automount_service_account_token, Some(false));
+        // Hardened as a scanner expects.
+        let pod_sc = pod.security_context.as_ref().unwrap();
+        assert_eq!(pod_sc.run_as_non_root, Some(true));
+        assert_eq!(pod_sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_string()][..])
+        );
+        let resources = c.resources.as_ref().unwrap();
+        assert!(resources.requests.is_some() && resources.limits.is_some());
+        assert!(c.liveness_probe.is_some() && c.readiness_probe.is_some());
+        let mount = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "data")
+            .unwrap();
+        assert_eq!(mount.mount_path, "/data");
+        let env_from = c.env_from.as_ref().unwrap();
+        assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "telegram-api");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use reqwest::Url;
+pub use reqwest::Url;
 
 /// Default name prefix of tenant secrets in Secrets Manager.
 pub const DEFAULT_USER_SECRET_PREFIX: &str = "tgsearch/users/";

@@ -78,7 +78,10 @@ impl TenantStatus {
     }
 }
 
-pub async fn tenant_status(provisioner: &LiveProvisioner, tenant: &TenantId) -> Result<TenantStatus, StatusError> {
+pub async fn tenant_status(
+    provisioner: &LiveProvisioner,
+    tenant: &TenantId,
+) -> Result<TenantStatus, StatusError> {
     let (secrets, rabbitmq) = (&provisioner.store, &provisioner.broker);
     let (secret, vhost, user, permissions, kube) = tokio::join!(
         secrets.read(tenant),
@@ -90,7 +93,11 @@ pub async fn tenant_status(provisioner: &LiveProvisioner, tenant: &TenantId) -> 
     let stored = secret.map_err(StatusError::Secret)?;
     let (kube_secret, volume, deployment) = kube?;
     let kube_secret = kube_secret.map(|s| {
-        let uri = s.data.as_ref().and_then(|d| d.get(AMQP_URI_KEY)).map(|b| b.0.as_slice());
+        let uri = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get(AMQP_URI_KEY))
+            .map(|b| b.0.as_slice());
         uri.is_some() && uri == stored.as_ref().map(|c| c.amqp_uri.expose().as_bytes())
     });
     let volume = volume.and_then(|v| v.metadata.name);
@@ -202,8 +209,16 @@ impl fmt::Display for TenantStatus {
         }
         let secret_name = format!("backend-{}", self.sub);
         match self.kube_secret {
-            Some(true) => writeln!(f, "  {} k8s secret  {secret_name} (AMQP_URI matches Secrets Manager)", mark(true))?,
-            Some(false) => writeln!(f, "  {} k8s secret  {secret_name} (AMQP_URI differs from Secrets Manager)", mark(false))?,
+            Some(true) => writeln!(
+                f,
+                "  {} k8s secret  {secret_name} (AMQP_URI matches Secrets Manager)",
+                mark(true)
+            )?,
+            Some(false) => writeln!(
+                f,
+                "  {} k8s secret  {secret_name} (AMQP_URI differs from Secrets Manager)",
+                mark(false)
+            )?,
             None => writeln!(f, "  {} k8s secret  missing", mark(false))?,
         }
         match &self.volume {
@@ -219,7 +234,11 @@ impl fmt::Display for TenantStatus {
                 d.image,
                 d.replicas,
                 d.strategy,
-                if d.uses_tenant_secret { "from the tenant's Secret" } else { "NOT from the tenant's Secret" }
+                if d.uses_tenant_secret {
+                    "from the tenant's Secret"
+                } else {
+                    "NOT from the tenant's Secret"
+                }
             )?,
             None => writeln!(f, "  {} deployment  missing", mark(false))?,
         }
