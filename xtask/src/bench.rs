@@ -53,9 +53,17 @@ pub async fn run(signups: usize, size: bool) -> Result<()> {
     }
     end_to_end.sort();
 
-    let mut per_step: Vec<(Step, Vec<Duration>)> = [Step::Secret, Step::Vhost, Step::User, Step::Permission]
-        .map(|s| (s, Vec::new()))
-        .into();
+    let mut per_step: Vec<(Step, Vec<Duration>)> = [
+        Step::Secret,
+        Step::Vhost,
+        Step::Volume,
+        Step::User,
+        Step::KubeSecret,
+        Step::Permission,
+        Step::Deployment,
+    ]
+    .map(|s| (s, Vec::new()))
+    .into();
     let mut in_process = Vec::with_capacity(signups);
     for _ in 0..signups {
         let tenant = fresh_tenant();
@@ -86,7 +94,9 @@ pub async fn run(signups: usize, size: bool) -> Result<()> {
         ms(percentile(&in_process, 50.0)),
         ms(percentile(&in_process, 99.0))
     );
-    println!("  per step (secret ∥ vhost, then user after secret, then permission):");
+    println!(
+        "  per step (secret ∥ vhost ∥ volume; user ∥ kube-secret after secret; then permission ∥ deployment):"
+    );
     for (step, mut times) in per_step {
         times.sort();
         println!(

@@ -120,30 +120,34 @@ impl ProvisionerConfig {
 
     pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         // In the order the README lists them, so the first missing one is named first.
+        let rabbitmq_management_url = env.url(
+            "RABBITMQ_MANAGEMENT_URL",
+            "base URL of the RabbitMQ management API, e.g. http://rabbitmq:15672",
+            &["http", "https"],
+        )?;
+        let rabbitmq_amqp_url = env.url(
+            "RABBITMQ_AMQP_URL",
+            "the broker address put into tenant URIs, e.g. amqp://rabbitmq:5672",
+            &["amqp", "amqps"],
+        )?;
+        let rabbitmq_admin_secret_id = env.required(
+            "RABBITMQ_ADMIN_SECRET_ID",
+            "Secrets Manager id of the RabbitMQ admin credentials",
+        )?;
+        let user_secret_prefix = env
+            .optional("USER_SECRET_PREFIX")
+            .unwrap_or_else(|| DEFAULT_USER_SECRET_PREFIX.to_owned());
+        let provision_budget = env.millis_or("PROVISION_BUDGET_MS", DEFAULT_PROVISION_BUDGET_MS)?;
+        let kube = crate::cluster::KubeConfig::from(env)?;
+        let backend = crate::backend::BackendSettings::from(env, &kube.namespace)?;
         Ok(Self {
-            rabbitmq_management_url: env.url(
-                "RABBITMQ_MANAGEMENT_URL",
-                "base URL of the RabbitMQ management API, e.g. http://rabbitmq:15672",
-                &["http", "https"],
-            )?,
-            rabbitmq_amqp_url: env.url(
-                "RABBITMQ_AMQP_URL",
-                "the broker address put into tenant URIs, e.g. amqp://rabbitmq:5672",
-                &["amqp", "amqps"],
-            )?,
-            rabbitmq_admin_secret_id: env.required(
-                "RABBITMQ_ADMIN_SECRET_ID",
-                "Secrets Manager id of the RabbitMQ admin credentials",
-            )?,
-            user_secret_prefix: env
-                .optional("USER_SECRET_PREFIX")
-                .unwrap_or_else(|| DEFAULT_USER_SECRET_PREFIX.to_owned()),
-            provision_budget: env.millis_or("PROVISION_BUDGET_MS", DEFAULT_PROVISION_BUDGET_MS)?,
-            backend: {
-                let namespace = crate::cluster::KubeConfig::from(env)?.namespace;
-                crate::backend::BackendSettings::from(env, &namespace)?
-            },
-            kube: crate::cluster::KubeConfig::from(env)?,
+            rabbitmq_management_url,
+            rabbitmq_amqp_url,
+            rabbitmq_admin_secret_id,
+            user_secret_prefix,
+            provision_budget,
+            kube,
+            backend,
         })
     }
 }
