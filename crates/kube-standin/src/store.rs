@@ -87,8 +87,6 @@ pub fn kind_of(group_version: &str, plural: &str) -> Option<&'static Kind> {
         .find(|k| k.group_version == group_version && k.plural == plural)
 }
 
-type Key = (String, String, String); // plural, namespace ("" for cluster-scoped), name
-
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Data {
     objects: BTreeMap<String, Value>,
@@ -100,8 +98,14 @@ pub struct Store {
     file: Option<PathBuf>,
 }
 
-fn key_string((plural, ns, name): &Key) -> String {
-    format!("{plural}/{ns}/{name}")
+/// `plural/namespace/name` (namespace empty for cluster-scoped kinds), and that namespace.
+fn object_key(kind: &Kind, ns: &str, name: &str) -> (String, String) {
+    let scope = if kind.namespaced {
+        ns.to_owned()
+    } else {
+        String::new()
+    };
+    (format!("{}/{scope}/{name}", kind.plural), scope)
 }
 
 fn now_rfc3339() -> String {
@@ -186,7 +190,7 @@ impl Store {
         if kind.namespaced
             && !data
                 .objects
-                .contains_key(&key_string(&("namespaces".into(), String::new(), ns.into())))
+                .contains_key(&object_key(kind_of("v1", "namespaces").expect("served"), "", ns).0)
         {
             return Err(ApiError::not_found("namespaces", ns));
         }
@@ -227,7 +231,7 @@ impl Store {
     pub fn get(&self, kind: &Kind, ns: &str, name: &str) -> Result<Value, ApiError> {
         let data = self.data.lock().unwrap();
         data.objects
-            .get(&key_string(&(kind.plural.into(), ns.into(), name.into())))
+            .get(&object_key(kind, ns, name).0)
             .cloned()
             .ok_or_else(|| ApiError::not_found(kind.plural, name))
     }
@@ -261,20 +265,12 @@ impl Store {
         validate_name(kind, &name)?;
         let mut data = self.data.lock().unwrap();
         Self::check_namespace(&data, kind, ns)?;
-        let key = (
-            kind.plural.to_string(),
-            if kind.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.clone(),
-        );
-        if data.objects.contains_key(&key_string(&key)) {
+        let (key, scope) = object_key(kind, ns, &name);
+        if data.objects.contains_key(&key) {
             return Err(ApiError::already_exists(kind.plural, &name));
         }
-        Self::stamp(&mut data, kind, &key.1, &name, &mut object, None);
-        data.objects.insert(key_string(&key), object.clone());
+        Self::stamp(&mut data, kind, &scope, &name, &mut object, None);
+        data.objects.insert(key, object.clone());
         self.save(&data);
         Ok(object)
     }
@@ -307,16 +303,8 @@ impl Store {
         validate_name(kind, name)?;
         let mut data = self.data.lock().unwrap();
         Self::check_namespace(&data, kind, ns)?;
-        let key = (
-            kind.plural.to_string(),
-            if kind.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
-        let old = data.objects.get(&key_string(&key)).cloned();
+        let (key, scope) = object_key(kind, ns, name);
+        let old = data.objects.get(&key).cloned();
         let (mut object, created) = match &old {
             Some(existing) => {
                 let mut merged = existing.clone();
@@ -326,26 +314,18 @@ impl Store {
             None if upsert => (patch, true),
             None => return Err(ApiError::not_found(kind.plural, name)),
         };
-        Self::stamp(&mut data, kind, &key.1, name, &mut object, old.as_ref());
-        data.objects.insert(key_string(&key), object.clone());
+        Self::stamp(&mut data, kind, &scope, name, &mut object, old.as_ref());
+        data.objects.insert(key, object.clone());
         self.save(&data);
         Ok((object, created))
     }
 
     pub fn replace(&self, kind: &Kind, ns: &str, name: &str, mut object: Value) -> Result<Value, ApiError> {
         let mut data = self.data.lock().unwrap();
-        let key = (
-            kind.plural.to_string(),
-            if kind.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let (key, scope) = object_key(kind, ns, name);
         let old = data
             .objects
-            .get(&key_string(&key))
+            .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(kind.plural, name))?;
         if let Some(rv) = object["metadata"]["resourceVersion"].as_str()
@@ -353,26 +333,18 @@ impl Store {
         {
             return Err(ApiError::conflict(kind.plural, name));
         }
-        Self::stamp(&mut data, kind, &key.1, name, &mut object, Some(&old));
-        data.objects.insert(key_string(&key), object.clone());
+        Self::stamp(&mut data, kind, &scope, name, &mut object, Some(&old));
+        data.objects.insert(key, object.clone());
         self.save(&data);
         Ok(object)
     }
 
     pub fn delete(&self, kind: &Kind, ns: &str, name: &str) -> Result<Value, ApiError> {
         let mut data = self.data.lock().unwrap();
-        let key = (
-            kind.plural.to_string(),
-            if kind.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let (key, scope) = object_key(kind, ns, name);
         let removed = data
             .objects
-            .remove(&key_string(&key))
+            .remove(&key)
             .ok_or_else(|| ApiError::not_found(kind.plural, name))?;
         if kind.plural == "namespaces" {
             // Deleting a namespace deletes what is in it.
