@@ -341,7 +341,7 @@ impl Store {
 
     pub fn delete(&self, kind: &Kind, ns: &str, name: &str) -> Result<Value, ApiError> {
         let mut data = self.data.lock().unwrap();
-        let (key, scope) = object_key(kind, ns, name);
+        let (key, _) = object_key(kind, ns, name);
         let removed = data
             .objects
             .remove(&key)
