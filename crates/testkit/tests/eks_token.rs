@@ -240,3 +240,35 @@ fn eks_token_prints_the_exec_credential_and_fails_cleanly() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load AWS credentials"));
 }
+
+#[test]
+fn with_a_role_arn_the_token_is_signed_with_the_assumed_roles_credentials() {
+    let stack = testkit::stack::Stack::require();
+    let out = Command::new(tgsearch_bin())
+        .args(["eks-token", "--cluster-name", "c", "--region", "us-east-1"])
+        .args(["--role-arn", "arn:aws:iam::123456789012:role/eks-admin"])
+        .env_clear()
+        .env("HOME", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        // STS is moto's: AssumeRole hands out temporary credentials.
+        .env("AWS_ENDPOINT_URL", stack.var("AWS_ENDPOINT_URL"))
+        .env("AWS_ACCESS_KEY_ID", "AKIDCALLER")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cred: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checked = check_token(cred["status"]["token"].as_str().unwrap(), SystemTime::now()).unwrap();
+    assert_ne!(
+        checked.access_key_id, "AKIDCALLER",
+        "signed with the role's key, not the caller's"
+    );
+    assert!(
+        checked.params.contains_key("x-amz-security-token"),
+        "temporary credentials carry a session token"
+    );
+    assert_eq!(
+        checked.host, "sts.us-east-1.amazonaws.com",
+        "the token is for real STS, whatever endpoint issued the role"
+    );
+}

@@ -215,11 +215,13 @@ async fn eks_token(cluster: &str, region: Option<String>, role_arn: Option<&str>
     let source = match role_arn {
         None => TokenSource::new(cluster, region.to_string(), chain),
         Some(arn) => {
-            let aws = aws_config::SdkConfig::builder()
+            // AssumeRole is a network call anyway: the full configuration, so that endpoint
+            // settings (AWS_ENDPOINT_URL_STS, FIPS, ...) apply to it.
+            let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(region.clone())
                 .credentials_provider(chain)
-                .behavior_version(aws_config::BehaviorVersion::latest())
-                .build();
+                .load()
+                .await;
             TokenSource::assuming_role(cluster, Some(region.to_string()), arn, &aws).await?
         }
     };
