@@ -1,11 +1,11 @@
-//! `template.yml` is valid for CloudFormation and SAM (cfn-lint, from the stack's venv), and
-//! every function it builds is a binary of this workspace.
+//! `template.yml` and `cloudformation/*.yml` are valid for CloudFormation and SAM (cfn-lint, from
+//! the stack's venv), and every function the SAM template builds is a binary of this workspace.
 
 use std::path::Path;
 use std::process::Command;
 
 #[test]
-fn the_sam_template_passes_cfn_lint() {
+fn the_templates_pass_cfn_lint() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cfn_lint = testkit::stack::venv_bin().join("cfn-lint");
     assert!(
