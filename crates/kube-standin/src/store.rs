@@ -200,6 +200,18 @@ impl Store {
     fn stamp(data: &mut Data, kind: &Kind, ns: &str, name: &str, object: &mut Value, old: Option<&Value>) {
         data.resource_version += 1;
         let obj = object.as_object_mut().expect("objects are JSON objects");
+        if kind.kind == "Secret"
+            && let Some(Value::Object(strings)) = obj.remove("stringData")
+        {
+            // As the API server does: stringData is write-only, folded into data.
+            use base64::Engine;
+            let data = obj.entry("data").or_insert_with(|| json!({}));
+            for (k, v) in strings {
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+                data[k] = encoded.into();
+            }
+        }
         obj.insert("apiVersion".into(), kind.group_version.into());
         obj.insert("kind".into(), kind.kind.into());
         let meta = obj.entry("metadata").or_insert_with(|| json!({}));
@@ -398,6 +410,27 @@ mod tests {
         let mut t = json!({"a": {"b": 1, "c": 2}, "l": [1, 2]});
         merge(&mut t, &json!({"a": {"b": null, "d": 3}, "l": [3]}));
         assert_eq!(t, json!({"a": {"c": 2, "d": 3}, "l": [3]}));
+    }
+
+    #[test]
+    fn state_survives_a_restart_with_a_state_file() {
+        let file = std::env::temp_dir().join(format!("kube-standin-{}.json", new_uid()));
+        let secrets = kind_of("v1", "secrets").unwrap();
+        let first = Store::new(Some(file.clone()), &["tgsearch"]).unwrap();
+        let created = first
+            .create(
+                secrets,
+                "tgsearch",
+                json!({"metadata": {"name": "kept"}, "stringData": {"k": "v"}}),
+            )
+            .unwrap();
+        assert_eq!(created["data"]["k"], "dg==", "stringData is folded into data");
+        assert!(created.get("stringData").is_none());
+        drop(first);
+        let second = Store::new(Some(file.clone()), &["tgsearch"]).unwrap();
+        let again = second.get(secrets, "tgsearch", "kept").unwrap();
+        assert_eq!(again["metadata"]["uid"], created["metadata"]["uid"]);
+        let _ = std::fs::remove_file(file);
     }
 
     #[test]

@@ -99,6 +99,29 @@ fn kubectl_gets_describes_and_deletes() {
         "jsonpath={.metadata.resourceVersion}/{.metadata.uid}",
     ]);
     assert!(ok && out.contains('/') && out.len() > 30, "{out}");
+    // Server-side apply and a label change, as an operator would (the stand-in serves no
+    // OpenAPI documents, hence --validate=false).
+    let manifest = std::env::temp_dir().join(format!("{name}.yaml"));
+    std::fs::write(
+        &manifest,
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{team: ops}}\nstringData:\n  k: v2\n"),
+    )
+    .unwrap();
+    let (ok, out) = kubectl(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "-f",
+        manifest.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("serverside-applied"), "{out}");
+    let (ok, out) = kubectl(&["label", "secret", &name, "extra=1"]);
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(&["get", "secrets", "-l", "team=ops,extra=1", "-o", "name"]);
+    assert!(ok && out.trim() == format!("secret/{name}"), "{out}");
+    let (ok, out) = kubectl(&["get", "secret", &name, "-o", "jsonpath={.data.k}"]);
+    assert!(ok && out == "djI=", "applied stringData lands in data: {out}");
+    let _ = std::fs::remove_file(manifest);
     let (ok, out) = kubectl(&["delete", "secret", &name]);
     assert!(ok, "{out}");
     let (ok, out) = kubectl(&["get", "secret", &name]);
