@@ -72,3 +72,19 @@ impl Probe {
             .collect()
     }
 }
+
+/// A kubeconfig for `probe` in a fresh temporary folder, trusting `ca_pem`, with `user` (the
+/// YAML under `user:`, indented four spaces) as its one user. Returns the folder and the file.
+pub fn kubeconfig(probe: &Probe, ca_pem: &str, user: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tgsearch-kubeconfig-{}", crate::fresh_tenant()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_pem).unwrap();
+    let file = dir.join("config");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: probe\n  cluster:\n    server: {}\n    certificate-authority: {}\ncontexts:\n- name: probe\n  context: {{cluster: probe, user: probe}}\ncurrent-context: probe\nusers:\n- name: probe\n  user:\n{user}",
+        probe.url(),
+        dir.join("ca.pem").display()
+    );
+    std::fs::write(&file, text).unwrap();
+    (dir, file)
+}

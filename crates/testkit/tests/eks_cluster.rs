@@ -73,19 +73,7 @@ async fn an_eks_client_sends_valid_tokens_and_trusts_only_the_cluster_ca() {
 async fn a_plain_kubeconfig_works_too() {
     let tls = self_signed().unwrap();
     let mut probe = Probe::start(tls.server.clone()).await;
-    let dir = std::env::temp_dir().join(format!("tgsearch-kubeconfig-{}", testkit::fresh_tenant()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ca.pem"), &tls.ca_pem).unwrap();
-    let kubeconfig = dir.join("config");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: static-token\n",
-            probe.url(),
-            dir.join("ca.pem").display()
-        ),
-    )
-    .unwrap();
+    let (dir, kubeconfig) = testkit::probe::kubeconfig(&probe, &tls.ca_pem, "    token: static-token\n");
     let client = kubeconfig_client(Some(&kubeconfig), "tgsearch").await.unwrap();
     assert_eq!(client.default_namespace(), "tgsearch");
     client.apiserver_version().await.unwrap();

@@ -125,39 +125,11 @@ fn tgsearch_bin() -> PathBuf {
 async fn kubectl_uses_tgsearch_eks_token_as_its_exec_plugin() {
     let tls = testkit::tls::self_signed().unwrap();
     let mut probe = testkit::probe::Probe::start(tls.server.clone()).await;
-    let port = probe.port;
-    let dir = std::env::temp_dir().join(format!("tgsearch-kubeconfig-{}", testkit::fresh_tenant()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ca.pem"), &tls.ca_pem).unwrap();
-    let kubeconfig = dir.join("config");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            r#"apiVersion: v1
-kind: Config
-clusters:
-- name: probe
-  cluster:
-    server: https://127.0.0.1:{port}
-    certificate-authority: {ca}
-contexts:
-- name: probe
-  context: {{cluster: probe, user: eks}}
-current-context: probe
-users:
-- name: eks
-  user:
-    exec:
-      apiVersion: client.authentication.k8s.io/v1
-      command: {bin}
-      args: [eks-token, --cluster-name, tgsearch-probe, --region, eu-west-1]
-      interactiveMode: Never
-"#,
-            ca = dir.join("ca.pem").display(),
-            bin = tgsearch_bin().display()
-        ),
-    )
-    .unwrap();
+    let user = format!(
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      args: [eks-token, --cluster-name, tgsearch-probe, --region, eu-west-1]\n      interactiveMode: Never\n",
+        tgsearch_bin().display()
+    );
+    let (dir, kubeconfig) = testkit::probe::kubeconfig(&probe, &tls.ca_pem, &user);
 
     let started = SystemTime::now();
     let out = tokio::process::Command::new("kubectl")
