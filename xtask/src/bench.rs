@@ -24,7 +24,7 @@ fn ms(d: Duration) -> String {
 }
 
 pub async fn run(signups: usize, size: bool) -> Result<()> {
-    let stack = stack::up(true).await?;
+    let stack = stack::up(true, true).await?;
     let app = stack.app().await;
     let http = reqwest::Client::new();
     let endpoint = stack.lambda_endpoint().to_owned();

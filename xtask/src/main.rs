@@ -51,7 +51,11 @@ enum Task {
 #[derive(Subcommand)]
 enum StackAction {
     /// Start what is not running (idempotent; fast when all runs).
-    Up,
+    Up {
+        /// Leave the Lambda emulator stopped (to run your own `cargo lambda watch`).
+        #[arg(long)]
+        no_emulator: bool,
+    },
     /// Stop everything the stack started.
     Down,
     /// Print `export NAME=value` lines: `eval "$(cargo xtask stack env)"`.
@@ -74,7 +78,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Task::Stack {
             action: StackAction::Up,
         } => {
-            stack::up(false).await?;
+            stack::up(false, true).await?;
             eprintln!("stack: point your shell at it with: eval \"$(cargo xtask stack env)\"");
         }
         Task::Stack {
@@ -85,7 +89,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => stack::print_env(),
         Task::Demo { keep } => demo::run(keep).await?,
         Task::Test { args } => {
-            stack::up(false).await?;
+            stack::up(false, true).await?;
             return cargo_with_stack(&["test", "--workspace"], &args);
         }
         Task::Bench { signups, size } => bench::run(signups, size).await?,

@@ -53,7 +53,9 @@ pub fn with_env(command: &mut Command) -> &mut Command {
     command.env("PATH", path_with_venv()).envs(stack::exports())
 }
 
-pub async fn up(quiet: bool) -> Result<Stack> {
+/// Brings the stack up. `emulator: false` leaves the Lambda emulator stopped, for developers who
+/// run their own `cargo lambda watch`.
+pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
     let dir = stack::dir();
     fs::create_dir_all(&dir)?;
     let say = |msg: &str| {
@@ -71,7 +73,11 @@ pub async fn up(quiet: bool) -> Result<Stack> {
     ensure_admin(&dir, &stack, rabbit_fresh).await?;
     say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
     // The Lambdas hold the cluster CA in their environment: a new stand-in means new Lambdas.
-    ensure_lambda_emulator(&dir, &say, kube_fresh)?;
+    if emulator {
+        ensure_lambda_emulator(&dir, &say, kube_fresh)?;
+    } else if procs::stop(&dir, "lambda")? {
+        say("stopped the stack's Lambda emulator: run your own `cargo lambda watch`");
+    }
     say(&format!("up; state and logs in {}", dir.display()));
     Ok(stack)
 }
