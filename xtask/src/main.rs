@@ -76,9 +76,9 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Task::Stack {
-            action: StackAction::Up,
+            action: StackAction::Up { no_emulator },
         } => {
-            stack::up(false, true).await?;
+            stack::up(false, !no_emulator).await?;
             eprintln!("stack: point your shell at it with: eval \"$(cargo xtask stack env)\"");
         }
         Task::Stack {
