@@ -7,13 +7,15 @@ use anyhow::{Context, Result};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use clap::{Parser, Subcommand};
 use tgsearch::TenantId;
+use tgsearch::adapters::cognito::CognitoDirectory;
 use tgsearch::adapters::rabbitmq::{AdminCredentials, ManagementClient};
 use tgsearch::adapters::secrets_manager::SecretsManager;
 use tgsearch::app::{AppContext, http_client, load_aws_config};
 use tgsearch::bootstrap::{BootstrapRequest, bootstrap_rabbitmq};
-use tgsearch::config::{Env, ProvisionerConfig};
+use tgsearch::config::{Env, ProvisionerConfig, ReconcileConfig};
 use tgsearch::credentials::Password;
 use tgsearch::deadline::Deadline;
+use tgsearch::reconcile::{Options, reconcile};
 use tgsearch::status::tenant_status;
 
 mod output;
@@ -49,6 +51,19 @@ enum Command {
     Status {
         #[arg(long)]
         sub: TenantId,
+    },
+    /// Repair drift: provision confirmed users of USER_POOL_ID that lack resources, remove the
+    /// resources of users that no longer exist.
+    Reconcile {
+        /// Show the plan, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Refuse to remove more tenants than this in one run.
+        #[arg(long, env = "RECONCILE_MAX_REMOVALS", default_value_t = tgsearch::reconcile::DEFAULT_MAX_REMOVALS)]
+        max_removals: usize,
+        /// Act on these tenants only (repeatable).
+        #[arg(long = "sub")]
+        subs: Vec<TenantId>,
     },
     /// Print the Kubernetes objects provisioning would apply for a tenant (Secret with a
     /// placeholder URI, PersistentVolumeClaim, Deployment), as YAML documents, for review and
@@ -138,6 +153,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(3)
+            })
+        }
+        Command::Reconcile {
+            dry_run,
+            max_removals,
+            subs,
+        } => {
+            let app = AppContext::from_env().await?;
+            let pool = ReconcileConfig::from(&Env::process())?.user_pool_id;
+            let directory = CognitoDirectory::new(&load_aws_config().await, pool);
+            let options = Options {
+                dry_run,
+                max_removals,
+                only: (!subs.is_empty()).then(|| subs.iter().map(|s| s.to_string()).collect()),
+                ..Options::default()
+            };
+            let report = reconcile(&app.provisioner, &directory, &options).await?;
+            output::reconciled(cli.json, &report);
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(4)
             })
         }
         Command::Render { sub } => {

@@ -6,6 +6,7 @@ use tgsearch::app::AppContext;
 use tgsearch::bootstrap::Bootstrapped;
 use tgsearch::ports::Removed;
 use tgsearch::provision::Provisioned;
+use tgsearch::reconcile::Report;
 use tgsearch::status::TenantStatus;
 use tgsearch::teardown::TornDown;
 
@@ -110,4 +111,40 @@ pub fn bootstrapped(as_json: bool, done: &Bootstrapped) {
         }
     );
     println!("  default user    {}", removed(done.bootstrap_user));
+}
+
+pub fn reconciled(as_json: bool, report: &Report) {
+    if as_json {
+        return json(serde_json::to_value(report).expect("JSON output"));
+    }
+    println!(
+        "{} users in the pool, {} tenants with resources{}",
+        report.users,
+        report.tenants_seen,
+        if report.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    let list = |subs: &[String]| {
+        if subs.is_empty() {
+            "none".to_string()
+        } else {
+            subs.join(", ")
+        }
+    };
+    println!("  to provision  {}", list(&report.plan.provision));
+    println!("  to remove     {}", list(&report.plan.remove));
+    if report.dry_run {
+        return;
+    }
+    println!("  provisioned   {}", list(&report.provisioned));
+    println!("  removed       {}", list(&report.removed));
+    for (sub, error) in &report.failed {
+        println!("  FAILED        {sub}: {error}");
+    }
+    if let Some(why) = &report.refused_removals {
+        println!("  REFUSED       {why}");
+    }
 }

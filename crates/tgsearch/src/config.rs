@@ -205,3 +205,35 @@ mod tests {
         }
     }
 }
+
+/// What reconcile needs besides the provisioner's settings.
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    /// `USER_POOL_ID`: the Cognito user pool that says who should have a tenant.
+    pub user_pool_id: String,
+    /// `RECONCILE_MAX_REMOVALS`: removals one run may make (default 10).
+    pub max_removals: usize,
+}
+
+impl ReconcileConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&Env::process())
+    }
+
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let max_removals = match env.optional("RECONCILE_MAX_REMOVALS") {
+            None => crate::reconcile::DEFAULT_MAX_REMOVALS,
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "RECONCILE_MAX_REMOVALS",
+                reason: format!("`{raw}` is not a whole number"),
+            })?,
+        };
+        Ok(Self {
+            user_pool_id: env.required(
+                "USER_POOL_ID",
+                "the Cognito user pool id, e.g. eu-west-1_AbCdEf123",
+            )?,
+            max_removals,
+        })
+    }
+}

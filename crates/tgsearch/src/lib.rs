@@ -19,6 +19,7 @@ pub mod eks;
 pub mod handlers;
 pub mod ports;
 pub mod provision;
+pub mod reconcile;
 pub mod status;
 pub mod teardown;
 pub mod tenant;

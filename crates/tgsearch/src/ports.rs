@@ -82,3 +82,18 @@ pub trait TenantBackend: Send + Sync {
 
     fn remove_secret(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
 }
+
+/// A user as the user directory knows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryUser {
+    /// The raw `sub`; not every directory entry need be a valid tenant id.
+    pub sub: String,
+    /// Signup confirmed: the user should have a tenant.
+    pub confirmed: bool,
+    pub enabled: bool,
+}
+
+/// Who exists (Cognito): the truth reconcile converges the tenants on.
+pub trait UserDirectory: Send + Sync {
+    fn users(&self) -> impl Future<Output = Result<Vec<DirectoryUser>, PortError>> + Send;
+}

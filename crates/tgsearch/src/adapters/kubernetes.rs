@@ -136,6 +136,55 @@ impl KubeBackend {
         }
     }
 
+    /// Tenants that own at least one object of each kind, by the `tgsearch.io/tenant` label of
+    /// the objects this provisioner manages: (secrets, volumes, deployments).
+    pub async fn tenants(
+        &self,
+    ) -> Result<
+        (
+            std::collections::BTreeSet<String>,
+            std::collections::BTreeSet<String>,
+            std::collections::BTreeSet<String>,
+        ),
+        KubeError,
+    > {
+        let params = kube::api::ListParams::default().labels(&format!(
+            "{}={}",
+            backend::MANAGED_BY.0,
+            backend::MANAGED_BY.1
+        ));
+        fn tenants_of<K: kube::Resource>(items: Vec<K>) -> std::collections::BTreeSet<String> {
+            items
+                .iter()
+                .filter_map(|o| o.meta().labels.as_ref()?.get(backend::TENANT_LABEL).cloned())
+                .collect()
+        }
+        let ns = &self.settings.namespace;
+        let (secrets, volumes, deployments) = (
+            self.api::<Secret>(),
+            self.api::<PersistentVolumeClaim>(),
+            self.api::<Deployment>(),
+        );
+        let (secrets, volumes, deployments) = tokio::join!(
+            secrets.list(&params),
+            volumes.list(&params),
+            deployments.list(&params)
+        );
+        Ok((
+            tenants_of(secrets.map_err(|e| self.error("list", "Secret", ns, e))?.items),
+            tenants_of(
+                volumes
+                    .map_err(|e| self.error("list", "PersistentVolumeClaim", ns, e))?
+                    .items,
+            ),
+            tenants_of(
+                deployments
+                    .map_err(|e| self.error("list", "Deployment", ns, e))?
+                    .items,
+            ),
+        ))
+    }
+
     /// The tenant's objects as they are in the cluster (for `status` and the demo).
     pub async fn get(
         &self,

@@ -1,5 +1,6 @@
 //! One module per external system, each implementing the ports it serves.
 
+pub mod cognito;
 pub mod kubernetes;
 pub mod rabbitmq;
 pub mod secrets_manager;

@@ -275,6 +275,14 @@ impl ManagementClient {
             .await
     }
 
+    /// Every permission on the broker.
+    pub async fn list_permissions(&self) -> Result<Vec<Permission>, RabbitMqError> {
+        Ok(self
+            .get_json("/api/permissions".into())
+            .await?
+            .unwrap_or_default())
+    }
+
     /// All permissions of `user`, on every vhost.
     pub async fn user_permissions(&self, user: &str) -> Result<Vec<Permission>, RabbitMqError> {
         Ok(self

@@ -2,6 +2,7 @@
 //! crate wires one of these to `lambda_runtime::run`.
 
 pub mod post_confirmation;
+pub mod reconcile;
 pub mod teardown;
 
 use lambda_runtime::Diagnostic;
@@ -34,6 +35,10 @@ pub enum HandlerError {
     InvalidEvent(#[from] EventError),
     #[error(transparent)]
     Step(#[from] StepError),
+    #[error(transparent)]
+    Reconcile(#[from] crate::reconcile::ReconcileError),
+    #[error("reconcile finished incompletely: {0}")]
+    Incomplete(String),
 }
 
 impl From<HandlerError> for Diagnostic {
@@ -42,6 +47,8 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::InvalidEvent(_) => "InvalidEvent",
             HandlerError::Step(StepError::TimedOut { .. }) => "StepTimedOut",
             HandlerError::Step(StepError::Failed { .. }) => "StepFailed",
+            HandlerError::Reconcile(_) => "InventoryFailed",
+            HandlerError::Incomplete(_) => "ReconcileIncomplete",
         };
         Diagnostic {
             error_type: error_type.into(),

@@ -1,0 +1,29 @@
+//! Scheduled reconcile: provision confirmed users that lack resources, remove resources of users
+//! that no longer exist.
+
+use lambda_runtime::{Error, run, service_fn, tracing};
+use tgsearch::adapters::cognito::CognitoDirectory;
+use tgsearch::app::{AppContext, http_client, load_aws_config};
+use tgsearch::config::{ProvisionerConfig, ReconcileConfig};
+use tgsearch::handlers::reconcile::handle;
+use tgsearch::reconcile::Options;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let config = ProvisionerConfig::from_env()?;
+    let reconcile = ReconcileConfig::from_env()?;
+    let aws = load_aws_config().await;
+    let app = AppContext::new(config, &aws, http_client()?)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
+    let directory = CognitoDirectory::new(&aws, reconcile.user_pool_id);
+    let options = Options {
+        max_removals: reconcile.max_removals,
+        ..Options::default()
+    };
+    run(service_fn(|event| {
+        handle(&app.provisioner, &directory, &options, event)
+    }))
+    .await
+}

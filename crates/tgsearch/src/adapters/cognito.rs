@@ -1,0 +1,66 @@
+//! The Cognito user pool as the directory of who should have a tenant.
+
+use aws_sdk_cognitoidentityprovider::Client;
+use aws_sdk_cognitoidentityprovider::error::DisplayErrorContext;
+use aws_sdk_cognitoidentityprovider::types::UserStatusType;
+
+use crate::ports::{DirectoryUser, PortError, UserDirectory};
+
+#[derive(Debug, thiserror::Error)]
+#[error("Cognito ListUsers on pool `{pool}` failed: {message}")]
+pub struct CognitoError {
+    pub pool: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct CognitoDirectory {
+    client: Client,
+    pool_id: String,
+}
+
+impl CognitoDirectory {
+    pub fn new(aws: &aws_config::SdkConfig, pool_id: impl Into<String>) -> Self {
+        Self {
+            client: Client::new(aws),
+            pool_id: pool_id.into(),
+        }
+    }
+}
+
+impl UserDirectory for CognitoDirectory {
+    async fn users(&self) -> Result<Vec<DirectoryUser>, PortError> {
+        let mut users = Vec::new();
+        let mut pages = self
+            .client
+            .list_users()
+            .user_pool_id(&self.pool_id)
+            .attributes_to_get("sub")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| CognitoError {
+                pool: self.pool_id.clone(),
+                message: DisplayErrorContext(&e).to_string(),
+            })?;
+            for user in page.users() {
+                let sub = user
+                    .attributes()
+                    .iter()
+                    .find(|a| a.name() == "sub")
+                    .and_then(|a| a.value())
+                    .or(user.username());
+                let Some(sub) = sub else { continue };
+                users.push(DirectoryUser {
+                    sub: sub.to_owned(),
+                    confirmed: matches!(
+                        user.user_status(),
+                        Some(UserStatusType::Confirmed | UserStatusType::ExternalProvider)
+                    ),
+                    enabled: user.enabled(),
+                });
+            }
+        }
+        Ok(users)
+    }
+}
