@@ -22,7 +22,9 @@ use crate::procs::{self, port_open};
 
 const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 /// The functions the emulator serves, built before it starts so the first invoke is fast.
-pub const FUNCTIONS: &[&str] = &["post-confirmation", "teardown"];
+pub const FUNCTIONS: &[&str] = &["post-confirmation", "teardown", "reconcile"];
+/// The stack's Cognito user pool in moto, for the reconcile function.
+const USER_POOL_NAME: &str = "tgsearch-local";
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -72,9 +74,10 @@ pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
     let stack = Stack::require();
     ensure_admin(&dir, &stack, rabbit_fresh).await?;
     say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
+    let pool_changed = ensure_user_pool(&stack).await?;
     // The Lambdas hold the cluster CA in their environment: a new stand-in means new Lambdas.
     if emulator {
-        ensure_lambda_emulator(&dir, &say, kube_fresh)?;
+        ensure_lambda_emulator(&dir, &say, kube_fresh || pool_changed)?;
     } else if procs::stop(&dir, "lambda")? {
         say("stopped the stack's Lambda emulator: run your own `cargo lambda watch`");
     }
@@ -266,6 +269,36 @@ async fn ensure_admin(dir: &Path, stack: &Stack, rabbit_fresh: bool) -> Result<(
     fs::write(&saved, serde_json::to_vec(&admin)?)?;
     fs::set_permissions(&saved, fs::Permissions::from_mode(0o600))?;
     Ok(())
+}
+
+/// Finds or creates the stack's user pool in moto (moto forgets it when it restarts) and
+/// records its id for `stack env`. Returns whether the id changed.
+async fn ensure_user_pool(stack: &Stack) -> Result<bool> {
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&stack.aws().await);
+    let pools = cognito.list_user_pools().max_results(60).send().await?;
+    let existing = pools
+        .user_pools()
+        .iter()
+        .find(|p| p.name() == Some(USER_POOL_NAME))
+        .and_then(|p| p.id().map(String::from));
+    let id = match existing {
+        Some(id) => id,
+        None => cognito
+            .create_user_pool()
+            .pool_name(USER_POOL_NAME)
+            .send()
+            .await?
+            .user_pool()
+            .and_then(|p| p.id())
+            .context("moto created a user pool without an id")?
+            .to_owned(),
+    };
+    let file = stack::user_pool_file();
+    let changed = fs::read_to_string(&file).ok().as_deref() != Some(id.as_str());
+    if changed {
+        fs::write(&file, &id)?;
+    }
+    Ok(changed)
 }
 
 fn target_dir() -> PathBuf {

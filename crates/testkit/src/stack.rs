@@ -55,6 +55,11 @@ pub fn awscli_bin() -> PathBuf {
     dir().join("venv-awscli/bin")
 }
 
+/// The id of the stack's Cognito user pool in moto (written by `stack up`).
+pub fn user_pool_file() -> PathBuf {
+    dir().join("user-pool-id")
+}
+
 /// The stand-in's CA (written when it starts) and the kubeconfig `stack up` writes.
 pub fn kube_ca_file() -> PathBuf {
     dir().join("kube/ca.pem")
@@ -78,6 +83,13 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         ("KUBECONFIG", kubeconfig_file().display().to_string()),
         ("KUBE_NAMESPACE", NAMESPACE.into()),
         ("BACKEND_IMAGE", BACKEND_IMAGE.into()),
+        (
+            "USER_POOL_ID",
+            std::fs::read_to_string(user_pool_file())
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        ),
         ("AWS_ENDPOINT_URL", aws),
         ("AWS_REGION", REGION.into()),
         ("AWS_DEFAULT_REGION", REGION.into()),

@@ -43,3 +43,19 @@ pub async fn handle<D: UserDirectory>(
         report.removed.len()
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_fixture_is_an_eventbridge_event() {
+        let path = format!(
+            "{}/../../tests/events/reconcile-schedule.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let event: EventBridgeEvent = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(event.detail_type, "Scheduled Event");
+        assert_eq!(event.source, "aws.events");
+    }
+}
