@@ -22,7 +22,7 @@ use crate::procs::{self, port_open};
 
 const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 /// The functions the emulator serves, built before it starts so the first invoke is fast.
-pub const FUNCTIONS: &[&str] = &["post-confirmation", "teardown", "reconcile"];
+pub const FUNCTIONS: &[&str] = &["post-confirmation", "teardown", "reconcile", "mailgun-webhook"];
 /// The stack's Cognito user pool in moto, for the reconcile function.
 const USER_POOL_NAME: &str = "tgsearch-local";
 
@@ -75,6 +75,7 @@ pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
     ensure_admin(&dir, &stack, rabbit_fresh).await?;
     say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
     let pool_changed = ensure_user_pool(&stack).await?;
+    ensure_alerting(&stack).await?;
     // The Lambdas hold the cluster CA in their environment: a new stand-in means new Lambdas.
     if emulator {
         ensure_lambda_emulator(&dir, &say, kube_fresh || pool_changed)?;
@@ -299,6 +300,25 @@ async fn ensure_user_pool(stack: &Stack) -> Result<bool> {
         fs::write(&file, &id)?;
     }
     Ok(changed)
+}
+
+/// The alert topic and a Mailgun signing key, in moto (which forgets them when it restarts).
+async fn ensure_alerting(stack: &Stack) -> Result<()> {
+    use tgsearch::credentials::generate_password;
+    let aws = stack.aws().await;
+    let sns = aws_sdk_sns::Client::new(&aws);
+    sns.create_topic().name(stack::ALERT_TOPIC).send().await?;
+    let secrets = SecretsManager::from_aws(&aws, "");
+    secrets
+        .create_or_read_json(
+            stack::MAILGUN_KEY_SECRET_ID,
+            &serde_json::json!({ "signing_key": format!("key-{}", generate_password().expose().to_lowercase()) }),
+            "Mailgun HTTP webhook signing key (local stack)",
+            &[],
+            r#"{"signing_key"}"#,
+        )
+        .await?;
+    Ok(())
 }
 
 fn target_dir() -> PathBuf {

@@ -25,6 +25,12 @@ pub const BACKEND_IMAGE: &str = "ghcr.io/tgsearch/core:latest";
 pub const REGION: &str = "us-east-1";
 pub const ADMIN_SECRET_ID: &str = "tgsearch/rabbitmq-admin";
 pub const ADMIN_USER: &str = "tgsearch-admin";
+/// Mailgun's webhook signing key, generated for the stack.
+pub const MAILGUN_KEY_SECRET_ID: &str = "tgsearch/mailgun-signing-key";
+/// The alert topic (tests subscribe queues of their own to read what was alerted).
+pub const ALERT_TOPIC: &str = "tgsearch-alerts";
+/// moto's default account.
+pub const ACCOUNT: &str = "123456789012";
 /// Variable naming the emulator's invoke endpoint, for tests and the demo.
 pub const LAMBDA_ENDPOINT_VAR: &str = "TGSEARCH_LAMBDA_ENDPOINT";
 
@@ -83,6 +89,11 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         ("KUBECONFIG", kubeconfig_file().display().to_string()),
         ("KUBE_NAMESPACE", NAMESPACE.into()),
         ("BACKEND_IMAGE", BACKEND_IMAGE.into()),
+        ("MAILGUN_SIGNING_KEY_SECRET_ID", MAILGUN_KEY_SECRET_ID.into()),
+        (
+            "ALERT_TOPIC_ARN",
+            format!("arn:aws:sns:{REGION}:{ACCOUNT}:{ALERT_TOPIC}"),
+        ),
         (
             "USER_POOL_ID",
             std::fs::read_to_string(user_pool_file())

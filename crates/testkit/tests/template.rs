@@ -33,7 +33,10 @@ fn every_function_in_the_template_is_a_workspace_binary() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("Binary: "))
         .collect();
-    assert_eq!(binaries, ["post-confirmation", "teardown", "reconcile"]);
+    assert_eq!(
+        binaries,
+        ["post-confirmation", "teardown", "reconcile", "mailgun-webhook"]
+    );
     for binary in binaries {
         let main = root.join("crates").join(binary).join("src/main.rs");
         assert!(

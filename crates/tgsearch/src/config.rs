@@ -237,3 +237,39 @@ impl ReconcileConfig {
         })
     }
 }
+
+/// What the mailgun-webhook function needs.
+#[derive(Debug, Clone)]
+pub struct MailgunConfig {
+    /// `MAILGUN_SIGNING_KEY_SECRET_ID`: the secret holding the webhook signing key (a plain string,
+    /// or JSON `{"signing_key": "..."}`).
+    pub signing_key_secret_id: String,
+    /// `ALERT_TOPIC_ARN`: the SNS topic alerts go to.
+    pub alert_topic_arn: String,
+}
+
+impl MailgunConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&Env::process())
+    }
+
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let signing_key_secret_id = env.required(
+            "MAILGUN_SIGNING_KEY_SECRET_ID",
+            "Secrets Manager id of Mailgun's HTTP webhook signing key",
+        )?;
+        let alert_topic_arn = env.required("ALERT_TOPIC_ARN", "the SNS topic that receives alerts")?;
+        if !alert_topic_arn.starts_with("arn:") || alert_topic_arn.split(':').count() != 6 {
+            return Err(ConfigError::Invalid {
+                name: "ALERT_TOPIC_ARN",
+                reason: format!(
+                    "`{alert_topic_arn}` is not an SNS topic ARN (arn:aws:sns:region:account:name)"
+                ),
+            });
+        }
+        Ok(Self {
+            signing_key_secret_id,
+            alert_topic_arn,
+        })
+    }
+}

@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod deadline;
 pub mod eks;
 pub mod handlers;
+pub mod mailgun;
 pub mod ports;
 pub mod provision;
 pub mod reconcile;

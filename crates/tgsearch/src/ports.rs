@@ -97,3 +97,12 @@ pub struct DirectoryUser {
 pub trait UserDirectory: Send + Sync {
     fn users(&self) -> impl Future<Output = Result<Vec<DirectoryUser>, PortError>> + Send;
 }
+
+/// Where operators hear about problems that need a person.
+pub trait AlertSink: Send + Sync {
+    fn publish(
+        &self,
+        subject: &str,
+        message: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}

@@ -4,3 +4,4 @@ pub mod cognito;
 pub mod kubernetes;
 pub mod rabbitmq;
 pub mod secrets_manager;
+pub mod sns;

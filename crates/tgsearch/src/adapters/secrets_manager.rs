@@ -81,6 +81,26 @@ impl SecretsManager {
         &self.tenant_prefix
     }
 
+    /// Reads a secret's string as it is.
+    pub async fn read_string(&self, secret_id: &str) -> Result<Option<String>, SecretsError> {
+        match self.client.get_secret_value().secret_id(secret_id).send().await {
+            Ok(out) => {
+                out.secret_string()
+                    .map(|s| Some(s.to_owned()))
+                    .ok_or_else(|| SecretsError::NoString {
+                        secret: secret_id.into(),
+                    })
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(api_error("GetSecretValue", secret_id, e)),
+        }
+    }
+
     /// Reads a JSON secret. `expected` names the shape in the error, never the content.
     pub async fn read_json<T: DeserializeOwned>(
         &self,

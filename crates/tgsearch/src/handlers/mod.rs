@@ -1,6 +1,7 @@
 //! Lambda handlers: event in, validated, handed to the domain logic, answer out. Each binary
 //! crate wires one of these to `lambda_runtime::run`.
 
+pub mod mailgun_webhook;
 pub mod post_confirmation;
 pub mod reconcile;
 pub mod teardown;
