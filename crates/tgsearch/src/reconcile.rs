@@ -224,17 +224,10 @@ pub async fn reconcile<D: UserDirectory>(
     if options.dry_run {
         return Ok(report);
     }
-    let provisions = futures::stream::iter(plan.provision.iter())
-        .map(|sub| async move {
-            let tenant = TenantId::parse(sub).expect("planned subs are tenant ids");
-            let outcome = provisioner
-                .provision(&tenant, &Deadline::new(options.budget, None))
-                .await;
-            (sub.clone(), outcome.map(drop).map_err(|e| e.to_string()))
-        })
-        .buffer_unordered(options.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
+    let provisions = for_each_tenant(&plan.provision, options, |tenant, deadline| async move {
+        provisioner.provision(&tenant, &deadline).await.map(drop)
+    })
+    .await;
     for (sub, outcome) in provisions {
         match outcome {
             Ok(()) => report.provisioned.push(sub),
@@ -252,17 +245,10 @@ pub async fn reconcile<D: UserDirectory>(
         report.refused_removals = Some(why);
         return Ok(report);
     }
-    let removals = futures::stream::iter(plan.remove.iter())
-        .map(|sub| async move {
-            let tenant = TenantId::parse(sub).expect("planned subs are tenant ids");
-            let outcome = provisioner
-                .teardown(&tenant, &Deadline::new(options.budget, None))
-                .await;
-            (sub.clone(), outcome.map(drop).map_err(|e| e.to_string()))
-        })
-        .buffer_unordered(options.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
+    let removals = for_each_tenant(&plan.remove, options, |tenant, deadline| async move {
+        provisioner.teardown(&tenant, &deadline).await.map(drop)
+    })
+    .await;
     for (sub, outcome) in removals {
         match outcome {
             Ok(()) => report.removed.push(sub),
@@ -272,6 +258,28 @@ pub async fn reconcile<D: UserDirectory>(
     report.provisioned.sort();
     report.removed.sort();
     Ok(report)
+}
+
+/// Runs `work` for each planned tenant, `options.concurrency` at a time, each under its own
+/// deadline; returns every tenant's outcome.
+async fn for_each_tenant<F, Fut>(
+    subs: &[String],
+    options: &Options,
+    work: F,
+) -> Vec<(String, Result<(), String>)>
+where
+    F: Fn(TenantId, Deadline) -> Fut,
+    Fut: std::future::Future<Output = Result<(), crate::deadline::StepError>>,
+{
+    futures::stream::iter(subs)
+        .map(|sub| {
+            let tenant = TenantId::parse(sub).expect("planned subs are tenant ids");
+            let outcome = work(tenant, Deadline::new(options.budget, None));
+            async move { (sub.clone(), outcome.await.map_err(|e| e.to_string())) }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await
 }
 
 #[cfg(test)]
