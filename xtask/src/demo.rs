@@ -90,7 +90,16 @@ pub async fn run(keep: bool) -> Result<()> {
     );
     match amqp::connect_to_vhost(creds.amqp_uri.expose(), "/").await {
         Ok(_) => bail!("the tenant could open vhost `/`: isolation is broken"),
-        Err(e) => println!("   ✓ vhost `/` refused it ({e})"),
+        Err(e) => {
+            // amqprs wraps the broker's answer in its frame dump: show the broker's words.
+            let text = e.to_string();
+            let reason = text
+                .split_once("reply_text: ShortStr(")
+                .and_then(|(_, rest)| rest.split_once(", \""))
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map_or(text.as_str(), |(reason, _)| reason);
+            println!("   ✓ vhost `/` refused it ({reason})")
+        }
     }
     let as_tenant = app.provisioner.broker.with_credentials(AdminCredentials {
         username: creds.username.clone(),
