@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let app = AppContext::new(config, &aws, http_client()?)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
-    let directory = CognitoDirectory::new(&aws, reconcile.user_pool_id);
+    let directory = CognitoDirectory::new(&app.aws, reconcile.user_pool_id);
     let options = Options {
         max_removals: reconcile.max_removals,
         ..Options::default()

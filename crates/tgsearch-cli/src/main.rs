@@ -162,7 +162,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let app = AppContext::from_env().await?;
             let pool = ReconcileConfig::from(&Env::process())?.user_pool_id;
-            let directory = CognitoDirectory::new(&load_aws_config().await, pool);
+            let directory = CognitoDirectory::new(&app.aws, pool);
             let options = Options {
                 dry_run,
                 max_removals,

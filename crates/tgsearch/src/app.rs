@@ -57,6 +57,8 @@ pub type LiveProvisioner = Provisioner<SecretsManager, ManagementClient, KubeBac
 /// Everything provisioning needs, built once.
 pub struct AppContext {
     pub config: ProvisionerConfig,
+    /// The process' one AWS configuration: build further SDK clients from it.
+    pub aws: SdkConfig,
     pub provisioner: LiveProvisioner,
 }
 
@@ -85,6 +87,7 @@ impl AppContext {
                 amqp_url: config.rabbitmq_amqp_url.clone(),
             },
             config,
+            aws: aws.clone(),
         })
     }
 

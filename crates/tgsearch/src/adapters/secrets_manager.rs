@@ -81,7 +81,7 @@ impl SecretsManager {
         &self.tenant_prefix
     }
 
-    /// Reads a secret's string as it is.
+    /// Reads a secret's string as it is; `None` when the secret does not exist.
     pub async fn read_string(&self, secret_id: &str) -> Result<Option<String>, SecretsError> {
         match self.client.get_secret_value().secret_id(secret_id).send().await {
             Ok(out) => {
@@ -97,6 +97,11 @@ impl SecretsManager {
             {
                 Ok(None)
             }
+            Err(e) if is_scheduled_for_deletion(e.code(), e.message()) => {
+                Err(SecretsError::ScheduledForDeletion {
+                    secret: secret_id.into(),
+                })
+            }
             Err(e) => Err(api_error("GetSecretValue", secret_id, e)),
         }
     }
@@ -107,25 +112,10 @@ impl SecretsManager {
         secret_id: &str,
         expected: &'static str,
     ) -> Result<Option<T>, SecretsError> {
-        let out = match self.client.get_secret_value().secret_id(secret_id).send().await {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                return Ok(None);
-            }
-            Err(e) if is_scheduled_for_deletion(e.code(), e.message()) => {
-                return Err(SecretsError::ScheduledForDeletion {
-                    secret: secret_id.into(),
-                });
-            }
-            Err(e) => return Err(api_error("GetSecretValue", secret_id, e)),
+        let Some(text) = self.read_string(secret_id).await? else {
+            return Ok(None);
         };
-        let text = out.secret_string().ok_or_else(|| SecretsError::NoString {
-            secret: secret_id.into(),
-        })?;
-        serde_json::from_str(text)
+        serde_json::from_str(&text)
             .map(Some)
             .map_err(|_| SecretsError::Malformed {
                 secret: secret_id.into(),
