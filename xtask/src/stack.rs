@@ -72,10 +72,12 @@ pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
     let kube_fresh = ensure_kube_standin(&dir, &say)?;
     write_kubeconfig()?;
     let stack = Stack::require();
-    ensure_admin(&dir, &stack, rabbit_fresh).await?;
+    // One AWS configuration for every moto call below.
+    let aws = stack.aws().await;
+    ensure_admin(&dir, &stack, &aws, rabbit_fresh).await?;
     say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
-    let pool_changed = ensure_user_pool(&stack).await?;
-    ensure_alerting(&stack).await?;
+    let pool_changed = ensure_user_pool(&aws).await?;
+    ensure_alerting(&aws).await?;
     // The Lambdas hold the cluster CA in their environment: a new stand-in means new Lambdas.
     if emulator {
         ensure_lambda_emulator(&dir, &say, kube_fresh || pool_changed)?;
@@ -210,9 +212,13 @@ fn ensure_moto(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
 
 /// Makes sure RabbitMQ has the stack's administrator, guest is gone, and Secrets Manager holds
 /// the credentials (moto forgets them when it restarts).
-async fn ensure_admin(dir: &Path, stack: &Stack, rabbit_fresh: bool) -> Result<()> {
-    let aws = stack.aws().await;
-    let secrets = SecretsManager::from_aws(&aws, stack.var("USER_SECRET_PREFIX"));
+async fn ensure_admin(
+    dir: &Path,
+    stack: &Stack,
+    aws: &aws_config::SdkConfig,
+    rabbit_fresh: bool,
+) -> Result<()> {
+    let secrets = SecretsManager::from_aws(aws, stack.var("USER_SECRET_PREFIX"));
     let base = stack.config().rabbitmq_management_url;
     let http = http_client()?;
     let saved = dir.join("rabbitmq-admin.json");
@@ -274,8 +280,8 @@ async fn ensure_admin(dir: &Path, stack: &Stack, rabbit_fresh: bool) -> Result<(
 
 /// Finds or creates the stack's user pool in moto (moto forgets it when it restarts) and
 /// records its id for `stack env`. Returns whether the id changed.
-async fn ensure_user_pool(stack: &Stack) -> Result<bool> {
-    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&stack.aws().await);
+async fn ensure_user_pool(aws: &aws_config::SdkConfig) -> Result<bool> {
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(aws);
     let pools = cognito.list_user_pools().max_results(60).send().await?;
     let existing = pools
         .user_pools()
@@ -303,12 +309,11 @@ async fn ensure_user_pool(stack: &Stack) -> Result<bool> {
 }
 
 /// The alert topic and a Mailgun signing key, in moto (which forgets them when it restarts).
-async fn ensure_alerting(stack: &Stack) -> Result<()> {
+async fn ensure_alerting(aws: &aws_config::SdkConfig) -> Result<()> {
     use tgsearch::credentials::generate_password;
-    let aws = stack.aws().await;
-    let sns = aws_sdk_sns::Client::new(&aws);
+    let sns = aws_sdk_sns::Client::new(aws);
     sns.create_topic().name(stack::ALERT_TOPIC).send().await?;
-    let secrets = SecretsManager::from_aws(&aws, "");
+    let secrets = SecretsManager::from_aws(aws, "");
     secrets
         .create_or_read_json(
             stack::MAILGUN_KEY_SECRET_ID,
