@@ -1,0 +1,81 @@
+//! The Kubernetes API stand-in and the kubeconfig that points kubectl at it.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use testkit::stack::{self, CLUSTER_NAME, KUBE_PORT, NAMESPACE, REGION};
+
+use super::{target_dir, with_env};
+use crate::procs::{self, port_open};
+
+/// Starts the Kubernetes API stand-in unless it runs. Returns `true` when it started (with a
+/// new CA).
+pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
+    let binary = target_dir().join("debug/kube-standin");
+    let started = fs::metadata(dir.join("kube.pid")).and_then(|m| m.modified()).ok();
+    let built = fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let rebuilt = matches!((built, started), (Some(b), Some(s)) if b > s);
+    if port_open(KUBE_PORT) && !rebuilt && stack::kube_ca_file().exists() {
+        return Ok(false);
+    }
+    procs::stop(dir, "kube")?;
+    if port_open(KUBE_PORT) {
+        bail!("port {KUBE_PORT} is taken by another process (a local cluster?); stop it and run again");
+    }
+    say("starting the Kubernetes API stand-in");
+    let _ = fs::remove_file(stack::kube_ca_file());
+    let mut standin = Command::new(&binary);
+    standin
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{KUBE_PORT}"),
+            "--cluster-name",
+            CLUSTER_NAME,
+        ])
+        .arg("--dir")
+        .arg(dir.join("kube"));
+    with_env(&mut standin);
+    procs::spawn(dir, "kube", &mut standin)?;
+    procs::wait_for(dir, "kube", Duration::from_secs(30), || {
+        port_open(KUBE_PORT) && stack::kube_ca_file().exists()
+    })?;
+    Ok(true)
+}
+
+/// A kubeconfig for plain kubectl, whose user runs `tgsearch eks-token` exactly as an EKS
+/// kubeconfig runs `aws eks get-token`.
+pub(super) fn write_kubeconfig() -> Result<()> {
+    let tgsearch = target_dir().join("debug/tgsearch");
+    let kubeconfig = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: {CLUSTER_NAME}
+  cluster:
+    server: https://127.0.0.1:{KUBE_PORT}
+    certificate-authority: {ca}
+contexts:
+- name: {CLUSTER_NAME}
+  context:
+    cluster: {CLUSTER_NAME}
+    user: {CLUSTER_NAME}
+    namespace: {NAMESPACE}
+current-context: {CLUSTER_NAME}
+users:
+- name: {CLUSTER_NAME}
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: {tgsearch}
+      args: [eks-token, --cluster-name, {CLUSTER_NAME}, --region, {REGION}]
+      interactiveMode: Never
+",
+        ca = stack::kube_ca_file().display(),
+        tgsearch = tgsearch.display(),
+    );
+    fs::write(stack::kubeconfig_file(), kubeconfig)?;
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! `cargo xtask stack up|down|env`: RabbitMQ (Debian's package, our own node and data dir),
+//! moto's standalone server, the Kubernetes API stand-in, and cargo-lambda's emulator serving
+//! this workspace's Lambdas. One module per service.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Result;
+use testkit::stack::{self, Stack};
+
+use crate::procs;
+
+mod kube;
+mod lambda;
+mod moto;
+mod rabbitmq;
+mod venvs;
+
+/// The functions the emulator serves, built before it starts so the first invoke is fast.
+pub const FUNCTIONS: &[&str] = &["post-confirmation", "teardown", "reconcile", "mailgun-webhook"];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// PATH with the stack's venv first, so `cargo lambda`, `moto_server` and `cfn-lint` resolve.
+pub fn path_with_venv() -> String {
+    format!(
+        "{}:{}",
+        stack::venv_bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// `export NAME=value` lines for a shell.
+pub fn print_env() {
+    println!("export PATH=\"{}\"", path_with_venv());
+    for (name, value) in stack::exports() {
+        println!("export {name}=\"{value}\"");
+    }
+}
+
+/// Applies the stack's environment to a command.
+pub fn with_env(command: &mut Command) -> &mut Command {
+    command.env("PATH", path_with_venv()).envs(stack::exports())
+}
+
+/// Brings the stack up. `emulator: false` leaves the Lambda emulator stopped, for developers who
+/// run their own `cargo lambda watch`.
+pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
+    let dir = stack::dir();
+    fs::create_dir_all(&dir)?;
+    let say = |msg: &str| {
+        if !quiet {
+            eprintln!("stack: {msg}");
+        }
+    };
+    venvs::ensure_venvs(&dir, &say)?;
+    let rabbit_fresh = rabbitmq::ensure_rabbitmq(&dir, &say)?;
+    moto::ensure_moto(&dir, &say)?;
+    build_binaries()?;
+    let kube_fresh = kube::ensure_kube_standin(&dir, &say)?;
+    kube::write_kubeconfig()?;
+    let stack = Stack::require();
+    // One AWS configuration for every moto call below.
+    let aws = stack.aws().await;
+    rabbitmq::ensure_admin(&dir, &stack, &aws, rabbit_fresh).await?;
+    say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
+    let pool_changed = moto::ensure_user_pool(&aws).await?;
+    moto::ensure_alerting(&aws).await?;
+    // The Lambdas hold the cluster CA in their environment: a new stand-in means new Lambdas.
+    if emulator {
+        lambda::ensure_lambda_emulator(&dir, &say, kube_fresh || pool_changed)?;
+    } else if procs::stop(&dir, "lambda")? {
+        say("stopped the stack's Lambda emulator: run your own `cargo lambda watch`");
+    }
+    say(&format!("up; state and logs in {}", dir.display()));
+    Ok(stack)
+}
+
+pub fn down() -> Result<()> {
+    let dir = stack::dir();
+    for name in ["lambda", "kube", "moto", "rabbitmq"] {
+        if procs::stop(&dir, name)? {
+            eprintln!("stack: stopped {name}");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds what the stack runs: the Lambdas (so the emulator's first invocation does not wait
+/// for a compile), the stand-in, and the CLI (kubectl's exec plugin).
+pub(crate) fn build_binaries() -> Result<()> {
+    let mut build = Command::new("cargo");
+    build.current_dir(workspace_root()).args(["build", "--quiet"]);
+    for package in FUNCTIONS.iter().chain(&["tgsearch-cli", "kube-standin"]) {
+        build.args(["--package", package]);
+    }
+    procs::run(&mut build)
+}
