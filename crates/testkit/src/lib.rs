@@ -5,8 +5,10 @@
 
 pub mod amqp;
 pub mod events;
+pub mod faults;
 pub mod lambda;
 pub mod probe;
+pub mod runtime;
 pub mod stack;
 pub mod tls;
 

@@ -1,0 +1,213 @@
+//! A fault proxy in front of each dependency of the provisioning functions (RabbitMQ's
+//! management API, moto for Secrets Manager, the Kubernetes API stand-in over TLS), the
+//! environment that points a function at them, and checks made with independent clients that
+//! go straight to the real servers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tgsearch::TenantId;
+use tgsearch::app::AppContext;
+use tgsearch::credentials::TenantCredentials;
+use tgsearch::ports::CredentialStore;
+use tgsearch::status::tenant_status;
+
+use super::{Proxy, TestCa};
+use crate::amqp;
+use crate::runtime::{Function, Outcome};
+use crate::stack::{self, Stack};
+
+/// post-confirmation's configured timeout (`template.yml`): the deadline it is given.
+pub const POST_CONFIRMATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Proxies in front of the running stack, and direct clients to check what they let through.
+pub struct Rig {
+    pub stack: Stack,
+    /// Straight to the real servers, for checks.
+    pub app: AppContext,
+    /// In front of the RabbitMQ management API (HTTP).
+    pub management: Proxy,
+    /// In front of moto: Secrets Manager, and every other AWS API the functions call (HTTP).
+    pub aws: Proxy,
+    /// In front of the Kubernetes API stand-in: TLS with a certificate of [`Rig::ca`], TLS on
+    /// to the stand-in.
+    pub kube: Proxy,
+    pub ca: TestCa,
+}
+
+impl Rig {
+    /// Panics with what to start when the stack is not running.
+    pub async fn new() -> Self {
+        let stack = Stack::require();
+        let app = stack.app().await;
+        let kube_ca = std::fs::read_to_string(stack::kube_ca_file()).unwrap_or_else(|e| {
+            panic!(
+                "the Kubernetes stand-in's CA ({}): {e}; start the stack with `cargo xtask stack up`",
+                stack::kube_ca_file().display()
+            )
+        });
+        let ca = TestCa::new().expect("a test CA");
+        let management = Proxy::http(stack.var("RABBITMQ_MANAGEMENT_URL"), None)
+            .await
+            .expect("management proxy");
+        let aws = Proxy::http(stack.var("AWS_ENDPOINT_URL"), None)
+            .await
+            .expect("AWS proxy");
+        let kube = Proxy::https(stack.var("EKS_CLUSTER_ENDPOINT"), Some(&kube_ca), &ca)
+            .await
+            .expect("Kubernetes proxy");
+        Self {
+            stack,
+            app,
+            management,
+            aws,
+            kube,
+            ca,
+        }
+    }
+
+    /// The stack's environment with every dependency behind its proxy (EKS mode: the proxy's
+    /// address in `EKS_CLUSTER_ENDPOINT`, the test CA in `EKS_CLUSTER_CA`). Tenants' `amqp_uri`
+    /// still names the real broker.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = stack::exports()
+            .keys()
+            .filter(|k| !matches!(**k, "KUBECONFIG" | stack::LAMBDA_ENDPOINT_VAR))
+            .map(|k| (k.to_string(), self.stack.var(k).to_owned()))
+            .collect();
+        env.insert("RABBITMQ_MANAGEMENT_URL".into(), self.management.url());
+        env.insert("AWS_ENDPOINT_URL".into(), self.aws.url());
+        env.insert("EKS_CLUSTER_ENDPOINT".into(), self.kube.url());
+        env.insert("EKS_CLUSTER_CA".into(), self.ca.base64());
+        env
+    }
+
+    /// A workspace function wired to the proxies.
+    pub fn function(&self, name: &str) -> Function {
+        Function::new(name, self.env())
+    }
+
+    /// Invokes `function` with a confirmed password reset (which provisions nothing), so its
+    /// cold start is behind it; panics when that fails.
+    pub async fn warm(&self, function: &Function) {
+        let event = crate::events::load("post-confirmation-forgot-password.json");
+        let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
+        assert!(
+            matches!(outcome.answer, crate::runtime::Answer::Ok(_)),
+            "warming {:?} failed: {:?}; last log lines:\n{}",
+            function.name(),
+            outcome.answer,
+            function.log_tail(15)
+        );
+    }
+
+    /// Heals every proxy.
+    pub async fn heal(&self) {
+        for proxy in [&self.management, &self.aws, &self.kube] {
+            proxy.heal().await.expect("heal a proxy");
+        }
+    }
+
+    /// One complete tenant (`tenant_status(...).is_complete()`), whose stored `amqp_uri` logs in
+    /// to its vhost over AMQP (so RabbitMQ's password is the stored one) and carries the stored
+    /// password.
+    pub async fn assert_converged(&self, tenant: &TenantId) -> TenantCredentials {
+        let status = tenant_status(&self.app.provisioner, tenant)
+            .await
+            .unwrap_or_else(|e| panic!("status of {tenant}: {e}"));
+        assert!(status.is_complete(), "tenant {tenant} is not complete: {status}");
+        let creds = self
+            .app
+            .provisioner
+            .store
+            .read(tenant)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("tenant {tenant} has no stored credentials"));
+        assert!(
+            creds
+                .amqp_uri
+                .expose()
+                .contains(&format!(":{}@", creds.password.expose())),
+            "the stored amqp_uri does not carry the stored password"
+        );
+        let echoed = amqp::round_trip(creds.amqp_uri.expose(), tenant.as_str().as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("the stored amqp_uri of {tenant} does not work: {e:#}"));
+        assert_eq!(echoed, tenant.as_str().as_bytes());
+        creds
+    }
+
+    /// Nothing of `tenant` exists in any system.
+    pub async fn assert_absent(&self, tenant: &TenantId) {
+        let status = tenant_status(&self.app.provisioner, tenant).await.unwrap();
+        assert!(status.is_absent(), "tenant {tenant} left something behind: {status}");
+    }
+
+    /// Heals the proxies, removes `tenant` (so a failing test leaves nothing in the shared
+    /// stack), then fails with `message`.
+    pub async fn fail(&self, tenant: &TenantId, message: String) -> ! {
+        self.heal().await;
+        self.teardown(tenant).await;
+        panic!("{message}")
+    }
+
+    /// [`check_clear_error`], cleaning `tenant` up before failing.
+    pub async fn assert_clear_error(
+        &self,
+        outcome: &Outcome,
+        limit: Duration,
+        names: &[&str],
+        function: &Function,
+        tenant: &TenantId,
+    ) -> String {
+        match check_clear_error(outcome, limit, names, function) {
+            Ok(error) => error,
+            Err(why) => self.fail(tenant, why).await,
+        }
+    }
+
+    /// Removes the tenant through the real servers (clean-up, not under test).
+    pub async fn teardown(&self, tenant: &TenantId) {
+        let deadline = tgsearch::deadline::Deadline::new(Duration::from_secs(30), None);
+        self.app
+            .provisioner
+            .teardown(tenant, &deadline)
+            .await
+            .unwrap_or_else(|e| panic!("clean-up of {tenant}: {e}"));
+    }
+}
+
+/// Checks that `outcome` is an error, answered before the function's deadline (and within
+/// `limit` of the invoke), whose text names one of `names` (e.g. ``step `vhost` ``). Returns the
+/// error text, or why the check failed (with the function's last log lines).
+pub fn check_clear_error(
+    outcome: &Outcome,
+    limit: Duration,
+    names: &[&str],
+    function: &Function,
+) -> Result<String, String> {
+    let Some(error) = outcome.error() else {
+        return Err(format!(
+            "the invocation succeeded, but it should have failed naming one of {names:?}: {:?}",
+            outcome.answer
+        ));
+    };
+    if !(outcome.answered_before_deadline() && outcome.answered_within(limit)) {
+        return Err(format!(
+            "no answer before the deadline: after {:?} (deadline {:?} after the invoke, limit {limit:?}; cold start: {}, event taken after {:?}) the caller had `{error}`; last log lines:\n{}",
+            outcome.elapsed,
+            outcome.deadline_after,
+            outcome.cold,
+            outcome.dispatched_after,
+            function.log_tail(15)
+        ));
+    }
+    if !names.iter().any(|n| error.contains(n)) {
+        return Err(format!(
+            "the error does not name any of {names:?}: `{error}`; last log lines:\n{}",
+            function.log_tail(15)
+        ));
+    }
+    Ok(error)
+}
