@@ -307,9 +307,27 @@ async fn collect(stream: impl AsyncRead + Unpin, logs: Arc<Mutex<String>>) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let mut logs = logs.lock().unwrap();
-        logs.push_str(&line);
+        logs.push_str(&strip_ansi(&line));
         logs.push('\n');
     }
+}
+
+/// The text of a log line without terminal colour codes (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 struct Instance {

@@ -1,0 +1,143 @@
+//! Secrets Manager (moto behind a fault proxy) misbehaving under the real `post-confirmation`
+//! binary: a black hole during a signup and at cold start (the admin secret read), throttling as
+//! AWS sends it. Each ends with a clear error before the deadline (Cognito's 5 s counted from
+//! the process start for a cold start), and the same event after recovery converges.
+
+use std::time::Duration;
+
+use testkit::faults::{Canned, POST_CONFIRMATION_TIMEOUT, Rig, Rule};
+use testkit::runtime::{Answer, COGNITO_LIMIT, Function};
+use testkit::{events, fresh_tenant};
+use tgsearch::TenantId;
+
+async fn retry_converges(rig: &Rig, function: &Function, tenant: &TenantId) {
+    rig.heal().await;
+    let event = events::signup_for(tenant);
+    let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
+    match &outcome.answer {
+        Answer::Ok(answer) => assert_eq!(answer, &event, "Cognito needs its event back unchanged"),
+        other => {
+            let why = format!(
+                "the retry after recovery failed: {other:?}; last log lines:\n{}",
+                function.log_tail(15)
+            );
+            rig.fail(tenant, why).await
+        }
+    }
+    rig.assert_converged(tenant).await;
+    rig.teardown(tenant).await;
+}
+
+fn secrets_manager_calls() -> Rule {
+    Rule::on("POST", "/").header("x-amz-target", "secretsmanager.*")
+}
+
+#[tokio::test]
+async fn a_secrets_manager_that_never_answers_fails_the_secret_step_before_the_deadline() {
+    let rig = Rig::new().await;
+    let function = rig.function("post-confirmation");
+    rig.warm(&function).await;
+    rig.aws.black_hole();
+    let tenant = fresh_tenant();
+    let outcome = function
+        .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
+        .await;
+    rig.assert_clear_error(&outcome, COGNITO_LIMIT, &["step `secret`"], &function, &tenant)
+        .await;
+    retry_converges(&rig, &function, &tenant).await;
+}
+
+#[tokio::test]
+async fn secrets_manager_throttling_fails_the_secret_step_before_the_deadline() {
+    let rig = Rig::new().await;
+    let function = rig.function("post-confirmation");
+    rig.warm(&function).await;
+    rig.aws
+        .answer(secrets_manager_calls().respond(Canned::aws_throttling()));
+    let tenant = fresh_tenant();
+    let outcome = function
+        .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
+        .await;
+    rig.assert_clear_error(&outcome, COGNITO_LIMIT, &["step `secret`"], &function, &tenant)
+        .await;
+    retry_converges(&rig, &function, &tenant).await;
+}
+
+#[tokio::test]
+async fn one_throttled_secrets_manager_call_does_not_fail_a_signup() {
+    let rig = Rig::new().await;
+    let function = rig.function("post-confirmation");
+    rig.warm(&function).await;
+    rig.aws
+        .answer(secrets_manager_calls().times(1).respond(Canned::aws_throttling()));
+    let tenant = fresh_tenant();
+    let event = events::signup_for(&tenant);
+    let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
+    if !matches!(&outcome.answer, Answer::Ok(answer) if *answer == event) {
+        let error = outcome.error();
+        rig.fail(&tenant, format!("one throttled call failed the signup: {error:?}"))
+            .await;
+    }
+    assert!(
+        rig.aws.requests().iter().any(|r| r.injected == Some(400)),
+        "the throttling never fired"
+    );
+    rig.assert_converged(&tenant).await;
+    rig.teardown(&tenant).await;
+}
+
+#[tokio::test]
+async fn a_cold_start_against_a_black_holed_secrets_manager_answers_within_5_s_naming_it() {
+    let rig = Rig::new().await;
+    rig.aws.black_hole();
+    let function = rig.function("post-confirmation");
+    let tenant = fresh_tenant();
+    // The process starts with the invocation: Cognito's 5 s count from here.
+    let outcome = function
+        .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
+        .await;
+    assert!(outcome.cold);
+    // What names the dependency: the error the caller sees or, when the process exits during
+    // init (Lambda then reports Runtime.ExitError), the cold start's own log line.
+    let error = outcome.error().unwrap_or_default();
+    let explained = match &outcome.answer {
+        Answer::Exited { .. } => function.logs(),
+        _ => error.clone(),
+    };
+    assert!(
+        outcome.answered_within(COGNITO_LIMIT),
+        "the cold start did not answer within Cognito's 5 s of the process start: {:?} after {:?}; last log lines:\n{}",
+        outcome.answer,
+        outcome.elapsed,
+        function.log_tail(15)
+    );
+    assert!(
+        ["RABBITMQ_ADMIN_SECRET_ID", "Secrets Manager"]
+            .iter()
+            .any(|n| explained.contains(n)),
+        "the cold-start error does not name the admin secret read: `{error}`; last log lines:\n{}",
+        function.log_tail(15)
+    );
+    rig.assert_absent(&tenant).await;
+    // Recovered: the retry (a new process, if the first one gave up) provisions the tenant.
+    retry_converges(&rig, &function, &tenant).await;
+}
+
+#[tokio::test]
+async fn a_slow_cold_start_leaves_the_signup_only_what_is_left_of_cognitos_5_s() {
+    let rig = Rig::new().await;
+    // Every AWS round trip takes about two seconds, so the cold start's admin secret read eats
+    // much of the 5 s; then the management API never answers.
+    rig.aws.latency(Duration::from_millis(1000));
+    rig.management.black_hole();
+    let function = rig.function("post-confirmation");
+    let tenant = fresh_tenant();
+    let outcome = function
+        .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
+        .await;
+    assert!(outcome.cold);
+    let names = ["step `", "RABBITMQ_ADMIN_SECRET_ID", "Secrets Manager"];
+    rig.assert_clear_error(&outcome, COGNITO_LIMIT, &names, &function, &tenant)
+        .await;
+    retry_converges(&rig, &function, &tenant).await;
+}
