@@ -28,6 +28,9 @@ enum Task {
     },
     /// Bring the stack up and run every test.
     Test {
+        /// Run RabbitMQ as a 3-node cluster behind HAProxy (as `stack up --cluster`).
+        #[arg(long)]
+        cluster: bool,
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
@@ -55,6 +58,9 @@ enum StackAction {
         /// Leave the Lambda emulator stopped (to run your own `cargo lambda watch`).
         #[arg(long)]
         no_emulator: bool,
+        /// RabbitMQ as a 3-node cluster behind HAProxy instead of a single node.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Stop everything the stack started.
     Down,
@@ -76,9 +82,9 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Task::Stack {
-            action: StackAction::Up { no_emulator },
+            action: StackAction::Up { no_emulator, cluster },
         } => {
-            stack::up(false, !no_emulator).await?;
+            stack::up_with(false, !no_emulator, cluster).await?;
             eprintln!("stack: point your shell at it with: eval \"$(cargo xtask stack env)\"");
         }
         Task::Stack {
@@ -88,8 +94,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             action: StackAction::Env,
         } => stack::print_env(),
         Task::Demo { keep } => demo::run(keep).await?,
-        Task::Test { args } => {
-            stack::up(false, true).await?;
+        Task::Test { cluster, args } => {
+            stack::up_with(false, true, cluster).await?;
             return cargo_with_stack(&["test", "--workspace"], &args);
         }
         Task::Bench { signups, size } => bench::run(signups, size).await?,

@@ -10,8 +10,11 @@ use tgsearch::app::{AppContext, http_client};
 use tgsearch::config::{Env, ProvisionerConfig};
 
 pub const HOST: &str = "127.0.0.1";
+/// RabbitMQ's default base port (AMQP); see [`amqp_port`].
 pub const AMQP_PORT: u16 = 5672;
-pub const MANAGEMENT_PORT: u16 = 15672;
+pub const MANAGEMENT_PORT: u16 = AMQP_PORT + 10000;
+/// Moves every RabbitMQ port of the stack (a second stack beside the shared one).
+pub const RABBITMQ_PORT_VAR: &str = "TGSEARCH_STACK_RABBITMQ_PORT";
 pub const MOTO_PORT: u16 = 5000;
 /// Where `cargo lambda watch` serves the Lambda invoke API (cargo-lambda's default port).
 pub const LAMBDA_PORT: u16 = 9000;
@@ -33,6 +36,21 @@ pub const ALERT_TOPIC: &str = "tgsearch-alerts";
 pub const ACCOUNT: &str = "123456789012";
 /// Variable naming the emulator's invoke endpoint, for tests and the demo.
 pub const LAMBDA_ENDPOINT_VAR: &str = "TGSEARCH_LAMBDA_ENDPOINT";
+
+/// The stack's AMQP port, the base every RabbitMQ port derives from: the management API is
+/// 10000 above it, a cluster's nodes are the ports just above both (see [`crate::cluster`]).
+/// `TGSEARCH_STACK_RABBITMQ_PORT` moves it (default 5672).
+pub fn amqp_port() -> u16 {
+    std::env::var(RABBITMQ_PORT_VAR)
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(AMQP_PORT)
+}
+
+/// The stack's management API port: [`amqp_port`] + 10000.
+pub fn management_port() -> u16 {
+    amqp_port() + 10000
+}
 
 /// The stack's state directory: logs, pid files, RabbitMQ data, the Python venv.
 pub fn dir() -> PathBuf {
@@ -109,9 +127,9 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         (
             "RABBITMQ_MANAGEMENT_URL",
-            format!("http://{HOST}:{MANAGEMENT_PORT}"),
+            format!("http://{HOST}:{}", management_port()),
         ),
-        ("RABBITMQ_AMQP_URL", format!("amqp://{HOST}:{AMQP_PORT}")),
+        ("RABBITMQ_AMQP_URL", format!("amqp://{HOST}:{}", amqp_port())),
         ("RABBITMQ_ADMIN_SECRET_ID", ADMIN_SECRET_ID.into()),
         (
             "USER_SECRET_PREFIX",

@@ -11,6 +11,7 @@ use testkit::stack::{self, Stack};
 
 use crate::procs;
 
+mod cluster;
 mod kube;
 mod lambda;
 mod moto;
@@ -49,9 +50,15 @@ pub fn with_env(command: &mut Command) -> &mut Command {
     command.env("PATH", path_with_venv()).envs(stack::exports())
 }
 
-/// Brings the stack up. `emulator: false` leaves the Lambda emulator stopped, for developers who
-/// run their own `cargo lambda watch`.
+/// Brings the stack up with a single RabbitMQ node. `emulator: false` leaves the Lambda emulator
+/// stopped, for developers who run their own `cargo lambda watch`.
 pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
+    up_with(quiet, emulator, false).await
+}
+
+/// Brings the stack up; `cluster: true` runs RabbitMQ as a 3-node cluster behind HAProxy
+/// (switching between the two restarts RabbitMQ).
+pub async fn up_with(quiet: bool, emulator: bool, cluster: bool) -> Result<Stack> {
     let dir = stack::dir();
     fs::create_dir_all(&dir)?;
     let say = |msg: &str| {
@@ -60,7 +67,14 @@ pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
         }
     };
     venvs::ensure_venvs(&dir, &say)?;
-    let rabbit_fresh = rabbitmq::ensure_rabbitmq(&dir, &say)?;
+    let rabbit_fresh = if cluster {
+        cluster::ensure_cluster(&dir, &say)?
+    } else {
+        if cluster::stop(&dir)? {
+            say("stopped the RabbitMQ cluster: switching to a single node");
+        }
+        rabbitmq::ensure_rabbitmq(&dir, &say)?
+    };
     moto::ensure_moto(&dir, &say)?;
     build_binaries()?;
     let kube_fresh = kube::ensure_kube_standin(&dir, &say)?;
@@ -84,6 +98,9 @@ pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
 
 pub fn down() -> Result<()> {
     let dir = stack::dir();
+    if cluster::stop(&dir)? {
+        eprintln!("stack: stopped the RabbitMQ cluster");
+    }
     for name in ["lambda", "kube", "moto", "rabbitmq"] {
         if procs::stop(&dir, name)? {
             eprintln!("stack: stopped {name}");

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use testkit::stack::{ADMIN_SECRET_ID, ADMIN_USER, AMQP_PORT, MANAGEMENT_PORT, Stack};
+use testkit::stack::{self, ADMIN_SECRET_ID, ADMIN_USER, Stack};
 use tgsearch::adapters::rabbitmq::{AdminCredentials, ManagementClient};
 use tgsearch::adapters::secrets_manager::SecretsManager;
 use tgsearch::app::{ADMIN_SECRET_SHAPE, http_client};
@@ -21,32 +21,16 @@ const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 /// Starts our own RabbitMQ node unless it runs. Returns `true` when it started fresh (with the
 /// default `guest` user, which bootstrap then replaces).
 pub(super) fn ensure_rabbitmq(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
-    if port_open(MANAGEMENT_PORT) {
+    let (amqp_port, management_port) = (stack::amqp_port(), stack::management_port());
+    if port_open(management_port) {
         return Ok(false);
     }
-    if port_open(AMQP_PORT) {
+    if port_open(amqp_port) {
         bail!(
-            "port {AMQP_PORT} is taken by a broker without the management API on {MANAGEMENT_PORT}; stop it (e.g. `service rabbitmq-server stop`) and run again"
+            "port {amqp_port} is taken by a broker without the management API on {management_port}; stop it (e.g. `service rabbitmq-server stop`) and run again"
         );
     }
-    if !Path::new(RABBITMQ_SERVER).exists() {
-        if !procs::is_root() {
-            bail!("RabbitMQ is not installed: run `sudo apt-get install rabbitmq-server` and try again");
-        }
-        say("installing Debian's rabbitmq-server (once)");
-        procs::run(Command::new("apt-get").args(["update", "-qq"]))?;
-        procs::run(
-            Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "-qq",
-                    "--no-install-recommends",
-                    "rabbitmq-server",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-    }
+    ensure_installed(say)?;
     let base = dir.join("rabbitmq");
     // A fresh node each start: tenants of earlier runs are gone, and guest is back for bootstrap.
     let _ = fs::remove_dir_all(&base);
@@ -56,7 +40,7 @@ pub(super) fn ensure_rabbitmq(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
     fs::write(
         base.join("rabbitmq.conf"),
         format!(
-            "listeners.tcp.default = 127.0.0.1:{AMQP_PORT}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {MANAGEMENT_PORT}\n"
+            "listeners.tcp.default = 127.0.0.1:{amqp_port}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {management_port}\n"
         ),
     )?;
     say("starting RabbitMQ");
@@ -64,7 +48,8 @@ pub(super) fn ensure_rabbitmq(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
         dir,
         "rabbitmq",
         Command::new(RABBITMQ_SERVER)
-            .env("RABBITMQ_NODENAME", "tgsearch@localhost")
+            .env("RABBITMQ_NODENAME", node_name(amqp_port))
+            .env("RABBITMQ_DIST_PORT", (amqp_port + 20000).to_string())
             .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", base.join("log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", base.join("enabled_plugins"))
@@ -73,9 +58,41 @@ pub(super) fn ensure_rabbitmq(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
             .env("HOME", &base),
     )?;
     procs::wait_for(dir, "rabbitmq", Duration::from_secs(120), || {
-        port_open(MANAGEMENT_PORT)
+        port_open(management_port)
     })?;
     Ok(true)
+}
+
+/// `tgsearch@localhost`, or with the port in it when the stack's ports were moved.
+fn node_name(amqp_port: u16) -> String {
+    if amqp_port == stack::AMQP_PORT {
+        "tgsearch@localhost".into()
+    } else {
+        format!("tgsearch-{amqp_port}@localhost")
+    }
+}
+
+/// Installs Debian's rabbitmq-server when missing (as root; otherwise says how).
+pub(super) fn ensure_installed(say: &impl Fn(&str)) -> Result<()> {
+    if Path::new(RABBITMQ_SERVER).exists() {
+        return Ok(());
+    }
+    if !procs::is_root() {
+        bail!("RabbitMQ is not installed: run `sudo apt-get install rabbitmq-server` and try again");
+    }
+    say("installing Debian's rabbitmq-server (once)");
+    procs::run(Command::new("apt-get").args(["update", "-qq"]))?;
+    procs::run(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "rabbitmq-server",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// Makes sure RabbitMQ has the stack's administrator, guest is gone, and Secrets Manager holds
