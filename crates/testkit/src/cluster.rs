@@ -77,6 +77,27 @@ pub struct Node {
 }
 
 impl Node {
+    /// Stops the node and waits until it is gone.
+    pub fn stop(&self) -> Result<()> {
+        self.stop.run()
+    }
+
+    /// Starts the node in the background and waits (up to two minutes) until RabbitMQ runs on
+    /// it again, as a member of the cluster.
+    pub fn start(&self) -> Result<()> {
+        self.start.run()?;
+        // `-detached` returns before the node registers with epmd; until then
+        // `await_startup` fails at once.
+        let started = std::time::Instant::now();
+        loop {
+            match self.await_startup.run() {
+                Ok(()) => return Ok(()),
+                Err(e) if started.elapsed() > std::time::Duration::from_secs(120) => return Err(e),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
+            }
+        }
+    }
+
     /// `amqp://127.0.0.1:<this node's port>`.
     pub fn amqp_url(&self) -> String {
         format!("amqp://127.0.0.1:{}", self.amqp_port)

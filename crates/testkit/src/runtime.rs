@@ -129,6 +129,16 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The running stack's environment for a function, as `stack env` prints it (EKS mode: no
+/// `KUBECONFIG`; no emulator address).
+pub fn stack_env(stack: &crate::stack::Stack) -> BTreeMap<String, String> {
+    crate::stack::exports()
+        .keys()
+        .filter(|k| !matches!(**k, "KUBECONFIG" | crate::stack::LAMBDA_ENDPOINT_VAR))
+        .map(|k| (k.to_string(), stack.var(k).to_owned()))
+        .collect()
+}
+
 impl Function {
     /// The workspace function `name` (its debug binary), with exactly `env` as its environment
     /// plus what Lambda itself sets (`AWS_LAMBDA_*`; `RUST_LOG=info` unless `env` sets it).

@@ -70,11 +70,7 @@ impl Rig {
     /// address in `EKS_CLUSTER_ENDPOINT`, the test CA in `EKS_CLUSTER_CA`). Tenants' `amqp_uri`
     /// still names the real broker.
     pub fn env(&self) -> BTreeMap<String, String> {
-        let mut env: BTreeMap<String, String> = stack::exports()
-            .keys()
-            .filter(|k| !matches!(**k, "KUBECONFIG" | stack::LAMBDA_ENDPOINT_VAR))
-            .map(|k| (k.to_string(), self.stack.var(k).to_owned()))
-            .collect();
+        let mut env = crate::runtime::stack_env(&self.stack);
         env.insert("RABBITMQ_MANAGEMENT_URL".into(), self.management.url());
         env.insert("AWS_ENDPOINT_URL".into(), self.aws.url());
         env.insert("EKS_CLUSTER_ENDPOINT".into(), self.kube.url());

@@ -1,0 +1,200 @@
+//! Broker node loss: one node of the stack's 3-node RabbitMQ cluster (`cargo xtask stack up
+//! --cluster`, HAProxy in front) is stopped during a burst of signups through the real
+//! `post-confirmation` binary. Every signup completes before its deadline or fails with a clear
+//! error naming the step, and converges when retried; after the node returns, every tenant is
+//! complete and logs in over AMQP on every node's own port with its stored credentials.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use testkit::cluster::{Cluster, Node};
+use testkit::faults::{POST_CONFIRMATION_TIMEOUT, check_clear_error};
+use testkit::runtime::{Answer, COGNITO_LIMIT, Function, stack_env};
+use testkit::stack::{self, Stack};
+use testkit::{amqp, events, fresh_tenant};
+use tgsearch::TenantId;
+use tgsearch::adapters::rabbitmq::AdminCredentials;
+use tgsearch::app::ADMIN_SECRET_SHAPE;
+use tgsearch::ports::CredentialStore;
+use tgsearch::status::tenant_status;
+
+/// Function instances signing up at once (each is one Lambda sandbox: one event at a time).
+const INSTANCES: usize = 4;
+const SIGNUPS_EACH: usize = 6;
+/// Signups done before the node is stopped.
+const STOP_AFTER: usize = 5;
+const RETRIES: usize = 3;
+
+/// The running cluster; fails saying how to start one when the stack runs a single node.
+fn cluster(stack: &Stack) -> Cluster {
+    let cluster = Cluster::running(&stack::dir()).unwrap_or_else(|e| panic!("{e:#}"));
+    let behind_haproxy = format!(":{}", cluster.management_port);
+    assert!(
+        stack.var("RABBITMQ_MANAGEMENT_URL").ends_with(&behind_haproxy),
+        "the stack's RABBITMQ_MANAGEMENT_URL ({}) is not the cluster's HAProxy (port {}): run `cargo xtask stack up --cluster`",
+        stack.var("RABBITMQ_MANAGEMENT_URL"),
+        cluster.management_port
+    );
+    cluster
+}
+
+/// Stops (`up: false`) or starts `node`, failing the test when it cannot.
+async fn set(node: &Node, up: bool) {
+    let node = node.clone();
+    tokio::task::spawn_blocking(move || if up { node.start() } else { node.stop() })
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// `uri` with its port replaced by `node`'s own AMQP port.
+fn on_node(uri: &str, node: &Node) -> String {
+    let mut url = reqwest::Url::parse(uri).expect("amqp_uri is a URL");
+    url.set_port(Some(node.amqp_port)).expect("amqp_uri has a host");
+    url.to_string()
+}
+
+/// The vhost's `cluster_state` (which nodes run it), as the management API reports it.
+async fn vhost_state(stack: &Stack, admin: &AdminCredentials, tenant: &TenantId) -> String {
+    let url = format!("{}/api/vhosts/{}", stack.var("RABBITMQ_MANAGEMENT_URL"), tenant);
+    let answer = reqwest::Client::new()
+        .get(url)
+        .basic_auth(&admin.username, Some(admin.password.expose()))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    match answer {
+        Ok(r) => r.json::<serde_json::Value>().await.map(|v| v["cluster_state"].to_string()).unwrap_or_default(),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+#[tokio::test]
+async fn a_node_lost_during_a_burst_of_signups_leaves_every_tenant_working_on_every_node() {
+    let stack = Stack::require();
+    let cluster = cluster(&stack);
+    let app = stack.app().await;
+    let lost = cluster.nodes[1].clone();
+    let done = Arc::new(AtomicUsize::new(0));
+    let functions: Vec<Arc<Function>> = (0..INSTANCES)
+        .map(|_| Arc::new(Function::new("post-confirmation", stack_env(&stack))))
+        .collect();
+
+    // The burst: each instance signs up its tenants one after another.
+    let burst = functions.iter().map(|function| {
+        let function = function.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut results = Vec::new();
+            for _ in 0..SIGNUPS_EACH {
+                let tenant = fresh_tenant();
+                let outcome = function
+                    .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
+                    .await;
+                let verdict = match &outcome.answer {
+                    Answer::Ok(_) if outcome.answered_within(COGNITO_LIMIT) => Ok(true),
+                    Answer::Ok(_) => Err(format!("{tenant}: answered after {:?}", outcome.elapsed)),
+                    _ => check_clear_error(&outcome, COGNITO_LIMIT, &["step `"], &function)
+                        .map(|_| false)
+                        .map_err(|why| format!("{tenant}: {why}")),
+                };
+                done.fetch_add(1, Ordering::SeqCst);
+                results.push((tenant, verdict));
+            }
+            results
+        })
+    });
+    let burst = futures::future::join_all(burst);
+    let node_loss = async {
+        while done.load(Ordering::SeqCst) < STOP_AFTER {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        set(&lost, false).await;
+    };
+    let (results, ()) = tokio::join!(burst, node_loss);
+    let results: Vec<(TenantId, Result<bool, String>)> =
+        results.into_iter().flat_map(|r| r.unwrap()).collect();
+
+    // The node returns.
+    set(&lost, true).await;
+
+    let unclear: Vec<&String> = results.iter().filter_map(|(_, v)| v.as_ref().err()).collect();
+    let failed: Vec<&TenantId> = results
+        .iter()
+        .filter(|(_, v)| matches!(v, Ok(false)))
+        .map(|(t, _)| t)
+        .collect();
+    eprintln!(
+        "{} signups, {} failed with a clear error while node {} was lost",
+        results.len(),
+        failed.len(),
+        lost.name
+    );
+
+    // Failed signups converge when retried (Cognito retries; so would the user).
+    let retrier = &functions[0];
+    let mut not_converged = Vec::new();
+    for tenant in &failed {
+        let event = events::signup_for(tenant);
+        let mut last = None;
+        for _ in 0..RETRIES {
+            let outcome = retrier.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
+            if matches!(outcome.answer, Answer::Ok(_)) {
+                last = None;
+                break;
+            }
+            last = outcome.error();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        not_converged.extend(last.map(|e| format!("{tenant}: {e}")));
+    }
+
+    // Every tenant is complete and works on every node with its stored credentials.
+    let admin: AdminCredentials = app
+        .provisioner
+        .store
+        .read_json(stack::ADMIN_SECRET_ID, ADMIN_SECRET_SHAPE)
+        .await
+        .unwrap()
+        .expect("the admin secret");
+    let mut broken = Vec::new();
+    for (tenant, _) in &results {
+        let status = tenant_status(&app.provisioner, tenant).await.unwrap();
+        if !status.is_complete() {
+            broken.push(format!("{tenant}: incomplete: {status}"));
+            continue;
+        }
+        let creds = app.provisioner.store.read(tenant).await.unwrap().unwrap();
+        for node in &cluster.nodes {
+            let uri = on_node(creds.amqp_uri.expose(), node);
+            if let Err(e) = amqp::round_trip(&uri, b"node-loss").await {
+                let state = vhost_state(&stack, &admin, tenant).await;
+                broken.push(format!(
+                    "{tenant}: cannot use its vhost on {} (vhost cluster_state {state}): {e:#}",
+                    node.name
+                ));
+            }
+        }
+    }
+
+    let deadline = tgsearch::deadline::Deadline::new(Duration::from_secs(60), None);
+    for (tenant, _) in &results {
+        let _ = app.provisioner.teardown(tenant, &deadline).await;
+    }
+    assert!(
+        unclear.is_empty(),
+        "signups neither completed in time nor failed with a clear error:\n{}",
+        unclear.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        not_converged.is_empty(),
+        "signups that failed during the node loss did not converge on retry:\n{}",
+        not_converged.join("\n")
+    );
+    assert!(
+        broken.is_empty(),
+        "tenants left inconsistent after the node returned:\n{}",
+        broken.join("\n")
+    );
+}
