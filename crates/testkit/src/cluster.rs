@@ -131,8 +131,14 @@ pub fn layout(stack_dir: &Path, base: u16) -> Cluster {
     let ctl_env = |home: &Path| {
         BTreeMap::from([
             ("HOME".to_owned(), home.display().to_string()),
-            ("RABBITMQ_CTL_DIST_PORT_MIN".to_owned(), (base + 30001).to_string()),
-            ("RABBITMQ_CTL_DIST_PORT_MAX".to_owned(), (base + 30010).to_string()),
+            (
+                "RABBITMQ_CTL_DIST_PORT_MIN".to_owned(),
+                (base + 30001).to_string(),
+            ),
+            (
+                "RABBITMQ_CTL_DIST_PORT_MAX".to_owned(),
+                (base + 30010).to_string(),
+            ),
         ])
     };
     let nodes = (1..=NODES)
@@ -147,14 +153,24 @@ pub fn layout(stack_dir: &Path, base: u16) -> Cluster {
                 ("RABBITMQ_DIST_PORT", (base + 20000 + i).to_string()),
                 ("RABBITMQ_MNESIA_BASE", dir.join("mnesia").display().to_string()),
                 ("RABBITMQ_LOG_BASE", dir.join("log").display().to_string()),
-                ("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins").display().to_string()),
-                ("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf").display().to_string()),
+                (
+                    "RABBITMQ_ENABLED_PLUGINS_FILE",
+                    dir.join("enabled_plugins").display().to_string(),
+                ),
+                (
+                    "RABBITMQ_CONFIG_FILE",
+                    dir.join("rabbitmq.conf").display().to_string(),
+                ),
             ] {
                 env.insert(k.to_owned(), v);
             }
             let ctl = |args: &[&str]| Invocation {
                 program: RABBITMQCTL.into(),
-                args: ["-n", name.as_str()].iter().chain(args).map(|s| s.to_string()).collect(),
+                args: ["-n", name.as_str()]
+                    .iter()
+                    .chain(args)
+                    .map(|s| s.to_string())
+                    .collect(),
                 env: ctl_env(&home),
             };
             Node {

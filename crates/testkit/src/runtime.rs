@@ -428,7 +428,12 @@ impl Api {
             (Method::GET, ["invocation", "next"]) => self.next().await,
             (Method::POST, ["invocation", id, "response"]) => {
                 let id = id.to_string();
-                let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 self.deliver(&id, Reply::Response(body))
             }
             (Method::POST, ["invocation", id, "error"]) => {
@@ -452,7 +457,10 @@ impl Api {
         };
         let taken = Instant::now();
         let deadline = SystemTime::now() + pending.timeout;
-        let deadline_ms = deadline.duration_since(UNIX_EPOCH).expect("after 1970").as_millis();
+        let deadline_ms = deadline
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis();
         let _ = pending.dispatched.send(taken);
         Response::builder()
             .status(StatusCode::OK)
@@ -465,7 +473,10 @@ impl Api {
             )
             .header(
                 "lambda-runtime-trace-id",
-                format!("Root=1-00000000-{};Parent=0000000000000000;Sampled=0", &pending.id[..24].replace('-', "")),
+                format!(
+                    "Root=1-00000000-{};Parent=0000000000000000;Sampled=0",
+                    &pending.id[..24].replace('-', "")
+                ),
             )
             .body(Full::new(pending.body))
             .expect("a valid response")
@@ -491,7 +502,12 @@ async fn diagnostic(request: Request<Incoming>) -> (String, String) {
         .get("lambda-runtime-function-error-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or_default();
     let error_type = parsed["errorType"]
         .as_str()

@@ -65,7 +65,11 @@ async fn vhost_state(stack: &Stack, admin: &AdminCredentials, tenant: &TenantId)
         .send()
         .await;
     match answer {
-        Ok(r) => r.json::<serde_json::Value>().await.map(|v| v["cluster_state"].to_string()).unwrap_or_default(),
+        Ok(r) => r
+            .json::<serde_json::Value>()
+            .await
+            .map(|v| v["cluster_state"].to_string())
+            .unwrap_or_default(),
         Err(e) => format!("unknown ({e})"),
     }
 }

@@ -75,8 +75,11 @@ async fn one_throttled_secrets_manager_call_does_not_fail_a_signup() {
     let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     if !matches!(&outcome.answer, Answer::Ok(answer) if *answer == event) {
         let error = outcome.error();
-        rig.fail(&tenant, format!("one throttled call failed the signup: {error:?}"))
-            .await;
+        rig.fail(
+            &tenant,
+            format!("one throttled call failed the signup: {error:?}"),
+        )
+        .await;
     }
     assert!(
         rig.aws.requests().iter().any(|r| r.injected == Some(400)),

@@ -83,7 +83,10 @@ async fn kubernetes_answering_500_every_time_fails_the_step_before_the_deadline(
     let tenant = fresh_tenant();
     let rule = Rule::on("PATCH", DEPLOYMENTS).respond(Canned::kube(500));
     let error = signup_fails(&rig, &function, &tenant, rule, "step `deployment`").await;
-    assert!(error.contains("500") || error.contains("did not finish"), "{error}");
+    assert!(
+        error.contains("500") || error.contains("did not finish"),
+        "{error}"
+    );
     retry_converges(&rig, &function, &tenant).await;
 }
 
@@ -99,8 +102,11 @@ async fn one_500_from_kubernetes_does_not_fail_a_signup() {
     let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     if !matches!(&outcome.answer, Answer::Ok(answer) if *answer == event) {
         let error = outcome.error();
-        rig.fail(&tenant, format!("one Kubernetes 500 failed the signup: {error:?}"))
-            .await;
+        rig.fail(
+            &tenant,
+            format!("one Kubernetes 500 failed the signup: {error:?}"),
+        )
+        .await;
     }
     let applies = sent(&rig, DEPLOYMENTS);
     assert_eq!(applies.first().and_then(|r| r.injected), Some(500));
@@ -160,8 +166,11 @@ async fn one_429_from_kubernetes_is_retried_after_its_retry_after() {
     let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     if !matches!(&outcome.answer, Answer::Ok(answer) if *answer == event) {
         let error = outcome.error();
-        rig.fail(&tenant, format!("one 429 (Retry-After: 1) failed the signup: {error:?}"))
-            .await;
+        rig.fail(
+            &tenant,
+            format!("one 429 (Retry-After: 1) failed the signup: {error:?}"),
+        )
+        .await;
     }
     let applies = sent(&rig, VOLUMES);
     assert_eq!(applies.first().and_then(|r| r.injected), Some(429));

@@ -35,7 +35,9 @@ async fn overview(http: &reqwest::Client, proxy: &Proxy, admin: &AdminCredential
 async fn an_http_proxy_passes_through_answers_by_rule_and_records_every_request() {
     let stack = Stack::require();
     let admin = admin(&stack).await;
-    let proxy = Proxy::http(stack.var("RABBITMQ_MANAGEMENT_URL"), None).await.unwrap();
+    let proxy = Proxy::http(stack.var("RABBITMQ_MANAGEMENT_URL"), None)
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     assert_eq!(overview(&http, &proxy, &admin).await.unwrap(), 200);
     proxy.answer(
@@ -55,44 +57,71 @@ async fn an_http_proxy_passes_through_answers_by_rule_and_records_every_request(
 async fn connection_faults_are_what_a_client_sees() {
     let stack = Stack::require();
     let admin = admin(&stack).await;
-    let proxy = Proxy::http(stack.var("RABBITMQ_MANAGEMENT_URL"), None).await.unwrap();
+    let proxy = Proxy::http(stack.var("RABBITMQ_MANAGEMENT_URL"), None)
+        .await
+        .unwrap();
 
     // Black hole: accepted, never answered.
     proxy.black_hole();
-    let err = overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap_err();
+    let err = overview(&reqwest::Client::new(), &proxy, &admin)
+        .await
+        .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    assert!(proxy.connections() >= 1, "the black hole must accept the connection");
+    assert!(
+        proxy.connections() >= 1,
+        "the black hole must accept the connection"
+    );
 
     // A one-off reset: the next request dies, the one after passes.
     proxy.heal().await.unwrap();
     proxy.reset_next(1);
-    let err = overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap_err();
+    let err = overview(&reqwest::Client::new(), &proxy, &admin)
+        .await
+        .unwrap_err();
     assert!(!err.is_timeout(), "a reset is not a hang: {err:?}");
-    assert_eq!(overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap(), 200);
+    assert_eq!(
+        overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap(),
+        200
+    );
 
     // Stopped: refused, on the same port, until started again.
     proxy.stop().await;
     let refused = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     proxy.start().await.unwrap();
-    assert_eq!(overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap(), 200);
+    assert_eq!(
+        overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap(),
+        200
+    );
 
     // Latency on every chunk: a round trip takes at least a request and a response delay.
     proxy.latency(Duration::from_millis(300));
     let started = Instant::now();
-    assert_eq!(overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap(), 200);
-    assert!(started.elapsed() >= Duration::from_millis(600), "{:?}", started.elapsed());
+    assert_eq!(
+        overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap(),
+        200
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn a_rule_can_stop_the_server_mid_request() {
     let stack = Stack::require();
     let admin = admin(&stack).await;
-    let proxy = Proxy::http(stack.var("RABBITMQ_MANAGEMENT_URL"), None).await.unwrap();
+    let proxy = Proxy::http(stack.var("RABBITMQ_MANAGEMENT_URL"), None)
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     proxy.answer(Rule::on("GET", "/api/overview").times(1).stop_server());
     let err = overview(&http, &proxy, &admin).await.unwrap_err();
-    assert!(!err.is_timeout(), "the request must be cut, not left hanging: {err:?}");
+    assert!(
+        !err.is_timeout(),
+        "the request must be cut, not left hanging: {err:?}"
+    );
     assert!(tokio::net::TcpStream::connect(proxy.addr()).await.is_err());
     proxy.start().await.unwrap();
     assert_eq!(overview(&http, &proxy, &admin).await.unwrap(), 200);
@@ -111,7 +140,9 @@ async fn a_tcp_proxy_carries_amqp_and_cuts_it() {
         admin.password.expose(),
         proxy.addr()
     );
-    let echoed = testkit::amqp::round_trip(&uri, b"through the proxy").await.unwrap();
+    let echoed = testkit::amqp::round_trip(&uri, b"through the proxy")
+        .await
+        .unwrap();
     assert_eq!(echoed, b"through the proxy");
     proxy.stop().await;
     assert!(testkit::amqp::connect(&uri).await.is_err());
@@ -120,7 +151,8 @@ async fn a_tcp_proxy_carries_amqp_and_cuts_it() {
 #[tokio::test]
 async fn an_https_proxy_serves_the_test_ca_and_answers_kubernetes_status_objects() {
     let stack = Stack::require();
-    let standin_ca = std::fs::read_to_string(stack::kube_ca_file()).expect("the stand-in's CA: run `cargo xtask stack up`");
+    let standin_ca = std::fs::read_to_string(stack::kube_ca_file())
+        .expect("the stand-in's CA: run `cargo xtask stack up`");
     let ca = TestCa::new().unwrap();
     let proxy = Proxy::https(stack.var("EKS_CLUSTER_ENDPOINT"), Some(&standin_ca), &ca)
         .await
@@ -131,11 +163,19 @@ async fn an_https_proxy_serves_the_test_ca_and_answers_kubernetes_status_objects
         .build()
         .unwrap();
     // Forwarded over TLS to the stand-in, which refuses a request without a token.
-    let answer = trusting.get(format!("{}/api/v1/namespaces", proxy.url())).send().await.unwrap();
+    let answer = trusting
+        .get(format!("{}/api/v1/namespaces", proxy.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status().as_u16(), 401);
 
     proxy.answer(Rule::on("GET", "/api/v1/namespaces").respond(Canned::kube(429)));
-    let answer = trusting.get(format!("{}/api/v1/namespaces", proxy.url())).send().await.unwrap();
+    let answer = trusting
+        .get(format!("{}/api/v1/namespaces", proxy.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status().as_u16(), 429);
     assert_eq!(answer.headers()["retry-after"], "1");
     let status: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status = answer.json().await.unwrap();
@@ -145,7 +185,13 @@ async fn an_https_proxy_serves_the_test_ca_and_answers_kubernetes_status_objects
 
     // TLS is real: a client that does not trust the test CA refuses the proxy.
     let untrusting = reqwest::Client::new();
-    assert!(untrusting.get(format!("{}/version", proxy.url())).send().await.is_err());
+    assert!(
+        untrusting
+            .get(format!("{}/version", proxy.url()))
+            .send()
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -178,5 +224,8 @@ async fn aws_throttling_is_what_the_sdk_knows_as_throttling() {
         .send()
         .await
         .unwrap();
-    assert_eq!(proxy.requests()[0].target.as_deref(), Some("secretsmanager.GetSecretValue"));
+    assert_eq!(
+        proxy.requests()[0].target.as_deref(),
+        Some("secretsmanager.GetSecretValue")
+    );
 }

@@ -58,7 +58,8 @@ async fn a_management_api_that_never_answers_fails_naming_the_step_before_the_de
     let outcome = function
         .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
         .await;
-    let error = rig.assert_clear_error(&outcome, COGNITO_LIMIT, RABBITMQ_STEPS, &function, &tenant)
+    let error = rig
+        .assert_clear_error(&outcome, COGNITO_LIMIT, RABBITMQ_STEPS, &function, &tenant)
         .await;
     assert!(error.contains("did not finish"), "{error}");
     retry_converges(&rig, &function, &tenant).await;
@@ -76,8 +77,11 @@ async fn one_reset_connection_to_the_management_api_does_not_fail_a_signup() {
     let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     if !matches!(&outcome.answer, Answer::Ok(answer) if *answer == event) {
         let error = outcome.error();
-        rig.fail(&tenant, format!("one reset connection failed the signup: {error:?}"))
-            .await;
+        rig.fail(
+            &tenant,
+            format!("one reset connection failed the signup: {error:?}"),
+        )
+        .await;
     }
     rig.assert_converged(&tenant).await;
     rig.teardown(&tenant).await;

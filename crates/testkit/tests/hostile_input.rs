@@ -59,7 +59,8 @@ impl Harness {
             .send()
             .await
             .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-        let failed = response.headers().contains_key("x-amz-function-error") || !response.status().is_success();
+        let failed =
+            response.headers().contains_key("x-amz-function-error") || !response.status().is_success();
         let text = response.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
         if failed || body.get("errorMessage").is_some() {
@@ -175,7 +176,10 @@ fn hostile_subs(real: &TenantId) -> Vec<(&'static str, String)> {
         ("traversal inside the id", format!("{}/../{}", &r[..8], &r[9..])),
         ("percent-encoded hyphens", r.replace('-', "%2D")),
         ("percent-encoded slash", format!("{}%2F..%2F{}", &r[..8], &r[9..])),
-        ("percent-encoded id", r.bytes().map(|b| format!("%{b:02X}")).collect()),
+        (
+            "percent-encoded id",
+            r.bytes().map(|b| format!("%{b:02X}")).collect(),
+        ),
         ("uppercase", r.to_uppercase()),
         ("cyrillic look-alikes", cyrillic),
         ("fullwidth look-alikes", fullwidth),
@@ -209,7 +213,10 @@ async fn post_confirmation_refuses_hostile_tenant_ids_and_creates_nothing() {
         h.assert_nothing_named(&sub, case).await;
     }
     let status = tenant_status(&h.app.provisioner, &real).await.unwrap();
-    assert!(status.is_absent(), "a hostile id provisioned the real tenant: {status}");
+    assert!(
+        status.is_absent(),
+        "a hostile id provisioned the real tenant: {status}"
+    );
     problems.assert_none("post-confirmation");
 }
 
@@ -220,11 +227,7 @@ async fn post_confirmation_refuses_malformed_truncated_oversized_and_mistyped_ev
     let good = events::signup_for(&real);
     let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
     let text = good.to_string();
-    cases.push((
-        "truncated",
-        text.as_bytes()[..text.len() / 2].to_vec(),
-        "EOF",
-    ));
+    cases.push(("truncated", text.as_bytes()[..text.len() / 2].to_vec(), "EOF"));
     cases.push(("not JSON", b"sub=1".to_vec(), "expected"));
     let mut mistyped = |case, path: &[&str], value: Value, field| {
         let mut event = good.clone();
@@ -253,9 +256,23 @@ async fn post_confirmation_refuses_malformed_truncated_oversized_and_mistyped_ev
         json!([real.as_str()]),
         "request.userAttributes",
     );
-    mistyped("triggerSource is a number", &["triggerSource"], json!(7), "triggerSource");
-    mistyped("userName is an object", &["userName"], json!({"sub": real.as_str()}), "userName");
-    cases.push(("an array", json!([good.clone()]).to_string().into_bytes(), "post-confirmation"));
+    mistyped(
+        "triggerSource is a number",
+        &["triggerSource"],
+        json!(7),
+        "triggerSource",
+    );
+    mistyped(
+        "userName is an object",
+        &["userName"],
+        json!({"sub": real.as_str()}),
+        "userName",
+    );
+    cases.push((
+        "an array",
+        json!([good.clone()]).to_string().into_bytes(),
+        "post-confirmation",
+    ));
     let mut oversized = good.clone();
     oversized["request"]["userAttributes"]
         .as_object_mut()
@@ -272,7 +289,10 @@ async fn post_confirmation_refuses_malformed_truncated_oversized_and_mistyped_ev
         problems.check(h.invoke_raw("post-confirmation", body).await, case, field);
     }
     let status = tenant_status(&h.app.provisioner, &real).await.unwrap();
-    assert!(status.is_absent(), "a refused event provisioned the tenant: {status}");
+    assert!(
+        status.is_absent(),
+        "a refused event provisioned the tenant: {status}"
+    );
     problems.assert_none("post-confirmation");
 }
 
@@ -288,19 +308,35 @@ async fn teardown_refuses_hostile_tenant_ids_and_removes_nothing() {
         problems.check(h.invoke("teardown", &json!({ "sub": sub })).await, case, "sub");
     }
     let malformed: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("truncated", format!("{{\"sub\": \"{}", real.as_str()).into_bytes(), "EOF"),
+        (
+            "truncated",
+            format!("{{\"sub\": \"{}", real.as_str()).into_bytes(),
+            "EOF",
+        ),
         ("sub is a number", br#"{"sub": 5}"#.to_vec(), "sub"),
-        ("sub is a list", json!({"sub": [real.as_str()]}).to_string().into_bytes(), "sub"),
+        (
+            "sub is a list",
+            json!({"sub": [real.as_str()]}).to_string().into_bytes(),
+            "sub",
+        ),
         ("no sub", b"{}".to_vec(), "sub"),
-        ("an array", json!([{"sub": real.as_str()}]).to_string().into_bytes(), "sub"),
+        (
+            "an array",
+            json!([{"sub": real.as_str()}]).to_string().into_bytes(),
+            "sub",
+        ),
         (
             "force is a string",
-            json!({"sub": real.as_str(), "force": "yes"}).to_string().into_bytes(),
+            json!({"sub": real.as_str(), "force": "yes"})
+                .to_string()
+                .into_bytes(),
             "force",
         ),
         (
             "oversized unknown field",
-            json!({"sub": real.as_str(), "padding": "x".repeat(OVERSIZED)}).to_string().into_bytes(),
+            json!({"sub": real.as_str(), "padding": "x".repeat(OVERSIZED)})
+                .to_string()
+                .into_bytes(),
             "padding",
         ),
     ];
@@ -312,7 +348,10 @@ async fn teardown_refuses_hostile_tenant_ids_and_removes_nothing() {
     h.invoke("teardown", &json!({ "sub": real.as_str() }))
         .await
         .unwrap_ok();
-    assert!(complete, "a refused teardown removed part of the tenant: {status}");
+    assert!(
+        complete,
+        "a refused teardown removed part of the tenant: {status}"
+    );
     problems.assert_none("teardown");
 }
 
@@ -326,18 +365,30 @@ async fn reconcile_refuses_malformed_truncated_oversized_and_mistyped_events() {
     let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated", text.as_bytes()[..text.len() / 2].to_vec(), "EOF"),
         ("not JSON", b"rate(15 minutes)".to_vec(), "expected"),
-        ("an array", json!([schedule.clone()]).to_string().into_bytes(), "expected"),
+        (
+            "an array",
+            json!([schedule.clone()]).to_string().into_bytes(),
+            "expected",
+        ),
     ];
     let mut mistyped = schedule.clone();
     mistyped["detail-type"] = json!(5);
-    cases.push(("detail-type is a number", mistyped.to_string().into_bytes(), "detail-type"));
+    cases.push((
+        "detail-type is a number",
+        mistyped.to_string().into_bytes(),
+        "detail-type",
+    ));
     let mut mistyped = schedule.clone();
     mistyped["source"] = json!({"aws": "events"});
     cases.push(("source is an object", mistyped.to_string().into_bytes(), "source"));
     let mut oversized = schedule.clone();
     oversized.as_object_mut().unwrap().remove("source");
     oversized["detail-type"] = json!("x".repeat(OVERSIZED));
-    cases.push(("oversized without a source", oversized.to_string().into_bytes(), "source"));
+    cases.push((
+        "oversized without a source",
+        oversized.to_string().into_bytes(),
+        "source",
+    ));
     let mut problems = Problems::default();
     for (case, body, field) in cases {
         problems.check(h.invoke_raw("reconcile", body).await, case, field);
@@ -401,7 +452,10 @@ async fn mailgun_webhook_refuses_malformed_truncated_oversized_and_mistyped_bodi
             let shown: String = text.chars().take(200).collect();
             problems.push(format!("{case}: answered {code}: {shown}"));
         } else if text.len() > MAX_ERROR_LEN {
-            problems.push(format!("{case}: the answer is {} bytes long: it echoes the input", text.len()));
+            problems.push(format!(
+                "{case}: the answer is {} bytes long: it echoes the input",
+                text.len()
+            ));
         } else if !text.contains(field) {
             problems.push(format!("{case}: the answer does not name `{field}`: {text}"));
         }

@@ -84,7 +84,11 @@ pub(super) fn ensure_cluster(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
             .join(", ")
     ));
     for (i, node) in wanted.nodes.iter().enumerate() {
-        procs::spawn(dir, &node_service(i + 1), Command::new(RABBITMQ_SERVER).envs(&node.env))?;
+        procs::spawn(
+            dir,
+            &node_service(i + 1),
+            Command::new(RABBITMQ_SERVER).envs(&node.env),
+        )?;
     }
     for (i, node) in wanted.nodes.iter().enumerate() {
         procs::wait_for(dir, &node_service(i + 1), Duration::from_secs(180), || {
@@ -126,8 +130,12 @@ fn check_membership(cluster: &Cluster) -> Result<()> {
         .ctl(&["cluster_status", "--formatter", "json"])
         .command()
         .output()?;
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("rabbitmqctl cluster_status: {}", String::from_utf8_lossy(&out.stderr)))?;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "rabbitmqctl cluster_status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
     let running: Vec<&str> = status["running_nodes"]
         .as_array()
         .map(|a| a.iter().filter_map(|n| n.as_str()).collect())
@@ -165,7 +173,13 @@ fn start_haproxy(dir: &Path, cluster: &Cluster) -> Result<()> {
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| format!("    server node{} 127.0.0.1:{} check inter 1s fall 2 rise 2\n", i + 1, port(n)))
+            .map(|(i, n)| {
+                format!(
+                    "    server node{} 127.0.0.1:{} check inter 1s fall 2 rise 2\n",
+                    i + 1,
+                    port(n)
+                )
+            })
             .collect::<String>()
     };
     let config = format!(
@@ -198,7 +212,11 @@ backend management_nodes
     fs::write(&file, config)?;
     procs::run(Command::new(HAPROXY).arg("-c").arg("-q").arg("-f").arg(&file))
         .context("HAProxy refused the generated configuration")?;
-    procs::spawn(dir, "haproxy", Command::new(HAPROXY).arg("-db").arg("-f").arg(&file))?;
+    procs::spawn(
+        dir,
+        "haproxy",
+        Command::new(HAPROXY).arg("-db").arg("-f").arg(&file),
+    )?;
     procs::wait_for(dir, "haproxy", Duration::from_secs(30), || {
         port_open(cluster.amqp_port) && port_open(cluster.management_port)
     })

@@ -63,9 +63,15 @@ impl Canned {
                 "TooManyRequests",
                 "the server has received too many requests and has asked us to try again later",
             ),
-            503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
+            503 => (
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            ),
             404 => ("NotFound", "the server could not find the requested resource"),
-            _ => ("InternalError", "Internal error occurred: etcdserver: request timed out"),
+            _ => (
+                "InternalError",
+                "Internal error occurred: etcdserver: request timed out",
+            ),
         };
         let mut details = json!({});
         if code == 429 {
@@ -82,7 +88,11 @@ impl Canned {
             "code": code,
         });
         let canned = Self::json(code, &status);
-        if code == 429 { canned.header("retry-after", "1") } else { canned }
+        if code == 429 {
+            canned.header("retry-after", "1")
+        } else {
+            canned
+        }
     }
 
     /// Secrets Manager throttling as AWS sends it (JSON 1.1 protocol): 400 with
@@ -92,7 +102,10 @@ impl Canned {
             status: 400,
             headers: vec![
                 ("content-type".into(), "application/x-amz-json-1.1".into()),
-                ("x-amzn-requestid".into(), "6a1f0e42-0000-4000-8000-fa017fa017fa".into()),
+                (
+                    "x-amzn-requestid".into(),
+                    "6a1f0e42-0000-4000-8000-fa017fa017fa".into(),
+                ),
             ],
             body: json!({"__type": "ThrottlingException", "message": "Rate exceeded"}).to_string(),
         }
@@ -332,7 +345,9 @@ impl Layer {
 async fn upstream_of(url: &str, ca_pem: Option<&str>) -> Result<Upstream> {
     let url = reqwest::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
     let host = url.host_str().context("the upstream URL has no host")?.to_owned();
-    let port = url.port_or_known_default().context("the upstream URL has no port")?;
+    let port = url
+        .port_or_known_default()
+        .context("the upstream URL has no port")?;
     let addr = super::resolve(&format!("{host}:{port}")).await?;
     let tls = match url.scheme() {
         "http" => None,
@@ -389,7 +404,9 @@ async fn handle(
             forward(upstream, slot, request).await.unwrap_or_else(|e| {
                 Response::builder()
                     .status(StatusCode::BAD_GATEWAY)
-                    .body(Full::new(Bytes::from(format!("testkit::faults: upstream: {e:#}"))))
+                    .body(Full::new(Bytes::from(format!(
+                        "testkit::faults: upstream: {e:#}"
+                    ))))
                     .expect("a valid response")
             })
         }
@@ -412,7 +429,9 @@ async fn forward(
         *sender = Some(connect(upstream).await?);
     }
     let sender = sender.as_mut().expect("just connected");
-    let response = sender.send_request(Request::from_parts(parts, Full::new(body))).await?;
+    let response = sender
+        .send_request(Request::from_parts(parts, Full::new(body)))
+        .await?;
     let (mut parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();
     for hop in ["connection", "keep-alive", "transfer-encoding", "content-length"] {
@@ -453,7 +472,10 @@ mod tests {
     #[test]
     fn star_matches_any_run() {
         assert!(glob("/api/vhosts/*", "/api/vhosts/abc"));
-        assert!(glob("/apis/apps/v1/namespaces/*/deployments/*", "/apis/apps/v1/namespaces/t/deployments/backend-x"));
+        assert!(glob(
+            "/apis/apps/v1/namespaces/*/deployments/*",
+            "/apis/apps/v1/namespaces/t/deployments/backend-x"
+        ));
         assert!(!glob("/api/vhosts/*", "/api/users/abc"));
         assert!(glob("/", "/"));
         assert!(!glob("/", "/x"));

@@ -204,7 +204,9 @@ impl Proxy {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => return Err(e).with_context(|| format!("re-listening on port {}", self.shared.port)),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("re-listening on port {}", self.shared.port));
+                }
             }
         };
         let handle = tokio::spawn(accept_loop(self.shared.clone(), listener));
@@ -304,9 +306,7 @@ async fn relay(shared: Arc<Shared>, client: TcpStream) {
             // Keep the client's connection open and silent until it gives up or is reset.
             drop((upstream_read, upstream_write));
             let mut sink = [0u8; 4096];
-            let swallow = async {
-                while matches!(client_read.read(&mut sink).await, Ok(n) if n > 0) {}
-            };
+            let swallow = async { while matches!(client_read.read(&mut sink).await, Ok(n) if n > 0) {} };
             tokio::select! {
                 _ = swallow => {}
                 _ = epoch.changed() => reset(client_read, client_write),

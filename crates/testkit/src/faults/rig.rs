@@ -137,7 +137,10 @@ impl Rig {
     /// Nothing of `tenant` exists in any system.
     pub async fn assert_absent(&self, tenant: &TenantId) {
         let status = tenant_status(&self.app.provisioner, tenant).await.unwrap();
-        assert!(status.is_absent(), "tenant {tenant} left something behind: {status}");
+        assert!(
+            status.is_absent(),
+            "tenant {tenant} left something behind: {status}"
+        );
     }
 
     /// Heals the proxies, removes `tenant` (so a failing test leaves nothing in the shared
