@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use testkit::events;
 use testkit::faults::POST_CONFIRMATION_TIMEOUT;
 use testkit::runtime::{Answer, COGNITO_LIMIT, Function, Outcome, stack_env};
 use testkit::stack::Stack;
-use testkit::events;
 
 async fn cold_start(env: BTreeMap<String, String>) -> (Outcome, Function) {
     let function = Function::new("post-confirmation", env);
@@ -41,7 +41,8 @@ fn refusal_problem(outcome: &Outcome, function: &Function, variable: &str, case:
     if !outcome.answered_within(COGNITO_LIMIT) {
         return Some(format!("{case}: no answer within 5 s: {:?}", outcome.answer));
     }
-    (!shown.contains(variable)).then(|| format!("{case}: the cold-start error does not name {variable}: {shown}"))
+    (!shown.contains(variable))
+        .then(|| format!("{case}: the cold-start error does not name {variable}: {shown}"))
 }
 
 #[tokio::test]
@@ -67,7 +68,10 @@ async fn tls_urls_and_loopback_are_accepted() {
         // The stack's own: plaintext, but loopback.
         &[],
         &[
-            ("RABBITMQ_MANAGEMENT_URL", Some("https://rabbitmq.example.invalid:15671")),
+            (
+                "RABBITMQ_MANAGEMENT_URL",
+                Some("https://rabbitmq.example.invalid:15671"),
+            ),
             ("RABBITMQ_AMQP_URL", Some("amqps://rabbitmq.example.invalid:5671")),
         ],
     ];
@@ -85,7 +89,11 @@ async fn tls_urls_and_loopback_are_accepted() {
 #[tokio::test]
 async fn a_missing_setting_fails_the_cold_start_naming_it() {
     let stack = Stack::require();
-    for variable in ["RABBITMQ_ADMIN_SECRET_ID", "RABBITMQ_MANAGEMENT_URL", "BACKEND_IMAGE"] {
+    for variable in [
+        "RABBITMQ_ADMIN_SECRET_ID",
+        "RABBITMQ_MANAGEMENT_URL",
+        "BACKEND_IMAGE",
+    ] {
         let (outcome, function) = cold_start(with(&stack, &[(variable, None)])).await;
         let problem = refusal_problem(&outcome, &function, variable, &format!("without {variable}"));
         assert!(problem.is_none(), "{}", problem.unwrap_or_default());

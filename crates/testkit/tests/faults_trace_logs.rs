@@ -81,8 +81,11 @@ async fn provisioning_functions_log_no_secret_at_trace() {
         .await;
     assert!(matches!(removed.answer, Answer::Ok(_)), "{:?}", removed.answer);
 
-    let basic = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", admin.username, admin.password.expose()));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        admin.username,
+        admin.password.expose()
+    ));
     let secrets = [
         ("the tenant's password", creds.password.expose().to_owned()),
         ("the tenant's amqp_uri", creds.amqp_uri.expose().to_owned()),
