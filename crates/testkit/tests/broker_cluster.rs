@@ -5,7 +5,7 @@
 //! complete and logs in over AMQP on every node's own port with its stored credentials.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use testkit::cluster::{Cluster, Node};
@@ -21,7 +21,10 @@ use tgsearch::status::tenant_status;
 
 /// Function instances signing up at once (each is one Lambda sandbox: one event at a time).
 const INSTANCES: usize = 4;
-const SIGNUPS_EACH: usize = 5;
+/// Signups each instance makes once the node is gone.
+const AFTER_LOSS: usize = 3;
+/// At most this many signups per instance and round.
+const MAX_EACH: usize = 60;
 /// Signups done before the node is stopped.
 const STOP_AFTER: usize = 5;
 const RETRIES: usize = 3;
@@ -74,17 +77,24 @@ async fn vhost_state(stack: &Stack, admin: &AdminCredentials, tenant: &TenantId)
     }
 }
 
-/// Signups from every instance at once; `lost` is stopped after [`STOP_AFTER`] of them and
-/// started again once they are all answered. Each signup's verdict: `Ok(true)` done in time,
-/// `Ok(false)` a clear error in time, `Err` neither.
+/// Signups from every instance at once; `lost` is stopped after [`STOP_AFTER`] of them, and
+/// each instance goes on until it has made [`AFTER_LOSS`] more once the node is gone (at most
+/// [`MAX_EACH`]); the node is started again once they are all answered. Each signup's verdict:
+/// `Ok(true)` done in time, `Ok(false)` a clear error in time, `Err` neither.
 async fn burst_losing(functions: &[Arc<Function>], lost: &Node) -> Vec<(TenantId, Result<bool, String>)> {
     let done = Arc::new(AtomicUsize::new(0));
+    let gone = Arc::new(AtomicBool::new(false));
     let burst = functions.iter().map(|function| {
         let function = function.clone();
         let done = done.clone();
+        let gone = gone.clone();
         tokio::spawn(async move {
             let mut results = Vec::new();
-            for _ in 0..SIGNUPS_EACH {
+            let mut after_loss = 0;
+            while after_loss < AFTER_LOSS && results.len() < MAX_EACH {
+                if gone.load(Ordering::SeqCst) {
+                    after_loss += 1;
+                }
                 let tenant = fresh_tenant();
                 let outcome = function
                     .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
@@ -108,6 +118,7 @@ async fn burst_losing(functions: &[Arc<Function>], lost: &Node) -> Vec<(TenantId
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         set(lost, false).await;
+        gone.store(true, Ordering::SeqCst);
     };
     let (results, ()) = tokio::join!(burst, node_loss);
     set(lost, true).await;
