@@ -147,7 +147,10 @@ impl Rig {
     /// stack), then fails with `message`.
     pub async fn fail(&self, tenant: &TenantId, message: String) -> ! {
         self.heal().await;
-        self.teardown(tenant).await;
+        let deadline = tgsearch::deadline::Deadline::new(Duration::from_secs(30), None);
+        if let Err(e) = self.app.provisioner.teardown(tenant, &deadline).await {
+            eprintln!("clean-up of {tenant} failed too: {e}");
+        }
         panic!("{message}")
     }
 
