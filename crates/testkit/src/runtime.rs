@@ -265,7 +265,7 @@ impl Function {
     }
 
     async fn spawn(&self) -> Result<Instance> {
-        let (api, server, addr) = Api::serve().await?;
+        let (api, server, addr) = Api::serve(&self.name).await?;
         let mut command = tokio::process::Command::new(&self.binary);
         command
             .env_clear()
@@ -384,18 +384,21 @@ struct Api {
     next: tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
     init_error: watch::Sender<Option<(String, String)>>,
+    /// `Lambda-Runtime-Invoked-Function-Arn`.
+    arn: String,
 }
 
 const PREFIX: &str = "/2018-06-01/runtime";
 
 impl Api {
-    async fn serve() -> Result<(Arc<Self>, JoinHandle<()>, String)> {
+    async fn serve(function: &str) -> Result<(Arc<Self>, JoinHandle<()>, String)> {
         let (queue, next) = mpsc::unbounded_channel();
         let api = Arc::new(Self {
             queue,
             next: tokio::sync::Mutex::new(next),
             waiting: Mutex::default(),
             init_error: watch::channel(None).0,
+            arn: format!("arn:aws:lambda:us-east-1:123456789012:function:{function}"),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
@@ -467,10 +470,7 @@ impl Api {
             .header("content-type", "application/json")
             .header("lambda-runtime-aws-request-id", &pending.id)
             .header("lambda-runtime-deadline-ms", deadline_ms.to_string())
-            .header(
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:testkit",
-            )
+            .header("lambda-runtime-invoked-function-arn", &self.arn)
             .header(
                 "lambda-runtime-trace-id",
                 format!(
