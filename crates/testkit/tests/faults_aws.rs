@@ -28,6 +28,14 @@ async fn retry_converges(rig: &Rig, function: &Function, tenant: &TenantId) {
     rig.teardown(tenant).await;
 }
 
+/// What names the cold start's admin secret read in an error.
+const ADMIN_SECRET_READ: &[&str] = &[
+    "RABBITMQ_ADMIN_SECRET_ID",
+    "Secrets Manager",
+    "admin secret",
+    "tgsearch/rabbitmq-admin",
+];
+
 fn secrets_manager_calls() -> Rule {
     Rule::on("POST", "/").header("x-amz-target", "secretsmanager.*")
 }
@@ -115,9 +123,7 @@ async fn a_cold_start_against_a_black_holed_secrets_manager_answers_within_5_s_n
         function.log_tail(15)
     );
     assert!(
-        ["RABBITMQ_ADMIN_SECRET_ID", "Secrets Manager"]
-            .iter()
-            .any(|n| explained.contains(n)),
+        ADMIN_SECRET_READ.iter().any(|n| explained.contains(n)),
         "the cold-start error does not name the admin secret read: `{error}`; last log lines:\n{}",
         function.log_tail(15)
     );
@@ -139,7 +145,7 @@ async fn a_slow_cold_start_leaves_the_signup_only_what_is_left_of_cognitos_5_s()
         .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
         .await;
     assert!(outcome.cold);
-    let names = ["step `", "RABBITMQ_ADMIN_SECRET_ID", "Secrets Manager"];
+    let names = [&["step `"], ADMIN_SECRET_READ].concat();
     rig.assert_clear_error(&outcome, COGNITO_LIMIT, &names, &function, &tenant)
         .await;
     retry_converges(&rig, &function, &tenant).await;
