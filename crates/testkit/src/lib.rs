@@ -6,6 +6,7 @@
 pub mod amqp;
 pub mod events;
 pub mod lambda;
+pub mod mailgun;
 pub mod probe;
 pub mod stack;
 pub mod tls;

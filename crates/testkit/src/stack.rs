@@ -29,6 +29,8 @@ pub const ADMIN_USER: &str = "tgsearch-admin";
 pub const MAILGUN_KEY_SECRET_ID: &str = "tgsearch/mailgun-signing-key";
 /// The alert topic (tests subscribe queues of their own to read what was alerted).
 pub const ALERT_TOPIC: &str = "tgsearch-alerts";
+/// The mailgun-webhook's delivery ledger (DynamoDB).
+pub const DEDUP_TABLE: &str = "tgsearch-mailgun-deliveries";
 /// moto's default account.
 pub const ACCOUNT: &str = "123456789012";
 /// Variable naming the emulator's invoke endpoint, for tests and the demo.
@@ -90,6 +92,7 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         ("KUBE_NAMESPACE", NAMESPACE.into()),
         ("BACKEND_IMAGE", BACKEND_IMAGE.into()),
         ("MAILGUN_SIGNING_KEY_SECRET_ID", MAILGUN_KEY_SECRET_ID.into()),
+        ("MAILGUN_DEDUP_TABLE", DEDUP_TABLE.into()),
         (
             "ALERT_TOPIC_ARN",
             format!("arn:aws:sns:{REGION}:{ACCOUNT}:{ALERT_TOPIC}"),

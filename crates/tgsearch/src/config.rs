@@ -246,6 +246,9 @@ pub struct MailgunConfig {
     pub signing_key_secret_id: String,
     /// `ALERT_TOPIC_ARN`: the SNS topic alerts go to.
     pub alert_topic_arn: String,
+    /// `MAILGUN_DEDUP_TABLE`: the DynamoDB table of webhook deliveries (key `token`, TTL
+    /// attribute `expires_at`) that makes alerts exactly-once across containers.
+    pub dedup_table: String,
 }
 
 impl MailgunConfig {
@@ -267,9 +270,14 @@ impl MailgunConfig {
                 ),
             });
         }
+        let dedup_table = env.required(
+            "MAILGUN_DEDUP_TABLE",
+            "the DynamoDB table of webhook deliveries, key `token`, TTL attribute `expires_at`",
+        )?;
         Ok(Self {
             signing_key_secret_id,
             alert_topic_arn,
+            dedup_table,
         })
     }
 }

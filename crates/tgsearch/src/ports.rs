@@ -106,3 +106,78 @@ pub trait AlertSink: Send + Sync {
         message: &serde_json::Value,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
+
+/// Where a webhook delivery stands, per signature token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// An invocation holds the token and is publishing its alert (until `lease_until`).
+    Pending,
+    /// The alert went out.
+    Sent,
+    /// The event needed no alert.
+    Ignored,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Ignored => "ignored",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryState::Pending),
+            "sent" => Some(DeliveryState::Sent),
+            "ignored" => Some(DeliveryState::Ignored),
+            _ => None,
+        }
+    }
+}
+
+/// What the ledger records of one token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub state: DeliveryState,
+    /// Digest of the event first seen with the token (a different one is a replay).
+    pub digest: String,
+    /// Who holds a pending claim (a random id per invocation).
+    pub owner: String,
+    /// Unix time until which a pending claim is held; after it, a retry may take over.
+    pub lease_until: u64,
+    /// Unix time after which the record may be forgotten (DynamoDB TTL).
+    pub expires_at: u64,
+}
+
+/// The outcome of a claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The token was new (or its pending claim had lapsed): the caller holds it now.
+    Claimed,
+    /// The token is recorded already, as this.
+    Existing(Delivery),
+}
+
+/// Durable memory of webhook deliveries, shared by every container: what makes alerts
+/// exactly-once and replays recognisable.
+pub trait DeliveryLedger: Send + Sync {
+    /// Records `entry` under `token` unless the token is recorded already (a lapsed pending
+    /// claim, `lease_until < now`, is taken over).
+    fn claim(
+        &self,
+        token: &str,
+        entry: &Delivery,
+        now: u64,
+    ) -> impl Future<Output = Result<Claim, PortError>> + Send;
+
+    fn get(&self, token: &str) -> impl Future<Output = Result<Option<Delivery>, PortError>> + Send;
+
+    /// Marks `owner`'s pending claim as sent.
+    fn mark_sent(&self, token: &str, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Gives `owner`'s pending claim up, so a retry can try again.
+    fn release(&self, token: &str, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+}
