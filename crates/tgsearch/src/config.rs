@@ -206,6 +206,15 @@ mod tests {
     }
 }
 
+/// `USER_POOL_ID`: the Cognito user pool of who should have a tenant (reconcile, teardown's
+/// guard).
+pub fn user_pool_id<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<String, ConfigError> {
+    env.required(
+        "USER_POOL_ID",
+        "the Cognito user pool id, e.g. eu-west-1_AbCdEf123",
+    )
+}
+
 /// What reconcile needs besides the provisioner's settings.
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
@@ -229,10 +238,7 @@ impl ReconcileConfig {
             })?,
         };
         Ok(Self {
-            user_pool_id: env.required(
-                "USER_POOL_ID",
-                "the Cognito user pool id, e.g. eu-west-1_AbCdEf123",
-            )?,
+            user_pool_id: user_pool_id(env)?,
             max_removals,
         })
     }

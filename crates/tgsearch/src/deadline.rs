@@ -33,6 +33,8 @@ pub enum Step {
     Volume,
     /// The backend Deployment.
     Deployment,
+    /// Asking the user directory (Cognito) about the tenant's user.
+    Directory,
 }
 
 impl Step {
@@ -45,6 +47,7 @@ impl Step {
             Step::KubeSecret => "kube-secret",
             Step::Volume => "volume",
             Step::Deployment => "deployment",
+            Step::Directory => "directory",
         }
     }
 }
@@ -72,6 +75,14 @@ impl StepError {
     pub fn step(&self) -> Step {
         match self {
             StepError::TimedOut { step, .. } | StepError::Failed { step, .. } => *step,
+        }
+    }
+
+    /// A resource that is not the provisioner's stands in the way: no retry can help.
+    pub fn is_foreign(&self) -> bool {
+        match self {
+            StepError::Failed { source, .. } => crate::ports::Foreign::is_in(source.as_ref()),
+            StepError::TimedOut { .. } => false,
         }
     }
 }
@@ -142,7 +153,9 @@ impl Deadline {
 /// cargo-lambda's emulator sends the function timeout (e.g. `600000`) in that header.
 const PLAUSIBLE_EPOCH_MS: u64 = 1_577_836_800_000;
 
-fn remaining_until(deadline_ms: u64) -> Option<Duration> {
+/// Time left until a Lambda deadline (epoch milliseconds); `None` for values that are no
+/// epoch deadline.
+pub fn remaining_until(deadline_ms: u64) -> Option<Duration> {
     if deadline_ms < PLAUSIBLE_EPOCH_MS {
         return None;
     }
