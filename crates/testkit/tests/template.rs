@@ -159,3 +159,46 @@ fn every_function_in_the_template_is_a_workspace_binary() {
         );
     }
 }
+
+/// The names declared in one top-level section (`Parameters:`, `Outputs:`) of a template.
+fn section_keys(template: &str, section: &str) -> Vec<String> {
+    template
+        .lines()
+        .skip_while(|l| *l != format!("{section}:"))
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| !l.starts_with(' ') && !l.starts_with('#'))
+        .filter_map(|l| l.strip_suffix(':'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An operator deploying from the README meets every parameter and output of every template in
+/// its "Deploying" walkthrough, each by name.
+#[test]
+fn the_walkthrough_traces_every_parameter_and_output() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let deploying = readme
+        .split_once("\n## Deploying\n")
+        .map(|(_, rest)| rest.split_once("\n## ").map_or(rest, |(section, _)| section))
+        .expect("README.md has no \"## Deploying\" section");
+    for template in templates() {
+        let text = std::fs::read_to_string(&template).unwrap();
+        for section in ["Parameters", "Outputs"] {
+            let keys = section_keys(&text, section);
+            assert!(!keys.is_empty(), "{} declares no {section}", template.display());
+            let missing: Vec<&String> = keys
+                .iter()
+                .filter(|key| {
+                    !deploying.contains(&format!("`{key}")) && !deploying.contains(&format!("-{key}`"))
+                })
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "README \"Deploying\" never names these {section} of {}: {missing:?}",
+                template.display()
+            );
+        }
+    }
+}
