@@ -229,6 +229,17 @@ fn each_folder_creates_its_namespace_first_and_the_template_stands_alone() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(top, ["backend-deployment.yaml"]);
+    // The admission policy of manifests/cluster/ refuses the template's own name.
+    let template = std::fs::read_to_string(repo_manifests().join("backend-deployment.yaml")).unwrap();
+    let name = template
+        .lines()
+        .find_map(|l| l.strip_prefix("  name: "))
+        .expect("the backend template has no metadata.name");
+    let guard = std::fs::read_to_string(repo_manifests().join("cluster/template-guard.yaml")).unwrap();
+    assert!(
+        guard.contains(&format!("object.metadata.name != '{name}'")),
+        "manifests/cluster/template-guard.yaml does not refuse the template's name `{name}`"
+    );
     // (folder, the namespace it creates, the namespace its objects live in)
     for (folder, creates, lives_in) in [
         ("cluster", Some("tgsearch"), "tgsearch"),
