@@ -61,7 +61,7 @@ fn hint(code: u16) -> &'static str {
             " (the cluster does not accept the provisioner's token: check its EKS access entry or aws-auth mapping)"
         }
         403 => {
-            " (the provisioner's identity lacks RBAC rights in this namespace, or an admission plugin refused: see manifests/provisioner-rbac.yaml)"
+            " (the provisioner's identity lacks RBAC rights in this namespace, or an admission plugin refused: see manifests/cluster/provisioner-rbac.yaml)"
         }
         404 => " (does the namespace exist? create it once: kubectl create namespace tgsearch)",
         409 => " (another field manager owns these fields, or the object changed meanwhile)",
