@@ -22,6 +22,7 @@ pub mod ports;
 pub mod provision;
 pub mod reconcile;
 pub mod status;
+pub mod telemetry;
 pub mod teardown;
 pub mod tenant;
 

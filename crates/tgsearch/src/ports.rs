@@ -15,6 +15,41 @@ use crate::tenant::TenantId;
 /// Any adapter's error: the domain only wraps it with the step it happened in.
 pub type PortError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// An error a retry may fix (a reset connection, a 5xx, throttling, a 429): adapters wrap such
+/// errors in it, and [`crate::deadline::Deadline::run`] retries them while time is left.
+#[derive(Debug)]
+pub struct Transient {
+    pub source: PortError,
+    /// How long the server asked us to wait (`Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl Transient {
+    pub fn wrap(source: impl Into<PortError>, retry_after: Option<std::time::Duration>) -> PortError {
+        Box::new(Self {
+            source: source.into(),
+            retry_after,
+        })
+    }
+
+    /// `Some(retry_after)` when `error` is transient.
+    pub fn of(error: &PortError) -> Option<Option<std::time::Duration>> {
+        error.downcast_ref::<Transient>().map(|t| t.retry_after)
+    }
+}
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for Transient {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
+}
+
 /// What a removal did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -84,17 +84,17 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
     ) -> Result<Provisioned, StepError> {
         let candidate = TenantCredentials::new(tenant, generate_password(), &self.amqp_url);
 
-        let vhost = deadline.run(Step::Vhost, self.broker.ensure_vhost(tenant));
-        let volume = deadline.run(Step::Volume, self.backend.ensure_volume(tenant));
+        let vhost = deadline.run(Step::Vhost, || self.broker.ensure_vhost(tenant));
+        let volume = deadline.run(Step::Volume, || self.backend.ensure_volume(tenant));
         let from_secret = async {
             let ((stored, secret), secret_t) = deadline
-                .run(Step::Secret, self.settle_secret(tenant, &candidate, first))
+                .run(Step::Secret, || self.settle_secret(tenant, &candidate, first))
                 .await?;
             let credentials = &stored.credentials;
-            let user = deadline.run(Step::User, self.broker.ensure_user(tenant, &credentials.password));
+            let user = deadline.run(Step::User, || self.broker.ensure_user(tenant, &credentials.password));
             let kube_secret = deadline.run(
                 Step::KubeSecret,
-                self.backend.ensure_secret(tenant, &credentials.amqp_uri),
+                || self.backend.ensure_secret(tenant, &credentials.amqp_uri),
             );
             let ((user, user_t), (kube_secret, kube_secret_t)) = tokio::try_join!(user, kube_secret)?;
             Ok::<_, StepError>((
@@ -109,8 +109,8 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
 
         // The Deployment names the Secret and the volume; the permission needs user and vhost.
         let (permission, deployment) = tokio::try_join!(
-            deadline.run(Step::Permission, self.broker.ensure_permission(tenant)),
-            deadline.run(Step::Deployment, self.backend.ensure_deployment(tenant)),
+            deadline.run(Step::Permission, || self.broker.ensure_permission(tenant)),
+            deadline.run(Step::Deployment, || self.backend.ensure_deployment(tenant)),
         )?;
 
         let steps = [

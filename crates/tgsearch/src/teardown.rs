@@ -119,9 +119,9 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
     /// again. Callers check [`guard`] first.
     pub async fn teardown(&self, tenant: &TenantId, deadline: &Deadline) -> Result<TornDown, StepError> {
         let (deployment, _) = deadline
-            .run(Step::Deployment, self.backend.remove_deployment(tenant))
+            .run(Step::Deployment, || self.backend.remove_deployment(tenant))
             .await?;
-        let (stored, _) = deadline.run(Step::Secret, self.store.read(tenant)).await?;
+        let (stored, _) = deadline.run(Step::Secret, || self.store.read(tenant)).await?;
         let password = match &stored {
             Found::Ours(credentials) => Some(credentials.password.clone()),
             _ => None,
@@ -129,21 +129,21 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
         // The user first: whether it is ours may rest on its permission on our vhost.
         let broker = async {
             let (user, _) = deadline
-                .run(Step::User, self.broker.remove_user(tenant, password.as_ref()))
+                .run(Step::User, || self.broker.remove_user(tenant, password.as_ref()))
                 .await?;
             let (vhost, _) = deadline
-                .run(Step::Vhost, self.broker.remove_vhost(tenant))
+                .run(Step::Vhost, || self.broker.remove_vhost(tenant))
                 .await?;
             Ok::<_, StepError>((user, vhost))
         };
         let ((volume, _), (kube_secret, _), (user, vhost)) = tokio::try_join!(
-            deadline.run(Step::Volume, self.backend.remove_volume(tenant)),
-            deadline.run(Step::KubeSecret, self.backend.remove_secret(tenant)),
+            deadline.run(Step::Volume, || self.backend.remove_volume(tenant)),
+            deadline.run(Step::KubeSecret, || self.backend.remove_secret(tenant)),
             broker,
         )?;
         let secret = match stored {
             Found::Foreign(why) => Removed::LeftAlone(why),
-            _ => deadline.run(Step::Secret, self.store.remove(tenant)).await?.0,
+            _ => deadline.run(Step::Secret, || self.store.remove(tenant)).await?.0,
         };
         Ok(TornDown {
             sub: tenant.to_string(),

@@ -33,6 +33,8 @@ pub enum KubeError {
         reason: String,
         message: String,
         hint: &'static str,
+        /// `details.retryAfterSeconds` of the Status, when set.
+        retry_after: Option<std::time::Duration>,
     },
     #[error("cannot reach the Kubernetes API to {action} {kind} `{namespace}/{name}`: {source}")]
     Transport {
@@ -52,6 +54,35 @@ impl KubeError {
             KubeError::Api { code, .. } => Some(*code),
             KubeError::Transport { .. } => None,
         }
+    }
+
+    /// A failure a retry may fix: no answer, throttling (429), a conflict with a concurrent
+    /// writer (409), a server error.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            // An apply the server cannot even type (an unknown field) answers 500, for ever.
+            KubeError::Api { message, .. } if message.contains("field not declared in schema") => false,
+            KubeError::Api { code, .. } => matches!(code, 408 | 409 | 429) || *code >= 500,
+            // Not a network failure: the token could not be signed, the config is wrong.
+            KubeError::Transport {
+                source: kube::Error::Auth(_) | kube::Error::InferConfig(_) | kube::Error::SerdeError(_),
+                ..
+            } => false,
+            KubeError::Transport { .. } => true,
+        }
+    }
+}
+
+/// As the ports want it: transient failures marked so that the step retries them.
+fn port(e: KubeError) -> PortError {
+    if e.is_transient() {
+        let retry_after = match &e {
+            KubeError::Api { retry_after, .. } => *retry_after,
+            KubeError::Transport { .. } => None,
+        };
+        crate::ports::Transient::wrap(e, retry_after)
+    } else {
+        e.into()
     }
 }
 
@@ -145,6 +176,12 @@ impl KubeBackend {
                 reason: status.reason.clone(),
                 message: status.message.clone(),
                 hint: hint(status.code),
+                retry_after: status
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|s| *s > 0)
+                    .map(|s| std::time::Duration::from_secs(s.into())),
             },
             source => KubeError::Transport {
                 action,
@@ -196,7 +233,7 @@ impl KubeBackend {
         K: kube::Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
         <K as kube::Resource>::DynamicType: Default,
     {
-        let live = self.get::<K>(kind, name).await?;
+        let live = self.get::<K>(kind, name).await.map_err(port)?;
         if let Some(why) = live.as_ref().and_then(|o| not_ours(o.meta(), tenant)) {
             return Err(Foreign {
                 kind,
@@ -377,7 +414,7 @@ impl TenantBackend for KubeBackend {
             }
         };
         let secret = backend::render_secret(tenant, &self.settings, amqp_uri);
-        self.apply("Secret", &name, &secret).await?;
+        self.apply("Secret", &name, &secret).await.map_err(port)?;
         Ok(outcome)
     }
 
@@ -388,7 +425,7 @@ impl TenantBackend for KubeBackend {
             .await?
         else {
             let volume = backend::render_volume(tenant, &self.settings);
-            self.apply("PersistentVolumeClaim", &name, &volume).await?;
+            self.apply("PersistentVolumeClaim", &name, &volume).await.map_err(port)?;
             return Ok(Converged::Created);
         };
         let live_class = live.spec.as_ref().and_then(|s| s.storage_class_name.clone());
@@ -415,7 +452,7 @@ impl TenantBackend for KubeBackend {
                     Err(e) if matches!(e.code(), Some(403 | 422)) => needs_person.push(format!(
                         "growing it from {live_size} to {wanted_size} was refused (does its class allow expansion? is it bound?): {e}"
                     )),
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(port(e)),
                 }
             }
             (Some(have), Some(want)) if want < have => needs_person.push(format!(
@@ -440,7 +477,7 @@ impl TenantBackend for KubeBackend {
         let name = backend::deployment_name(tenant);
         let live = self.get_ours::<Deployment>("Deployment", &name, tenant).await?;
         let (desired, kept_selector) = self.desired_deployment(tenant, live.as_ref());
-        let applied = self.apply("Deployment", &name, &desired).await?;
+        let applied = self.apply("Deployment", &name, &desired).await.map_err(port)?;
         let Some(live) = live else {
             return Ok(Converged::Created);
         };
@@ -472,25 +509,25 @@ impl TenantBackend for KubeBackend {
                 &Patch::Merge(&patch),
             )
             .await
-            .map_err(|e| self.error("restart", "Deployment", &name, e))?;
+            .map_err(|e| port(self.error("restart", "Deployment", &name, e)))?;
         Ok(())
     }
 
     async fn remove_deployment(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         Ok(self
             .delete::<Deployment>("Deployment", &backend::deployment_name(tenant), tenant)
-            .await?)
+            .await.map_err(port)?)
     }
 
     async fn remove_volume(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         Ok(self
             .delete::<PersistentVolumeClaim>("PersistentVolumeClaim", &backend::volume_name(tenant), tenant)
-            .await?)
+            .await.map_err(port)?)
     }
 
     async fn remove_secret(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         Ok(self
             .delete::<Secret>("Secret", &backend::secret_name(tenant), tenant)
-            .await?)
+            .await.map_err(port)?)
     }
 }

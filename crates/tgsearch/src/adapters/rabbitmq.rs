@@ -27,6 +27,8 @@ pub enum RabbitMqError {
         status: StatusCode,
         /// RabbitMQ's `reason` field, or the body when it is not RabbitMQ's JSON.
         reason: String,
+        /// The `Retry-After` the server sent, if any.
+        retry_after: Option<std::time::Duration>,
     },
     #[error("RabbitMQ management API: {method} {path} failed: {source}")]
     Transport {
@@ -51,6 +53,44 @@ impl RabbitMqError {
             _ => None,
         }
     }
+
+    /// A failure a retry may fix: no answer (refused, reset, timed out), a 5xx, 429 or 408.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RabbitMqError::Transport { .. } => true,
+            RabbitMqError::Api { status, .. } => {
+                status.is_server_error()
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || *status == StatusCode::REQUEST_TIMEOUT
+            }
+            RabbitMqError::Decode { .. } => false,
+        }
+    }
+}
+
+/// As the ports want it: transient failures marked so that the step retries them.
+fn port(e: RabbitMqError) -> PortError {
+    if e.is_transient() {
+        let retry_after = match &e {
+            RabbitMqError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        crate::ports::Transient::wrap(e, retry_after)
+    } else {
+        e.into()
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by RabbitMQ or proxies before it).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(std::time::Duration::from_secs)
 }
 
 /// A virtual host as the API reports it.
@@ -222,6 +262,7 @@ impl ManagementClient {
         if status.is_success() {
             return Ok(response);
         }
+        let retry_after = retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         let reason = match serde_json::from_str::<ErrorBody>(&text) {
             Ok(b) if !b.reason.is_empty() => b.reason,
@@ -233,6 +274,7 @@ impl ManagementClient {
             path,
             status,
             reason,
+            retry_after,
         })
     }
 
@@ -434,7 +476,7 @@ impl ManagementClient {
 
 impl crate::ports::TenantBroker for ManagementClient {
     async fn ensure_vhost(&self, tenant: &TenantId) -> Result<Converged, PortError> {
-        match self.get_vhost(tenant.vhost()).await? {
+        match self.get_vhost(tenant.vhost()).await.map_err(port)? {
             Some(v) if v.is_tenant_vhost() => Ok(Converged::Unchanged),
             Some(_) => Err(foreign(
                 "vhost",
@@ -443,21 +485,21 @@ impl crate::ports::TenantBroker for ManagementClient {
             )),
             None => {
                 self.put_vhost(tenant.vhost(), TENANT_VHOST_TAG, &[TENANT_VHOST_TAG])
-                    .await?;
+                    .await.map_err(port)?;
                 Ok(Converged::Created)
             }
         }
     }
 
     async fn ensure_user(&self, tenant: &TenantId, password: &Password) -> Result<Converged, PortError> {
-        let outcome = match self.get_user(tenant.rabbitmq_user()).await? {
+        let outcome = match self.get_user(tenant.rabbitmq_user()).await.map_err(port)? {
             None => Converged::Created,
             Some(user) if user.tags.is_empty() && user.has_password(password) => {
                 return Ok(Converged::Unchanged);
             }
             Some(_) => {
                 // Not obviously ours: look at its permissions before touching it.
-                let Some((user, permissions, tagged)) = self.observe_user(tenant).await? else {
+                let Some((user, permissions, tagged)) = self.observe_user(tenant).await.map_err(port)? else {
                     return Err("the user vanished while being checked; retry".into());
                 };
                 if let Some(why) = user_not_ours(&user, None, tagged, &permissions) {
@@ -467,25 +509,25 @@ impl crate::ports::TenantBroker for ManagementClient {
             }
         };
         // No tags: the tenant may use AMQP, not the management API.
-        self.put_user(tenant.rabbitmq_user(), password, &[]).await?;
+        self.put_user(tenant.rabbitmq_user(), password, &[]).await.map_err(port)?;
         Ok(outcome)
     }
 
     async fn ensure_permission(&self, tenant: &TenantId) -> Result<Converged, PortError> {
         let user = tenant.rabbitmq_user();
-        let permissions = self.user_permissions(user).await?;
+        let permissions = self.user_permissions(user).await.map_err(port)?;
         let full = |p: &Permission| p.configure == ".*" && p.write == ".*" && p.read == ".*";
         let own = permissions.iter().find(|p| p.vhost == tenant.vhost());
         let mut repaired = Vec::new();
         if !own.is_some_and(full) {
             self.put_permission(tenant.vhost(), user, ".*", ".*", ".*")
-                .await?;
+                .await.map_err(port)?;
             if own.is_some() {
                 repaired.push("its rights on its vhost were not `.*` configure/write/read".to_owned());
             }
         }
         for other in permissions.iter().filter(|p| p.vhost != tenant.vhost()) {
-            self.delete_permission(&other.vhost, user).await?;
+            self.delete_permission(&other.vhost, user).await.map_err(port)?;
             repaired.push(format!("revoked its rights on vhost `{}`", other.vhost));
         }
         Ok(match (own, repaired.is_empty()) {
@@ -496,22 +538,22 @@ impl crate::ports::TenantBroker for ManagementClient {
     }
 
     async fn remove_user(&self, tenant: &TenantId, stored: Option<&Password>) -> Result<Removed, PortError> {
-        let Some((user, permissions, tagged)) = self.observe_user(tenant).await? else {
+        let Some((user, permissions, tagged)) = self.observe_user(tenant).await.map_err(port)? else {
             return Ok(Removed::AlreadyAbsent);
         };
         if let Some(why) = user_not_ours(&user, stored, tagged, &permissions) {
             return Ok(Removed::LeftAlone(why));
         }
-        Ok(self.delete_user(tenant.rabbitmq_user()).await?)
+        Ok(self.delete_user(tenant.rabbitmq_user()).await.map_err(port)?)
     }
 
     async fn remove_vhost(&self, tenant: &TenantId) -> Result<Removed, PortError> {
-        match self.get_vhost(tenant.vhost()).await? {
+        match self.get_vhost(tenant.vhost()).await.map_err(port)? {
             None => Ok(Removed::AlreadyAbsent),
             Some(v) if !v.is_tenant_vhost() => {
                 Ok(Removed::LeftAlone(format!("it has no `{TENANT_VHOST_TAG}` tag")))
             }
-            Some(_) => Ok(self.delete_vhost(tenant.vhost()).await?),
+            Some(_) => Ok(self.delete_vhost(tenant.vhost()).await.map_err(port)?),
         }
     }
 }

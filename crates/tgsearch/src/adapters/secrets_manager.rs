@@ -18,6 +18,8 @@ pub enum SecretsError {
         secret: String,
         /// The SDK's error with its whole context (code, message, request id).
         message: String,
+        /// A retry may succeed (timeout, throttling, a server error).
+        transient: bool,
         #[source]
         source: PortError,
     },
@@ -41,13 +43,49 @@ fn api_error<E>(
     err: aws_sdk_secretsmanager::error::SdkError<E>,
 ) -> SecretsError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
     SecretsError::Api {
         operation,
         secret: secret.to_owned(),
         message: DisplayErrorContext(&err).to_string(),
+        transient: sdk_transient(&err),
         source: Box::new(err),
+    }
+}
+
+/// Whether an AWS SDK failure may pass on retry (after the SDK's own retries): no answer, a
+/// timeout, throttling, a server error.
+pub fn sdk_transient<E: ProvideErrorMetadata>(
+    err: &aws_sdk_secretsmanager::error::SdkError<E>,
+) -> bool {
+    use aws_sdk_secretsmanager::error::SdkError;
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(s) => {
+            s.raw().status().as_u16() >= 500
+                || matches!(
+                    s.err().code(),
+                    Some(
+                        "ThrottlingException"
+                            | "Throttling"
+                            | "TooManyRequestsException"
+                            | "RequestLimitExceeded"
+                            | "InternalServiceError"
+                            | "ServiceUnavailable"
+                    )
+                )
+        }
+        _ => false,
+    }
+}
+
+/// As the ports want it: transient failures marked so that the step retries them.
+fn port(e: SecretsError) -> PortError {
+    if matches!(e, SecretsError::Api { transient: true, .. }) {
+        crate::ports::Transient::wrap(e, None)
+    } else {
+        e.into()
     }
 }
 
@@ -312,7 +350,8 @@ impl CredentialStore for SecretsManager {
                 "TGSearch tenant RabbitMQ credentials",
                 &[(MANAGED_BY.0, MANAGED_BY.1), (TENANT_TAG, tenant.as_str())],
             )
-            .await?;
+            .await
+            .map_err(port)?;
         if created {
             return Ok(Stored {
                 credentials: candidate.clone(),
@@ -331,7 +370,8 @@ impl CredentialStore for SecretsManager {
                 reason,
             }
             .into()),
-            Found::Absent => Err(SecretsError::NotFound { secret: name }.into()),
+            // Deleted between our create and our read: a retry settles it.
+            Found::Absent => Err(crate::ports::Transient::wrap(SecretsError::NotFound { secret: name }, None)),
         }
     }
 
@@ -341,13 +381,13 @@ impl CredentialStore for SecretsManager {
             self.tags(&name),
             self.read_json::<TenantCredentials>(&name, TENANT_SECRET_SHAPE)
         );
-        let Some(tags) = tags? else {
+        let Some(tags) = tags.map_err(port)? else {
             return Ok(Found::Absent);
         };
         if let Some(reason) = foreign_reason(tenant, &tags) {
             return Ok(Found::Foreign(reason));
         }
-        match value? {
+        match value.map_err(port)? {
             Some(credentials) => Ok(Found::Ours(credentials)),
             // Deleted between the two calls.
             None => Ok(Found::Absent),
@@ -357,17 +397,17 @@ impl CredentialStore for SecretsManager {
     async fn replace(&self, tenant: &TenantId, credentials: &TenantCredentials) -> Result<(), PortError> {
         Ok(self
             .put_json(&self.tenant_secret_name(tenant), credentials)
-            .await?)
+            .await.map_err(port)?)
     }
 
     async fn remove(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         let name = self.tenant_secret_name(tenant);
-        let Some(tags) = self.tags(&name).await? else {
+        let Some(tags) = self.tags(&name).await.map_err(port)? else {
             return Ok(Removed::AlreadyAbsent);
         };
         if let Some(reason) = foreign_reason(tenant, &tags) {
             return Ok(Removed::LeftAlone(reason));
         }
-        Ok(self.force_delete(&name).await?)
+        Ok(self.force_delete(&name).await.map_err(port)?)
     }
 }
