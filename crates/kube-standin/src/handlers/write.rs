@@ -1,0 +1,512 @@
+//! `create` (POST), `update` (PUT) and `patch` (merge, strategic merge, JSON patch and
+//! server-side apply), in the API server's order: options, decoding with field validation,
+//! the patch or apply, field management, mutating admission, the strategy, validation,
+//! validating admission (and, for an apply that creates, authorization to create), storage.
+//! `dryRun=All` runs everything but the storage.
+
+use serde_json::{Value, json};
+
+use super::{Ctx, Outcome, Reply, Target};
+use crate::defaults;
+use crate::fieldpath::{Set, path_string};
+use crate::kinds::Kind;
+use crate::lifecycle;
+use crate::managed::{self, Conflicts, Context, ManagerId, Managers};
+use crate::options::{self, WriteOptions};
+use crate::patch;
+use crate::rbac::{Attributes, Decision};
+use crate::status::{ApiError, Cause};
+use crate::store::Tx;
+use crate::strict::{self, Directive};
+use crate::typed;
+use crate::validation;
+use crate::validation::field::{ErrorList, go_quote, go_value, invalid};
+
+fn without_managed(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v["metadata"].as_object_mut() {
+        m.remove("managedFields");
+    }
+    v
+}
+
+/// The managers of a write (`decodeLiveOrNew`): a request that resets managedFields (an empty
+/// list) clears them, a readable non-empty list replaces them, otherwise the live ones stay.
+fn managers_from(request: &Value, live: Option<&Value>) -> Managers {
+    let from_live = || live.and_then(managed::decode).unwrap_or_default();
+    match request.pointer("/metadata/managedFields") {
+        Some(Value::Array(list)) if list.is_empty() || (list.len() == 1 && list[0] == json!({})) => {
+            Managers::new()
+        }
+        Some(v) if !v.is_null() => match managed::decode(request) {
+            Some(m) if !m.is_empty() => m,
+            _ => from_live(),
+        },
+        _ => from_live(),
+    }
+}
+
+/// `checkName`: the object's name and namespace must be the URL's.
+fn check_name(object: &Value, t: &Target) -> Result<(), ApiError> {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    if name != t.name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({name}) does not match the name on the URL ({})",
+            t.name
+        )));
+    }
+    let ns = object["metadata"]["namespace"].as_str().unwrap_or_default();
+    if t.kind.namespaced && !ns.is_empty() && ns != t.ns {
+        return Err(ApiError::bad_request(format!(
+            "the namespace of the object ({ns}) does not match the namespace on the request ({})",
+            t.ns
+        )));
+    }
+    Ok(())
+}
+
+/// `EnsureObjectNamespaceMatchesRequestNamespace`.
+fn ensure_namespace(object: &mut Value, t: &Target) -> Result<(), ApiError> {
+    let ns = object["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+    if t.kind.namespaced && !ns.is_empty() && ns != t.ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    if let Some(m) = object["metadata"].as_object_mut() {
+        if t.kind.namespaced {
+            m.insert("namespace".into(), t.ns.clone().into());
+        } else {
+            m.remove("namespace");
+        }
+    }
+    Ok(())
+}
+
+fn context<'a>(kind: &'a Kind, ignored: &'a Set, now: &'a str) -> Context<'a> {
+    Context {
+        ty: kind.ty,
+        api_version: kind.api_version,
+        ignored,
+        now,
+    }
+}
+
+/// Field management of an update-like write (create, update, patch).
+fn record(kind: &Kind, old: &Value, new: &Value, managers: &mut Managers, manager: &str) {
+    let ignored = lifecycle::ignored_fields(kind);
+    let now = lifecycle::now();
+    let id = ManagerId::updater(manager, kind.api_version, "");
+    managed::record_update(old, new, managers, &id, &context(kind, &ignored, &now));
+}
+
+fn set_managed_fields(object: &mut Value, managers: &Managers) {
+    if managers.is_empty() {
+        if let Some(m) = object["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+    } else {
+        object["metadata"]["managedFields"] = managed::encode(managers);
+    }
+}
+
+fn reply(code: u16, body: Value, warnings: Vec<String>) -> Outcome {
+    Ok(Reply { code, body, warnings })
+}
+
+/// Admission, strategy, validation and storage of a new object.
+#[allow(clippy::too_many_arguments)]
+fn store_new(
+    ctx: &Ctx,
+    tx: &mut Tx,
+    t: &Target,
+    mut object: Value,
+    managers: &Managers,
+    opts: &WriteOptions,
+    warnings: Vec<String>,
+    authorize_create: bool,
+) -> Outcome {
+    let kind = t.kind;
+    lifecycle::admit_create(tx, kind, &t.ns, &mut object, ctx.app.default_storage_class.as_deref())?;
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    lifecycle::prepare_create(kind, &t.ns, &name, &mut object);
+    let errs = validation::validate_create(kind, &object);
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(kind.group, kind.kind, &name, &errs));
+    }
+    if authorize_create {
+        let attrs = Attributes {
+            user: ctx.user,
+            verb: "create",
+            resource_request: true,
+            path: "",
+            api_group: kind.group,
+            resource: kind.plural,
+            subresource: "",
+            namespace: &t.ns,
+            name: &name,
+        };
+        if let Decision::Deny(reason) = ctx.app.policy.authorize(&attrs) {
+            return Err(ApiError::forbidden(kind, &name, &reason));
+        }
+    }
+    if tx.get(kind, &t.ns, &name).is_some() {
+        return Err(ApiError::already_exists(kind, &name));
+    }
+    set_managed_fields(&mut object, managers);
+    lifecycle::strip_nulls(&mut object);
+    if opts.dry_run {
+        return reply(201, object, warnings);
+    }
+    let stored = tx.put(kind, &t.ns, &name, object);
+    lifecycle::reconcile(tx, &t.ns);
+    reply(201, stored, warnings)
+}
+
+fn without_resource_version(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    v
+}
+
+/// Strategy, validation, admission and storage of a changed object.
+#[allow(clippy::too_many_arguments)]
+fn store_update(
+    ctx: &Ctx,
+    tx: &mut Tx,
+    t: &Target,
+    mut object: Value,
+    live: &Value,
+    managers: &Managers,
+    opts: &WriteOptions,
+    warnings: Vec<String>,
+) -> Outcome {
+    let _ = ctx;
+    let kind = t.kind;
+    lifecycle::prepare_update(kind, &mut object, live);
+    let errs = validation::validate_update(kind, &object, live);
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(kind.group, kind.kind, &t.name, &errs));
+    }
+    lifecycle::admit_update(tx, kind, &object, live)?;
+    set_managed_fields(&mut object, managers);
+    lifecycle::strip_nulls(&mut object);
+    object["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
+    if without_resource_version(&object) == without_resource_version(live) {
+        return reply(200, live.clone(), warnings);
+    }
+    if opts.dry_run {
+        return reply(200, object, warnings);
+    }
+    let finalized = object["metadata"].get("deletionTimestamp").is_some()
+        && object["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+    let stored = if finalized {
+        tx.remove(kind, &t.ns, &t.name);
+        object
+    } else {
+        tx.put(kind, &t.ns, &t.name, object)
+    };
+    lifecycle::reconcile(tx, &t.ns);
+    reply(200, stored, warnings)
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+pub fn create(ctx: &Ctx, t: &Target) -> Outcome {
+    if t.kind.namespaced && t.ns.is_empty() {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    let opts = WriteOptions::parse(ctx.query, ctx.user_agent, "CreateOptions", false)?;
+    let (mut object, warnings) = options::decode_object(t.kind, ctx.body, ctx.content_type, opts.validation)?;
+    if object["metadata"]["name"].as_str().is_none_or(str::is_empty)
+        && let Some(prefix) = object["metadata"]["generateName"].as_str().filter(|p| !p.is_empty())
+    {
+        object["metadata"]["name"] = format!("{prefix}{}", random_suffix()).into();
+    }
+    ensure_namespace(&mut object, t)?;
+    lifecycle::strip_nulls(&mut object);
+    lifecycle::fold_string_data(t.kind, &mut object);
+    defaults::apply(t.kind.kind, &mut object);
+    let mut managers = managers_from(&object, None);
+    let object = without_managed(&object);
+    record(t.kind, &lifecycle::skeleton(t.kind), &object, &mut managers, &opts.manager);
+    let mut tx = ctx.app.store.begin();
+    store_new(ctx, &mut tx, t, object, &managers, &opts, warnings, false)
+}
+
+pub fn update(ctx: &Ctx, t: &Target) -> Outcome {
+    let opts = WriteOptions::parse(ctx.query, ctx.user_agent, "UpdateOptions", false)?;
+    let (mut object, warnings) = options::decode_object(t.kind, ctx.body, ctx.content_type, opts.validation)?;
+    check_name(&object, t)?;
+    ensure_namespace(&mut object, t)?;
+    lifecycle::strip_nulls(&mut object);
+    lifecycle::fold_string_data(t.kind, &mut object);
+    defaults::apply(t.kind.kind, &mut object);
+    let mut tx = ctx.app.store.begin();
+    let live = tx
+        .get(t.kind, &t.ns, &t.name)
+        .ok_or_else(|| ApiError::not_found(t.kind, &t.name))?;
+    if let Some(rv) = object["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty())
+        && Some(rv) != live["metadata"]["resourceVersion"].as_str()
+    {
+        return Err(ApiError::stale(t.kind, &t.name));
+    }
+    let mut managers = managers_from(&object, Some(&live));
+    let object = without_managed(&object);
+    record(t.kind, &without_managed(&live), &object, &mut managers, &opts.manager);
+    store_update(ctx, &mut tx, t, object, &live, &managers, &opts, warnings)
+}
+
+const PATCH_TYPES: [&str; 4] = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+    "application/strategic-merge-patch+json",
+];
+
+pub fn patch(ctx: &Ctx, t: &Target) -> Outcome {
+    let content_type = ctx.content_type.split(';').next().unwrap_or_default().trim();
+    match content_type {
+        "application/apply-patch+yaml" => apply(ctx, t),
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/json-patch+json" => {
+            patch_update(ctx, t, content_type)
+        }
+        _ => Err(ApiError::unsupported_media_type(&PATCH_TYPES)),
+    }
+}
+
+/// The 422 a patch gets when the patched object does not decode (`patch: Invalid value`).
+fn patch_invalid(shown: &str, why: &str) -> ApiError {
+    let mut errs = ErrorList::default();
+    errs.push(invalid("patch", go_quote(shown), why));
+    ApiError::invalid("", "", "", &errs)
+}
+
+fn patch_update(ctx: &Ctx, t: &Target, content_type: &str) -> Outcome {
+    let opts = WriteOptions::parse(ctx.query, ctx.user_agent, "PatchOptions", false)?;
+    let text = std::str::from_utf8(ctx.body).map_err(|_| ApiError::bad_request("the patch is not UTF-8"))?;
+    let patch_value: Value = serde_json::from_str(text).map_err(|e| match content_type {
+        "application/merge-patch+json" => ApiError::bad_request("Invalid JSON Patch"),
+        _ => ApiError::bad_request(e.to_string()),
+    })?;
+    let mut problems: Vec<String> = Vec::new();
+    if opts.validation != Directive::Ignore {
+        for (path, _) in strict::duplicate_fields(text) {
+            problems.push(match content_type {
+                "application/json-patch+json" => format!("json patch duplicate field {path:?}"),
+                _ => format!("duplicate field {path:?}"),
+            });
+        }
+    }
+    let mut tx = ctx.app.store.begin();
+    let live = tx
+        .get(t.kind, &t.ns, &t.name)
+        .ok_or_else(|| ApiError::not_found(t.kind, &t.name))?;
+    let mut patched = live.clone();
+    match content_type {
+        "application/merge-patch+json" => patch::merge_patch(&mut patched, &patch_value),
+        "application/strategic-merge-patch+json" => {
+            if !patch_value.is_object() {
+                return Err(ApiError::bad_request(format!(
+                    "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+                    if patch_value.is_array() { "array" } else { "value" }
+                )));
+            }
+            patch::strategic_merge_patch(&mut patched, &patch_value).map_err(|e| ApiError::bad_request(e.0))?;
+        }
+        _ => patch::json_patch(&mut patched, &patch_value).map_err(|e| {
+            let mut errs = ErrorList::default();
+            errs.push(invalid("patch", go_quote(text), &e.0));
+            ApiError {
+                message: e.0,
+                ..ApiError::invalid("", "", "", &errs)
+            }
+        })?,
+    }
+    // What the errors show of the patch: the patched object, or (strategic merge) the patch.
+    let shown = match content_type {
+        "application/strategic-merge-patch+json" => go_value(&patch_value),
+        _ => serde_json::to_string(&patched).unwrap_or_default(),
+    };
+    let findings = options::find_problems(t.kind, &patched, None).map_err(|e| patch_invalid(&shown, &e))?;
+    if let Some(q) = validation::bad_quantity(&patched) {
+        return Err(patch_invalid(&shown, &q));
+    }
+    if opts.validation != Directive::Ignore {
+        problems.extend(findings.problems);
+    }
+    let mut warnings = Vec::new();
+    if !problems.is_empty() {
+        match opts.validation {
+            Directive::Strict => {
+                return Err(patch_invalid(
+                    &shown,
+                    &format!("strict decoding error: {}", problems.join(", ")),
+                ));
+            }
+            Directive::Warn => warnings = problems,
+            Directive::Ignore => {}
+        }
+    }
+    check_name(&patched, t)?;
+    lifecycle::strip_nulls(&mut patched);
+    lifecycle::fold_string_data(t.kind, &mut patched);
+    defaults::apply(t.kind.kind, &mut patched);
+    let mut managers = managers_from(&patched, Some(&live));
+    let object = without_managed(&patched);
+    record(t.kind, &without_managed(&live), &object, &mut managers, &opts.manager);
+    store_update(ctx, &mut tx, t, object, &live, &managers, &opts, warnings)
+}
+
+/// `apps/v1, Kind=Deployment`, `/v1, Kind=Secret`.
+fn gvk(kind: &Kind) -> String {
+    format!("{}/{}, Kind={}", kind.group, kind.version, kind.kind)
+}
+
+/// `errors.NewApplyConflict` with the message `getConflictMessage` writes.
+fn conflict_error(conflicts: Conflicts) -> ApiError {
+    let mut list = conflicts.0;
+    list.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let causes: Vec<Cause> = list
+        .iter()
+        .map(|(id, path)| Cause {
+            reason: "FieldManagerConflict".into(),
+            message: format!("conflict with {}", id.describe()),
+            field: path_string(path),
+        })
+        .collect();
+    let message = if let [(id, path)] = list.as_slice() {
+        format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            id.describe(),
+            path_string(path)
+        )
+    } else {
+        let mut lines = Vec::new();
+        let mut current: Option<&ManagerId> = None;
+        for (id, path) in &list {
+            if current != Some(id) {
+                lines.push(format!("conflicts with {}:", id.describe()));
+                current = Some(id);
+            }
+            lines.push(format!("- {}", path_string(path)));
+        }
+        format!("Apply failed with {} conflicts: {}", list.len(), lines.join("\n"))
+    };
+    ApiError::apply_conflict(causes, message)
+}
+
+/// Duplicate keys of an applied configuration, as the strict YAML decoder reports them.
+fn apply_duplicates(text: &str) -> Option<String> {
+    if text.trim_start().starts_with('{') {
+        let (path, line) = strict::duplicate_fields(text).into_iter().next()?;
+        let key = path.rsplit('.').next().unwrap_or(&path).to_owned();
+        return Some(format!(
+            "error converting YAML to JSON: yaml: unmarshal errors:\n  line {line}: key {key:?} already set in map"
+        ));
+    }
+    match serde_saphyr::from_str::<Value>(text) {
+        Err(e) if e.to_string().to_ascii_lowercase().contains("duplicate") => {
+            Some(format!("error converting YAML to JSON: yaml: unmarshal errors:\n  {e}"))
+        }
+        _ => None,
+    }
+}
+
+fn apply(ctx: &Ctx, t: &Target) -> Outcome {
+    let kind = t.kind;
+    let opts = WriteOptions::parse(ctx.query, ctx.user_agent, "PatchOptions", true)?;
+    let text = std::str::from_utf8(ctx.body).map_err(|_| ApiError::bad_request("error decoding YAML: the body is not UTF-8"))?;
+    let config = options::parse_text(text, "yaml").map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: json: cannot unmarshal array into Go value of type map[string]interface {}",
+        ));
+    }
+    let version = config["apiVersion"].as_str().unwrap_or_default();
+    if version != kind.api_version {
+        return Err(ApiError::bad_request(format!(
+            "Incorrect version specified in apply patch. Specified patch version: {version}, expected: {}",
+            kind.api_version
+        )));
+    }
+    if let Some(k) = config["kind"].as_str()
+        && k != kind.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind of the object ({k}) does not match the kind of the resource ({})",
+            kind.kind
+        )));
+    }
+    if config["metadata"].get("managedFields").is_some_and(|m| !m.is_null()) {
+        return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+    }
+    // The conversion to structured-merge-diff's typed value refuses fields the schema does not
+    // declare, whatever fieldValidation says; the API server returns that as a 500
+    // (kubernetes/kubernetes#122480).
+    let typed_error = |why: String| {
+        ApiError::unclassified(format!(
+            "failed to create typed patch object ({}/{}; {}): {why}",
+            config["metadata"]["namespace"].as_str().unwrap_or_default(),
+            config["metadata"]["name"].as_str().unwrap_or_default(),
+            gvk(kind)
+        ))
+    };
+    let mut smd_errors: Vec<String> = strict::unknown_fields(kind, &config)
+        .map_err(typed_error)?
+        .into_iter()
+        .map(|u| format!("{}: field not declared in schema", u.smd_path))
+        .collect();
+    smd_errors.extend(typed::validate(&config, kind.ty));
+    match smd_errors.len() {
+        0 => {}
+        1 => return Err(typed_error(smd_errors.remove(0))),
+        _ => {
+            let lines: Vec<String> = smd_errors.iter().map(|e| format!("  {e}")).collect();
+            return Err(typed_error(format!("errors:\n{}", lines.join("\n"))));
+        }
+    }
+    let mut tx = ctx.app.store.begin();
+    let live = tx.get(kind, &t.ns, &t.name);
+    let base = live.as_ref().map(without_managed).unwrap_or_else(|| lifecycle::skeleton(kind));
+    let mut managers = live.as_ref().and_then(managed::decode).unwrap_or_default();
+    let ignored = lifecycle::ignored_fields(kind);
+    let now = lifecycle::now();
+    let applied = managed::apply(
+        &base,
+        &config,
+        &mut managers,
+        &ManagerId::applier(&opts.manager),
+        opts.force == Some(true),
+        &context(kind, &ignored, &now),
+    )
+    .map_err(conflict_error)?;
+    let mut warnings = Vec::new();
+    if opts.validation != Directive::Ignore
+        && let Some(dup) = apply_duplicates(text)
+    {
+        if opts.validation == Directive::Strict {
+            return Err(ApiError::bad_request(format!("error strict decoding YAML: {dup}")));
+        }
+        warnings.push(dup);
+    }
+    let mut object = applied.object.unwrap_or_else(|| base.clone());
+    check_name(&object, t)?;
+    lifecycle::strip_nulls(&mut object);
+    lifecycle::fold_string_data(kind, &mut object);
+    defaults::apply(kind.kind, &mut object);
+    match live {
+        None => {
+            ensure_namespace(&mut object, t)?;
+            store_new(ctx, &mut tx, t, object, &managers, &opts, warnings, true)
+        }
+        Some(live) => store_update(ctx, &mut tx, t, object, &live, &managers, &opts, warnings),
+    }
+}
