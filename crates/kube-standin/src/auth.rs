@@ -64,10 +64,14 @@ impl Identity {
     pub fn parse(spec: &str) -> Result<Self, IdentityError> {
         let mut parts = spec.splitn(3, ':');
         let (Some(key), Some(secret), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(IdentityError::Malformed("it has fewer than three ':'-separated parts"));
+            return Err(IdentityError::Malformed(
+                "it has fewer than three ':'-separated parts",
+            ));
         };
         if key.is_empty() || secret.is_empty() {
-            return Err(IdentityError::Malformed("the access key id and the secret must not be empty"));
+            return Err(IdentityError::Malformed(
+                "the access key id and the secret must not be empty",
+            ));
         }
         let (user, groups) = rest.split_once('|').unwrap_or((rest, ""));
         if user.is_empty() {
@@ -103,7 +107,12 @@ impl Authenticator {
         // Every identity is compared, so the time does not say which key ids exist.
         let mut found = None;
         for identity in &self.identities {
-            if bool::from(checked.access_key_id.as_bytes().ct_eq(identity.access_key.as_bytes())) {
+            if bool::from(
+                checked
+                    .access_key_id
+                    .as_bytes()
+                    .ct_eq(identity.access_key.as_bytes()),
+            ) {
                 found = Some(identity);
             }
         }
@@ -143,7 +152,12 @@ mod tests {
         Authenticator {
             cluster: "tgsearch-local".into(),
             identities: vec![
-                Identity::new("testing", "testing", "arn:aws:sts::1:assumed-role/p/s", &["tgsearch-provisioner".into()]),
+                Identity::new(
+                    "testing",
+                    "testing",
+                    "arn:aws:sts::1:assumed-role/p/s",
+                    &["tgsearch-provisioner".into()],
+                ),
                 Identity::parse("admin:admin-secret:kubernetes-admin|system:masters").unwrap(),
             ],
         }
@@ -164,7 +178,10 @@ mod tests {
             .verify(Some(&token("tgsearch-local", "testing", "testing", now)), now)
             .unwrap();
         assert_eq!(provisioner.name, "arn:aws:sts::1:assumed-role/p/s");
-        assert_eq!(provisioner.groups, ["tgsearch-provisioner", "system:authenticated"]);
+        assert_eq!(
+            provisioner.groups,
+            ["tgsearch-provisioner", "system:authenticated"]
+        );
         let admin = auth()
             .verify(Some(&token("tgsearch-local", "admin", "admin-secret", now)), now)
             .unwrap();
@@ -209,11 +226,16 @@ mod tests {
 
     #[test]
     fn identities_parse_arns_and_colon_groups() {
-        let i = Identity::parse("AKIA1:s3cr/et+:arn:aws:sts::123456789012:assumed-role/r/s|system:masters,ops").unwrap();
+        let i =
+            Identity::parse("AKIA1:s3cr/et+:arn:aws:sts::123456789012:assumed-role/r/s|system:masters,ops")
+                .unwrap();
         assert_eq!(i.access_key, "AKIA1");
         assert_eq!(i.user.name, "arn:aws:sts::123456789012:assumed-role/r/s");
         assert_eq!(i.user.groups, ["system:masters", "ops", "system:authenticated"]);
-        assert_eq!(Identity::parse("a:b:user").unwrap().user.groups, ["system:authenticated"]);
+        assert_eq!(
+            Identity::parse("a:b:user").unwrap().user.groups,
+            ["system:authenticated"]
+        );
         let err = Identity::parse("a:topsecret").unwrap_err().to_string();
         assert!(!err.contains("topsecret"), "{err}");
         assert!(Identity::parse("a::user").is_err());

@@ -49,10 +49,8 @@ fn deployment(d: &mut Value) {
             }
         }
     }
-    if let Some(template) = spec.get_mut("template") {
-        if let Some(pod) = obj(template, "spec") {
-            pod_spec(pod);
-        }
+    if let Some(pod) = spec.get_mut("template").and_then(|t| obj(t, "spec")) {
+        pod_spec(pod);
     }
 }
 
@@ -63,13 +61,23 @@ fn pod_spec(pod: &mut Map<String, Value>) {
     set_if_absent(pod, "terminationGracePeriodSeconds", 30.into());
     set_if_absent(pod, "schedulerName", "default-scheduler".into());
     for list in ["containers", "initContainers"] {
-        for c in pod.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+        for c in pod
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             if let Some(c) = c.as_object_mut() {
                 container(c);
             }
         }
     }
-    for v in pod.get_mut("volumes").and_then(Value::as_array_mut).into_iter().flatten() {
+    for v in pod
+        .get_mut("volumes")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
         let Some(v) = v.as_object_mut() else { continue };
         if v.keys().all(|k| k == "name") {
             v.insert("emptyDir".into(), json!({}));
@@ -112,7 +120,12 @@ fn container(c: &mut Map<String, Value>) {
     let policy = pull_policy(c.get("image").and_then(Value::as_str).unwrap_or_default());
     set_if_absent(c, "imagePullPolicy", policy.into());
     set_if_absent(c, "resources", json!({}));
-    for p in c.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
+    for p in c
+        .get_mut("ports")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
         if let Some(p) = p.as_object_mut() {
             set_if_absent(p, "protocol", "TCP".into());
         }
@@ -122,7 +135,12 @@ fn container(c: &mut Map<String, Value>) {
             probe(p);
         }
     }
-    for e in c.get_mut("env").and_then(Value::as_array_mut).into_iter().flatten() {
+    for e in c
+        .get_mut("env")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
         if let Some(field_ref) = e
             .get_mut("valueFrom")
             .and_then(|v| v.get_mut("fieldRef"))
@@ -173,7 +191,10 @@ mod tests {
         apply("Deployment", &mut d);
         let spec = &d["spec"];
         assert_eq!(spec["replicas"], 1);
-        assert!(spec["strategy"].get("rollingUpdate").is_none(), "Recreate gets no rollingUpdate");
+        assert!(
+            spec["strategy"].get("rollingUpdate").is_none(),
+            "Recreate gets no rollingUpdate"
+        );
         let pod = &spec["template"]["spec"];
         assert_eq!(pod["restartPolicy"], "Always");
         assert_eq!(pod["containers"][0]["imagePullPolicy"], "Always");

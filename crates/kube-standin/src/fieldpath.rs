@@ -41,9 +41,7 @@ impl Pe {
     }
 
     pub fn decode(s: &str) -> Result<Pe, String> {
-        let (kind, rest) = s
-            .split_once(':')
-            .ok_or_else(|| format!("missing colon: {s}"))?;
+        let (kind, rest) = s.split_once(':').ok_or_else(|| format!("missing colon: {s}"))?;
         match kind {
             "f" => Ok(Pe::Field(rest.to_owned())),
             "k" => match serde_json::from_str::<Value>(rest) {
@@ -144,11 +142,7 @@ impl Set {
             [last] => {
                 self.members.insert(last.clone());
             }
-            [first, rest @ ..] => self
-                .children
-                .entry(first.clone())
-                .or_default()
-                .insert(rest),
+            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
         }
     }
 
@@ -293,10 +287,7 @@ impl Set {
             }
         }
         for (pe, child) in &self.children {
-            out.insert(
-                pe.encode(),
-                Value::Object(child.emit(self.members.contains(pe))),
-            );
+            out.insert(pe.encode(), Value::Object(child.emit(self.members.contains(pe))));
         }
         out
     }
@@ -360,10 +351,7 @@ mod tests {
             })
         );
         assert_eq!(Set::from_fields_v1(&wire).unwrap(), set);
-        assert_eq!(
-            path_string(&image),
-            ".spec.containers[name=\"web\"].image"
-        );
+        assert_eq!(path_string(&image), ".spec.containers[name=\"web\"].image");
     }
 
     #[test]
@@ -373,15 +361,16 @@ mod tests {
             fields(&["spec", "selector"]).as_slice(),
         ]);
         let b = Set::from_paths([fields(&["spec", "replicas"]).as_slice()]);
-        assert_eq!(
-            a.difference(&b).paths(),
-            vec![fields(&["spec", "selector"])]
-        );
+        assert_eq!(a.difference(&b).paths(), vec![fields(&["spec", "selector"])]);
         assert_eq!(a.intersection(&b), b);
         assert_eq!(b.union(&a), a);
         let deep = Set::from_paths([fields(&["spec", "selector", "matchLabels"]).as_slice()]);
         let member = Set::from_paths([fields(&["spec", "selector"]).as_slice()]);
-        assert_eq!(deep.difference(&member), deep, "difference keeps what is below a member");
+        assert_eq!(
+            deep.difference(&member),
+            deep,
+            "difference keeps what is below a member"
+        );
         assert!(deep.recursive_difference(&member).is_empty());
         assert!(a.difference(&a).is_empty());
     }

@@ -62,7 +62,15 @@ const fn kind(
 pub static NAMESPACES: Kind = Kind {
     short_names: &["ns"],
     has_status: true,
-    ..kind("", "v1", "v1", "namespaces", "Namespace", false, &schema::NAMESPACE)
+    ..kind(
+        "",
+        "v1",
+        "v1",
+        "namespaces",
+        "Namespace",
+        false,
+        &schema::NAMESPACE,
+    )
 };
 pub static SECRETS: Kind = kind("", "v1", "v1", "secrets", "Secret", true, &schema::SECRET);
 pub static PVCS: Kind = Kind {
@@ -92,12 +100,28 @@ pub static DEPLOYMENTS: Kind = Kind {
     short_names: &["deploy"],
     has_status: true,
     generation: true,
-    ..kind("apps", "v1", "apps/v1", "deployments", "Deployment", true, &schema::DEPLOYMENT)
+    ..kind(
+        "apps",
+        "v1",
+        "apps/v1",
+        "deployments",
+        "Deployment",
+        true,
+        &schema::DEPLOYMENT,
+    )
 };
 pub static REPLICASETS: Kind = Kind {
     read_only: true,
     short_names: &["rs"],
-    ..kind("apps", "v1", "apps/v1", "replicasets", "ReplicaSet", true, &schema::GENERIC)
+    ..kind(
+        "apps",
+        "v1",
+        "apps/v1",
+        "replicasets",
+        "ReplicaSet",
+        true,
+        &schema::GENERIC,
+    )
 };
 pub static STORAGE_CLASSES: Kind = Kind {
     short_names: &["sc"],
@@ -182,7 +206,15 @@ pub fn resource_list(group: &str, version: &str) -> Value {
             let verbs: &[&str] = if k.read_only {
                 &["get", "list"]
             } else {
-                &["create", "delete", "deletecollection", "get", "list", "patch", "update"]
+                &[
+                    "create",
+                    "delete",
+                    "deletecollection",
+                    "get",
+                    "list",
+                    "patch",
+                    "update",
+                ]
             };
             json!({
                 "name": k.plural, "singularName": k.kind.to_ascii_lowercase(), "namespaced": k.namespaced,
@@ -196,4 +228,78 @@ pub fn resource_list(group: &str, version: &str) -> Value {
         format!("{group}/{version}")
     };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+/// The path of a group version in OpenAPI v3 (`api/v1`, `apis/apps/v1`).
+fn openapi_gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// `/openapi/v3`: where each group version's document is.
+pub fn openapi_v3_index() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (group, version) in std::iter::once(("", "v1")).chain(GROUPS) {
+        let gv = openapi_gv_path(group, version);
+        paths.insert(
+            gv.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash=kube-standin-1")}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/apis/apps/v1`: the operations on the kinds served, with the query
+/// parameters they accept. No schemas: enough for kubectl to see that the server validates
+/// fields itself (`fieldValidation`), not for `kubectl explain`.
+pub fn openapi_v3_document(path: &str) -> Option<Value> {
+    let (group, version) = match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["api", version] => ("", *version),
+        ["apis", group, version] => (*group, *version),
+        _ => return None,
+    };
+    if !served_group_version(group, version) {
+        return None;
+    }
+    let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force"]
+        .iter()
+        .map(|p| json!({"name": p, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
+        .collect();
+    let mut paths = serde_json::Map::new();
+    for k in KINDS
+        .iter()
+        .filter(|k| k.group == group && k.version == version && !k.read_only)
+    {
+        let gvk = json!({"group": k.group, "version": k.version, "kind": k.kind});
+        let base = format!("/{}", openapi_gv_path(group, version));
+        let (collection, item) = if k.namespaced {
+            (
+                format!("{base}/namespaces/{{namespace}}/{}", k.plural),
+                format!("{base}/namespaces/{{namespace}}/{}/{{name}}", k.plural),
+            )
+        } else {
+            (
+                format!("{base}/{}", k.plural),
+                format!("{base}/{}/{{name}}", k.plural),
+            )
+        };
+        let operation = |id: String| json!({"operationId": id, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {}});
+        paths.insert(
+            collection,
+            json!({"post": operation(format!("create{}", k.kind))}),
+        );
+        paths.insert(
+            item,
+            json!({"put": operation(format!("replace{}", k.kind)), "patch": operation(format!("patch{}", k.kind))}),
+        );
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.31.0"},
+        "paths": paths,
+        "components": {"schemas": {}}
+    }))
 }

@@ -81,8 +81,9 @@ pub fn fold_string_data(kind: &Kind, object: &mut Value) {
             *data = json!({});
         }
         for (k, v) in strings {
-            data[k.as_str()] =
-                base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default()).into();
+            data[k.as_str()] = base64::engine::general_purpose::STANDARD
+                .encode(v.as_str().unwrap_or_default())
+                .into();
         }
     }
 }
@@ -107,7 +108,13 @@ pub fn prepare_create(kind: &Kind, ns: &str, name: &str, object: &mut Value) {
     }
     m.insert("uid".into(), new_uid().into());
     m.insert("creationTimestamp".into(), now().into());
-    for system in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation"] {
+    for system in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "generation",
+    ] {
         m.remove(system);
     }
     if kind.generation {
@@ -131,7 +138,15 @@ pub fn prepare_update(kind: &Kind, object: &mut Value, old: &Value) {
     object["kind"] = kind.kind.into();
     let old_meta = old["metadata"].clone();
     let m = meta(object);
-    for system in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for system in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old_meta.get(system) {
             Some(v) => m.insert(system.into(), v.clone()),
             None => m.remove(system),
@@ -158,7 +173,13 @@ pub fn prepare_update(kind: &Kind, object: &mut Value, old: &Value) {
 
 /// Mutating admission on create: NamespaceLifecycle, DefaultStorageClass,
 /// StorageObjectInUseProtection.
-pub fn admit_create(tx: &Tx, kind: &Kind, ns: &str, object: &mut Value, default_class: Option<&str>) -> Result<(), ApiError> {
+pub fn admit_create(
+    tx: &Tx,
+    kind: &Kind,
+    ns: &str,
+    object: &mut Value,
+    default_class: Option<&str>,
+) -> Result<(), ApiError> {
     if kind.namespaced {
         match tx.get(&kinds::NAMESPACES, "", ns) {
             None => return Err(ApiError::not_found(&kinds::NAMESPACES, ns)),
@@ -206,9 +227,18 @@ pub fn admit_update(tx: &Tx, kind: &Kind, new: &Value, old: &Value) -> Result<()
     }
     let name = new["metadata"]["name"].as_str().unwrap_or_default();
     if old["status"]["phase"].as_str() != Some("Bound") {
-        return Err(ApiError::forbidden(kind, name, "Only bound persistent volume claims can be expanded"));
+        return Err(ApiError::forbidden(
+            kind,
+            name,
+            "Only bound persistent volume claims can be expanded",
+        ));
     }
-    let class = |c: &Value| c["spec"]["storageClassName"].as_str().unwrap_or_default().to_owned();
+    let class = |c: &Value| {
+        c["spec"]["storageClassName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
     let (class_new, class_old) = (class(new), class(old));
     let allowed = !class_new.is_empty()
         && class_new == class_old
@@ -235,12 +265,24 @@ fn mounted_claims(tx: &Tx, ns: &str) -> Vec<String> {
                 .cloned()
                 .unwrap_or_default()
         })
-        .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str().map(str::to_owned))
+        .filter_map(|v| {
+            v["persistentVolumeClaim"]["claimName"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect()
 }
 
 /// Writes `updated` as `manager` would through the API, recording its managed fields.
-fn controller_write(tx: &mut Tx, kind: &Kind, ns: &str, name: &str, old: &Value, mut updated: Value, manager: &ManagerId) {
+fn controller_write(
+    tx: &mut Tx,
+    kind: &Kind,
+    ns: &str,
+    name: &str,
+    old: &Value,
+    mut updated: Value,
+    manager: &ManagerId,
+) {
     let mut managers = managed::decode(old).unwrap_or_default();
     let now = now();
     let cx = Context {
@@ -296,13 +338,14 @@ fn bind(tx: &mut Tx, ns: &str, name: &str, pvc: &Value, in_use: bool) {
     let uid = pvc["metadata"]["uid"].as_str().unwrap_or_default();
     let mut bound = pvc.clone();
     bound["spec"]["volumeName"] = format!("pvc-{uid}").into();
-    let annotations = meta(&mut bound)
-        .entry("annotations")
-        .or_insert_with(|| json!({}));
+    let annotations = meta(&mut bound).entry("annotations").or_insert_with(|| json!({}));
     for (k, v) in [
         ("pv.kubernetes.io/bind-completed", "yes"),
         ("pv.kubernetes.io/bound-by-controller", "yes"),
-        ("volume.beta.kubernetes.io/storage-provisioner", provisioner.as_str()),
+        (
+            "volume.beta.kubernetes.io/storage-provisioner",
+            provisioner.as_str(),
+        ),
         ("volume.kubernetes.io/storage-provisioner", provisioner.as_str()),
     ] {
         annotations[k] = v.into();

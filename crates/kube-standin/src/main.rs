@@ -66,7 +66,12 @@ struct Args {
     default_groups: Vec<String>,
     /// More identities, `ACCESS_KEY_ID:SECRET_ACCESS_KEY:USERNAME|GROUP,GROUP` (repeatable;
     /// `;`-separated in the environment variable).
-    #[arg(long = "identity", env = "KUBE_STANDIN_IDENTITIES", value_delimiter = ';', hide_env_values = true)]
+    #[arg(
+        long = "identity",
+        env = "KUBE_STANDIN_IDENTITIES",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
     identities: Vec<String>,
     /// YAML files of Roles, ClusterRoles, RoleBindings and ClusterRoleBindings (repeatable).
     #[arg(long = "rbac")]

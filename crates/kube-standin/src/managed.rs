@@ -148,7 +148,12 @@ pub fn encode(managers: &Managers) -> Value {
     entries.sort_by(|(a, ea), (b, eb)| {
         a.operation
             .cmp(&b.operation)
-            .then_with(|| ea.time.as_deref().unwrap_or("").cmp(eb.time.as_deref().unwrap_or("")))
+            .then_with(|| {
+                ea.time
+                    .as_deref()
+                    .unwrap_or("")
+                    .cmp(eb.time.as_deref().unwrap_or(""))
+            })
             .then_with(|| a.manager.cmp(&b.manager))
             .then_with(|| ea.api_version.cmp(&eb.api_version))
             .then_with(|| a.subresource.cmp(&b.subresource))
@@ -301,9 +306,7 @@ pub fn apply(
     if let Some(e) = managers.get_mut(applier) {
         e.time = Some(cx.now.to_owned());
     }
-    Ok(Applied {
-        object: Some(pruned),
-    })
+    Ok(Applied { object: Some(pruned) })
 }
 
 /// Removes what the applier applied last time and no longer applies, unless another
@@ -313,9 +316,7 @@ fn prune(merged: &Value, managers: &Managers, last: &Set, ty: &Ty) -> Value {
     let remove = |s: &Set| typed::remove_items(merged, s, ty).unwrap_or_else(|| json!({}));
     let first = remove(&named(last));
     // Add back what someone owns.
-    let managed = managers
-        .values()
-        .fold(Set::new(), |acc, e| acc.union(&e.set));
+    let managed = managers.values().fold(Set::new(), |acc, e| acc.union(&e.set));
     let merged_set = named(&typed::field_set(merged, ty));
     let kept = named(&typed::field_set(&first, ty)).union(&named(&managed));
     let owned_back = remove(&merged_set.difference(&kept));
@@ -370,7 +371,10 @@ mod tests {
         assert_eq!(first["spec"]["replicas"], 2);
         let owned = managers[&me].set.paths();
         assert!(owned.contains(&fields(&["spec", "replicas"])));
-        assert!(!owned.contains(&fields(&["metadata", "name"])), "system metadata is never owned");
+        assert!(
+            !owned.contains(&fields(&["metadata", "name"])),
+            "system metadata is never owned"
+        );
         // Applied again without replicas: the field goes.
         let second = apply(&first, &dep(None, "a:1"), &mut managers, &me, false, &cx)
             .unwrap()
@@ -395,11 +399,21 @@ mod tests {
         let live = dep(Some(3), "a:1");
         record_update(&json!({}), &live, &mut managers, &kubectl, &cx);
         let me = ManagerId::applier("tgsearch-provisioner");
-        let err = apply(&live, &dep(Some(1), "a:1"), &mut managers.clone(), &me, false, &cx)
-            .err()
-            .unwrap();
+        let err = apply(
+            &live,
+            &dep(Some(1), "a:1"),
+            &mut managers.clone(),
+            &me,
+            false,
+            &cx,
+        )
+        .err()
+        .unwrap();
         assert_eq!(err.0.len(), 1);
-        assert_eq!(err.0[0].0.describe(), "\"kubectl-client-side-apply\" using apps/v1");
+        assert_eq!(
+            err.0[0].0.describe(),
+            "\"kubectl-client-side-apply\" using apps/v1"
+        );
         assert_eq!(path_string(&err.0[0].1), ".spec.replicas");
         // Same values: no conflict, both own them.
         let mut shared = managers.clone();
@@ -435,8 +449,22 @@ mod tests {
         let ignored = status_set();
         let cx = cx(&ignored);
         let mut managers = Managers::new();
-        apply(&json!({}), &dep(Some(1), "a:1"), &mut managers, &ManagerId::applier("kubectl"), false, &cx).unwrap();
-        record_update(&dep(Some(1), "a:1"), &dep(Some(1), "a:2"), &mut managers, &ManagerId::updater("kubectl-edit", "apps/v1", ""), &cx);
+        apply(
+            &json!({}),
+            &dep(Some(1), "a:1"),
+            &mut managers,
+            &ManagerId::applier("kubectl"),
+            false,
+            &cx,
+        )
+        .unwrap();
+        record_update(
+            &dep(Some(1), "a:1"),
+            &dep(Some(1), "a:2"),
+            &mut managers,
+            &ManagerId::updater("kubectl-edit", "apps/v1", ""),
+            &cx,
+        );
         let wire = encode(&managers);
         assert_eq!(wire[0]["manager"], "kubectl");
         assert_eq!(wire[0]["operation"], "Apply");

@@ -8,8 +8,8 @@ use crate::kinds::Kind;
 use crate::request::Query;
 use crate::status::ApiError;
 use crate::strict::{self, Directive};
-use crate::validation::field::{ErrorList, go_quote, invalid, not_supported, too_long};
 use crate::validation;
+use crate::validation::field::{ErrorList, go_quote, invalid, not_supported, too_long};
 
 const FIELD_MANAGER_MAX: usize = 128;
 
@@ -58,14 +58,24 @@ impl WriteOptions {
             None => None,
             Some("true" | "1") => Some(true),
             Some("false" | "0" | "") => Some(false),
-            Some(other) => return Err(ApiError::bad_request(format!("force: invalid boolean value {other:?}"))),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "force: invalid boolean value {other:?}"
+                )));
+            }
         };
         if options_kind == "PatchOptions" {
             if apply && explicit.is_empty() {
-                errs.push(crate::validation::field::required("fieldManager", "is required for apply patch"));
+                errs.push(crate::validation::field::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                ));
             }
             if !apply && force.is_some() {
-                errs.push(crate::validation::field::forbidden("force", "may not be specified for non-apply patch"));
+                errs.push(crate::validation::field::forbidden(
+                    "force",
+                    "may not be specified for non-apply patch",
+                ));
             }
         }
         if explicit.len() > FIELD_MANAGER_MAX {
@@ -276,7 +286,10 @@ mod tests {
 
     #[test]
     fn the_field_manager_comes_from_the_user_agent_when_not_given() {
-        assert_eq!(manager_from_user_agent("kubectl/v1.31.0 (linux/amd64) kubernetes/abc"), "kubectl");
+        assert_eq!(
+            manager_from_user_agent("kubectl/v1.31.0 (linux/amd64) kubernetes/abc"),
+            "kubectl"
+        );
         assert_eq!(manager_from_user_agent("kube-rs/5.0"), "kube-rs");
         let q = Query::parse("fieldManager=tgsearch-provisioner&dryRun=All&fieldValidation=Strict");
         let o = WriteOptions::parse(&q, "x/1", "PatchOptions", true).unwrap();
@@ -287,35 +300,53 @@ mod tests {
 
     #[test]
     fn bad_options_are_refused_with_the_api_servers_messages() {
-        let e = WriteOptions::parse(&Query::parse(""), "kube-rs/5", "PatchOptions", true).err().unwrap();
+        let e = WriteOptions::parse(&Query::parse(""), "kube-rs/5", "PatchOptions", true)
+            .err()
+            .unwrap();
         assert_eq!(e.code, 422);
         assert_eq!(
             e.message,
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
         );
-        let e = WriteOptions::parse(&Query::parse("dryRun=Some&fieldValidation=Loud"), "", "CreateOptions", false)
-            .err()
-            .unwrap();
+        let e = WriteOptions::parse(
+            &Query::parse("dryRun=Some&fieldValidation=Loud"),
+            "",
+            "CreateOptions",
+            false,
+        )
+        .err()
+        .unwrap();
         assert_eq!(
             e.message,
             "CreateOptions.meta.k8s.io \"\" is invalid: [dryRun: Unsupported value: []string{\"Some\"}: supported values: \"All\", fieldValidation: Unsupported value: \"Loud\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"]"
         );
-        let e = DeleteOptions::parse(&Query::default(), br#"{"propagationPolicy":"Sometimes"}"#).err().unwrap();
-        assert!(e.message.starts_with("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"Sometimes\""));
-        let d = DeleteOptions::parse(&Query::default(), br#"{"preconditions":{"uid":"u1"},"propagationPolicy":"Foreground"}"#).unwrap();
+        let e = DeleteOptions::parse(&Query::default(), br#"{"propagationPolicy":"Sometimes"}"#)
+            .err()
+            .unwrap();
+        assert!(e.message.starts_with(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"Sometimes\""
+        ));
+        let d = DeleteOptions::parse(
+            &Query::default(),
+            br#"{"preconditions":{"uid":"u1"},"propagationPolicy":"Foreground"}"#,
+        )
+        .unwrap();
         assert_eq!(d.uid.as_deref(), Some("u1"));
     }
 
     #[test]
     fn strict_decoding_refuses_unknown_and_duplicate_fields() {
         let body = br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"foo":1,"type":"Opaque","type":"Opaque"}"#;
-        let e = decode_object(&kinds::SECRETS, body, "application/json", Directive::Strict).err().unwrap();
+        let e = decode_object(&kinds::SECRETS, body, "application/json", Directive::Strict)
+            .err()
+            .unwrap();
         assert_eq!(e.code, 400);
         assert_eq!(
             e.message,
             "Secret in version \"v1\" cannot be handled as a Secret: strict decoding error: unknown field \"foo\", duplicate field \"type\""
         );
-        let (_, warnings) = decode_object(&kinds::SECRETS, body, "application/json", Directive::Warn).unwrap();
+        let (_, warnings) =
+            decode_object(&kinds::SECRETS, body, "application/json", Directive::Warn).unwrap();
         assert_eq!(warnings, ["unknown field \"foo\"", "duplicate field \"type\""]);
         let (_, none) = decode_object(&kinds::SECRETS, body, "application/json", Directive::Ignore).unwrap();
         assert!(none.is_empty());

@@ -41,8 +41,15 @@ fn strip_nulls_of_new(v: &Value) -> Value {
 /// The `patchMergeKey` of a list field (`patchStrategy: merge`), by field name.
 fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets"
-        | "resourceClaims" | "schedulingGates" | "claims" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "schedulingGates"
+        | "claims" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "ports" => "containerPort",
@@ -138,10 +145,12 @@ fn merge_map(t: &mut Map<String, Value>, p: &Map<String, Value>) -> Result<(), P
 }
 
 fn merge_keyed_list(target: &mut Vec<Value>, patch: &[Value], key: &str) -> Result<(), PatchError> {
-    if patch
-        .iter()
-        .any(|i| i.as_object().and_then(|m| m.get("$patch")).and_then(Value::as_str) == Some("replace"))
-    {
+    if patch.iter().any(|i| {
+        i.as_object()
+            .and_then(|m| m.get("$patch"))
+            .and_then(Value::as_str)
+            == Some("replace")
+    }) {
         *target = patch
             .iter()
             .filter(|i| i.get("$patch").is_none())
@@ -155,7 +164,9 @@ fn merge_keyed_list(target: &mut Vec<Value>, patch: &[Value], key: &str) -> Resu
             continue;
         };
         let Some(k) = map.get(key) else {
-            return Err(PatchError(format!("map: {map:?} does not contain declared merge key: {key}")));
+            return Err(PatchError(format!(
+                "map: {map:?} does not contain declared merge key: {key}"
+            )));
         };
         let existing = target.iter().position(|t| t.get(key) == Some(k));
         if map.get("$patch").and_then(Value::as_str) == Some("delete") {
@@ -182,9 +193,9 @@ fn merge_keyed_list(target: &mut Vec<Value>, patch: &[Value], key: &str) -> Resu
 
 /// JSON patch (RFC 6902): `add`, `remove`, `replace`, `move`, `copy`, `test`.
 pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), PatchError> {
-    let ops = ops
-        .as_array()
-        .ok_or_else(|| PatchError("json: cannot unmarshal object into Go value of type jsonpatch.Patch".into()))?;
+    let ops = ops.as_array().ok_or_else(|| {
+        PatchError("json: cannot unmarshal object into Go value of type jsonpatch.Patch".into())
+    })?;
     for op in ops {
         let path = op["path"].as_str().unwrap_or_default();
         match op["op"].as_str().unwrap_or_default() {
@@ -204,7 +215,11 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), PatchError> {
                 let v = target
                     .pointer(op["from"].as_str().unwrap_or_default())
                     .cloned()
-                    .ok_or_else(|| PatchError(format!("copy operation does not apply: doc is missing from path: {path}")))?;
+                    .ok_or_else(|| {
+                        PatchError(format!(
+                            "copy operation does not apply: doc is missing from path: {path}"
+                        ))
+                    })?;
                 add(target, path, v)?;
             }
             "test" => {
@@ -227,7 +242,11 @@ fn split_pointer(path: &str) -> Result<(String, String), PatchError> {
 
 fn add(target: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
     let (parent, key) = split_pointer(path)?;
-    let missing = || PatchError(format!("add operation does not apply: doc is missing path: {path}"));
+    let missing = || {
+        PatchError(format!(
+            "add operation does not apply: doc is missing path: {path}"
+        ))
+    };
     match target.pointer_mut(&parent).ok_or_else(missing)? {
         Value::Object(m) => {
             m.insert(key, value);
@@ -247,7 +266,11 @@ fn add(target: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
 
 fn remove(target: &mut Value, path: &str) -> Result<Value, PatchError> {
     let (parent, key) = split_pointer(path)?;
-    let missing = || PatchError(format!("remove operation does not apply: doc is missing path: {path:?}"));
+    let missing = || {
+        PatchError(format!(
+            "remove operation does not apply: doc is missing path: {path:?}"
+        ))
+    };
     match target.pointer_mut(&parent).ok_or_else(missing)? {
         Value::Object(m) => m.remove(&key).ok_or_else(missing),
         Value::Array(items) => {
@@ -266,7 +289,10 @@ mod tests {
     #[test]
     fn merge_patch_follows_rfc_7386() {
         let mut t = json!({"a": {"b": 1, "c": 2}, "l": [1, 2]});
-        merge_patch(&mut t, &json!({"a": {"b": null, "d": 3}, "l": [3], "n": {"x": null, "y": 1}}));
+        merge_patch(
+            &mut t,
+            &json!({"a": {"b": null, "d": 3}, "l": [3], "n": {"x": null, "y": 1}}),
+        );
         assert_eq!(t, json!({"a": {"c": 2, "d": 3}, "l": [3], "n": {"y": 1}}));
     }
 
@@ -284,7 +310,10 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(t, json!({"metadata": {"labels": {"b": "2"}}, "spec": {"list": [9, 2, 3]}}));
+        assert_eq!(
+            t,
+            json!({"metadata": {"labels": {"b": "2"}}, "spec": {"list": [9, 2, 3]}})
+        );
         assert!(json_patch(&mut t, &json!([{"op": "remove", "path": "/nope"}])).is_err());
     }
 
@@ -305,7 +334,11 @@ mod tests {
             json!([{"name": "b", "image": "b:2"}, {"name": "c", "image": "c:1"}])
         );
         let mut labels = json!({"metadata": {"labels": {"a": "1", "b": "2"}}});
-        strategic_merge_patch(&mut labels, &json!({"metadata": {"labels": {"$patch": "replace", "c": "3"}}})).unwrap();
+        strategic_merge_patch(
+            &mut labels,
+            &json!({"metadata": {"labels": {"$patch": "replace", "c": "3"}}}),
+        )
+        .unwrap();
         assert_eq!(labels, json!({"metadata": {"labels": {"c": "3"}}}));
     }
 }

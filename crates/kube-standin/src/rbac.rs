@@ -23,7 +23,7 @@ pub enum RbacError {
     Yaml {
         path: PathBuf,
         #[source]
-        source: serde_saphyr::Error,
+        source: Box<serde_saphyr::Error>,
     },
     #[error("RBAC file {path}, document {index} ({kind}): {reason}")]
     Object {
@@ -91,8 +91,17 @@ pub struct Policy {
 
 /// Paths every authenticated user may GET.
 const DISCOVERY: &[&str] = &[
-    "/api", "/api/*", "/apis", "/apis/*", "/version", "/version/", "/healthz", "/livez", "/readyz",
-    "/openapi", "/openapi/*",
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/version",
+    "/version/",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/openapi",
+    "/openapi/*",
 ];
 
 fn matches_any(list: &[String], value: &str) -> bool {
@@ -100,7 +109,11 @@ fn matches_any(list: &[String], value: &str) -> bool {
 }
 
 fn path_matches(rule: &str, path: &str) -> bool {
-    rule == "*" || rule == path || rule.strip_suffix('*').is_some_and(|prefix| path.starts_with(prefix))
+    rule == "*"
+        || rule == path
+        || rule
+            .strip_suffix('*')
+            .is_some_and(|prefix| path.starts_with(prefix))
 }
 
 fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
@@ -126,7 +139,10 @@ fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
     let resource_ok = rule.resources.iter().flatten().any(|r| {
         r == "*"
             || *r == combined
-            || (!a.subresource.is_empty() && r.len() == a.subresource.len() + 2 && r.starts_with("*/") && r.ends_with(a.subresource))
+            || (!a.subresource.is_empty()
+                && r.len() == a.subresource.len() + 2
+                && r.starts_with("*/")
+                && r.ends_with(a.subresource))
     });
     let names = rule.resource_names.as_deref().unwrap_or_default();
     resource_ok && (names.is_empty() || names.iter().any(|n| n == a.name))
@@ -163,7 +179,7 @@ impl Policy {
             })?;
             let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|source| RbacError::Yaml {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
             for (index, doc) in docs.iter().enumerate() {
                 policy.add(doc, path, index + 1)?;
@@ -238,7 +254,9 @@ impl Policy {
         }
         if !a.namespace.is_empty() {
             for (ns, binding) in &self.role_bindings {
-                if ns != a.namespace || !applies_to(binding.subjects.as_deref().unwrap_or_default(), a.user, ns) {
+                if ns != a.namespace
+                    || !applies_to(binding.subjects.as_deref().unwrap_or_default(), a.user, ns)
+                {
                     continue;
                 }
                 let rules = match binding.role_ref.kind.as_str() {
@@ -310,7 +328,14 @@ roleRef: {kind: Role, name: missing, apiGroup: rbac.authorization.k8s.io}
         }
     }
 
-    fn attrs<'a>(user: &'a UserInfo, verb: &'a str, group: &'a str, resource: &'a str, ns: &'a str, name: &'a str) -> Attributes<'a> {
+    fn attrs<'a>(
+        user: &'a UserInfo,
+        verb: &'a str,
+        group: &'a str,
+        resource: &'a str,
+        ns: &'a str,
+        name: &'a str,
+    ) -> Attributes<'a> {
         Attributes {
             user,
             verb,
@@ -328,12 +353,37 @@ roleRef: {kind: Role, name: missing, apiGroup: rbac.authorization.k8s.io}
     fn roles_grant_their_verbs_resources_and_names_only() {
         let p = policy();
         let w = user("arn:x", &["writers", "system:authenticated"]);
-        assert_eq!(p.authorize(&attrs(&w, "create", "", "secrets", "tgsearch", "")), Decision::Allow);
-        assert_eq!(p.authorize(&attrs(&w, "delete", "", "secrets", "tgsearch", "s")), Decision::Deny(String::new()));
-        assert_ne!(p.authorize(&attrs(&w, "get", "", "secrets", "elsewhere", "s")), Decision::Allow);
-        assert_ne!(p.authorize(&attrs(&w, "get", "", "configmaps", "tgsearch", "s")), Decision::Allow);
-        assert_eq!(p.authorize(&attrs(&w, "delete", "apps", "deployments", "tgsearch", "only-this")), Decision::Allow);
-        assert_ne!(p.authorize(&attrs(&w, "delete", "apps", "deployments", "tgsearch", "other")), Decision::Allow);
+        assert_eq!(
+            p.authorize(&attrs(&w, "create", "", "secrets", "tgsearch", "")),
+            Decision::Allow
+        );
+        assert_eq!(
+            p.authorize(&attrs(&w, "delete", "", "secrets", "tgsearch", "s")),
+            Decision::Deny(String::new())
+        );
+        assert_ne!(
+            p.authorize(&attrs(&w, "get", "", "secrets", "elsewhere", "s")),
+            Decision::Allow
+        );
+        assert_ne!(
+            p.authorize(&attrs(&w, "get", "", "configmaps", "tgsearch", "s")),
+            Decision::Allow
+        );
+        assert_eq!(
+            p.authorize(&attrs(
+                &w,
+                "delete",
+                "apps",
+                "deployments",
+                "tgsearch",
+                "only-this"
+            )),
+            Decision::Allow
+        );
+        assert_ne!(
+            p.authorize(&attrs(&w, "delete", "apps", "deployments", "tgsearch", "other")),
+            Decision::Allow
+        );
         let denied = attrs(&w, "delete", "", "secrets", "tgsearch", "backend-x");
         assert_eq!(
             denied.forbidden_message(),
@@ -345,7 +395,10 @@ roleRef: {kind: Role, name: missing, apiGroup: rbac.authorization.k8s.io}
     fn masters_discovery_and_dangling_bindings() {
         let p = policy();
         let admin = user("admin", &["system:masters"]);
-        assert_eq!(p.authorize(&attrs(&admin, "delete", "", "namespaces", "", "x")), Decision::Allow);
+        assert_eq!(
+            p.authorize(&attrs(&admin, "delete", "", "namespaces", "", "x")),
+            Decision::Allow
+        );
         let anyone = user("someone", &["system:authenticated"]);
         let discovery = Attributes {
             resource_request: false,
@@ -358,7 +411,10 @@ roleRef: {kind: Role, name: missing, apiGroup: rbac.authorization.k8s.io}
             ..discovery.clone()
         };
         assert_ne!(p.authorize(&metrics), Decision::Allow);
-        assert_eq!(metrics.forbidden_message(), "User \"someone\" cannot get path \"/metrics\"");
+        assert_eq!(
+            metrics.forbidden_message(),
+            "User \"someone\" cannot get path \"/metrics\""
+        );
         let alice = user("alice", &[]);
         assert_eq!(
             p.authorize(&attrs(&alice, "get", "", "secrets", "other", "x")),

@@ -75,7 +75,11 @@ impl RequestInfo {
             Method::HEAD => "head",
             _ => "get",
         };
-        let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let parts: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
         let (group, version, rest) = match parts.as_slice() {
             ["api", version, rest @ ..] if !rest.is_empty() => ("", *version, rest),
             ["apis", group, version, rest @ ..] if !rest.is_empty() => (*group, *version, rest),
@@ -90,12 +94,10 @@ impl RequestInfo {
             ..non_resource("")
         };
         let mut rest = rest;
-        if rest[0] == "namespaces" {
-            if rest.len() > 1 {
-                info.namespace = rest[1].to_owned();
-                if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-                    rest = &rest[2..];
-                }
+        if rest[0] == "namespaces" && rest.len() > 1 {
+            info.namespace = rest[1].to_owned();
+            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+                rest = &rest[2..];
             }
         }
         info.resource = rest[0].to_owned();
@@ -126,18 +128,44 @@ mod tests {
 
     #[test]
     fn verbs_and_scopes_follow_the_request_info_factory() {
-        let i = info(Method::DELETE, "/api/v1/namespaces/tgsearch/secrets/backend-x", "");
-        assert_eq!((i.verb, i.resource.as_str(), i.namespace.as_str(), i.name.as_str()), ("delete", "secrets", "tgsearch", "backend-x"));
-        assert_eq!(info(Method::GET, "/apis/apps/v1/namespaces/tgsearch/deployments", "").verb, "list");
-        assert_eq!(info(Method::GET, "/apis/apps/v1/deployments", "watch=true").verb, "watch");
-        assert_eq!(info(Method::DELETE, "/api/v1/namespaces/t/secrets", "").verb, "deletecollection");
+        let i = info(
+            Method::DELETE,
+            "/api/v1/namespaces/tgsearch/secrets/backend-x",
+            "",
+        );
+        assert_eq!(
+            (i.verb, i.resource.as_str(), i.namespace.as_str(), i.name.as_str()),
+            ("delete", "secrets", "tgsearch", "backend-x")
+        );
+        assert_eq!(
+            info(Method::GET, "/apis/apps/v1/namespaces/tgsearch/deployments", "").verb,
+            "list"
+        );
+        assert_eq!(
+            info(Method::GET, "/apis/apps/v1/deployments", "watch=true").verb,
+            "watch"
+        );
+        assert_eq!(
+            info(Method::DELETE, "/api/v1/namespaces/t/secrets", "").verb,
+            "deletecollection"
+        );
         let ns = info(Method::GET, "/api/v1/namespaces/tgsearch", "");
-        assert_eq!((ns.resource.as_str(), ns.name.as_str(), ns.namespace.as_str()), ("namespaces", "tgsearch", "tgsearch"));
-        let sub = info(Method::PUT, "/api/v1/namespaces/t/persistentvolumeclaims/c/status", "");
+        assert_eq!(
+            (ns.resource.as_str(), ns.name.as_str(), ns.namespace.as_str()),
+            ("namespaces", "tgsearch", "tgsearch")
+        );
+        let sub = info(
+            Method::PUT,
+            "/api/v1/namespaces/t/persistentvolumeclaims/c/status",
+            "",
+        );
         assert_eq!((sub.verb, sub.subresource.as_str()), ("update", "status"));
         let d = info(Method::GET, "/apis/apps/v1", "");
         assert!(!d.resource_request);
         assert_eq!(d.verb, "get");
-        assert_eq!(Query::parse("labelSelector=a%3Db+c&x").get("labelSelector"), Some("a=b c"));
+        assert_eq!(
+            Query::parse("labelSelector=a%3Db+c&x").get("labelSelector"),
+            Some("a=b c")
+        );
     }
 }

@@ -31,10 +31,7 @@ pub static ATOMIC: Ty = Ty::Atomic;
 static STRING_MAP: Ty = Ty::Map(&ATOMIC);
 
 const fn key(name: &'static str) -> KeyField {
-    KeyField {
-        name,
-        default: None,
-    }
+    KeyField { name, default: None }
 }
 static BY_NAME: [KeyField; 1] = [key("name")];
 static BY_TYPE: [KeyField; 1] = [key("type")];
@@ -172,10 +169,7 @@ pub static NAMESPACE: Ty = Ty::Struct(&[
     ("status", &Ty::Struct(&[("conditions", &CONDITIONS)])),
 ]);
 
-pub static STORAGE_CLASS: Ty = Ty::Struct(&[
-    ("metadata", &OBJECT_META),
-    ("parameters", &STRING_MAP),
-]);
+pub static STORAGE_CLASS: Ty = Ty::Struct(&[("metadata", &OBJECT_META), ("parameters", &STRING_MAP)]);
 
 /// Objects the stand-in only lists (events, pods, replica sets): metadata is typed, the rest
 /// inferred.

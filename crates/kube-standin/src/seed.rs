@@ -37,7 +37,12 @@ fn create_if_absent(store: &Store, kind: &Kind, mut object: Value, manager: &str
 
 pub fn seed(store: &Store, namespaces: &[String]) {
     for ns in namespaces.iter().filter(|n| !n.is_empty()) {
-        create_if_absent(store, &kinds::NAMESPACES, json!({"metadata": {"name": ns}}), "kube-apiserver");
+        create_if_absent(
+            store,
+            &kinds::NAMESPACES,
+            json!({"metadata": {"name": ns}}),
+            "kube-apiserver",
+        );
     }
     for class in lifecycle::seed_storage_classes() {
         create_if_absent(store, &kinds::STORAGE_CLASSES, class, "kube-standin");

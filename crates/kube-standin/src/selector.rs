@@ -119,7 +119,10 @@ mod tests {
     #[test]
     fn label_selectors_match_and_compare() {
         let sel = json!({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]});
-        assert!(matches_label_selector(&sel, json!({"app": "web", "tier": "a"}).as_object()));
+        assert!(matches_label_selector(
+            &sel,
+            json!({"app": "web", "tier": "a"}).as_object()
+        ));
         assert!(!matches_label_selector(&sel, json!({"app": "web"}).as_object()));
         assert!(same_selector(
             Some(&json!({"matchLabels": {"a": "1"}, "matchExpressions": []})),

@@ -28,6 +28,9 @@ pub struct App {
 
 type HttpReply = Response<Full<Bytes>>;
 
+/// The API server's default limit on request bodies (3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
 fn json_reply(code: u16, body: &Value, warnings: &[String]) -> HttpReply {
     let mut response = Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
@@ -40,7 +43,9 @@ fn json_reply(code: u16, body: &Value, warnings: &[String]) -> HttpReply {
         }
     }
     response
-        .body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap_or_default())))
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(body).unwrap_or_default(),
+        )))
         .expect("a valid response")
 }
 
@@ -48,14 +53,18 @@ fn error_reply(e: &ApiError) -> HttpReply {
     json_reply(e.code, &e.to_status(), &[])
 }
 
-fn header_str<'a>(parts: &'a http::request::Parts, name: header::HeaderName) -> &'a str {
-    parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+fn header_str(parts: &http::request::Parts, name: header::HeaderName) -> &str {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 pub async fn handle<B>(app: Arc<App>, request: Request<B>) -> Result<HttpReply, std::convert::Infallible>
 where
     B: hyper::body::Body,
-    B::Error: std::fmt::Display,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
@@ -63,7 +72,10 @@ where
         return Ok(Response::new(Full::new(Bytes::from_static(b"ok"))));
     }
     let user = match app.auth.verify(
-        parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()),
+        parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
         SystemTime::now(),
     ) {
         Ok(user) => user,
@@ -72,9 +84,16 @@ where
             return Ok(error_reply(&ApiError::unauthorized()));
         }
     };
-    let body = match body.collect().await {
+    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(error_reply(&ApiError::bad_request(format!("cannot read the body: {e}")))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(error_reply(&ApiError::too_large(MAX_BODY)));
+        }
+        Err(e) => {
+            return Ok(error_reply(&ApiError::bad_request(format!(
+                "cannot read the body: {e}"
+            ))));
+        }
     };
     let query = Query::parse(parts.uri.query().unwrap_or(""));
     let info = RequestInfo::new(&parts.method, &path, &query);
@@ -120,11 +139,21 @@ fn authorize(policy: &Policy, user: &UserInfo, info: &RequestInfo) -> Result<(),
         return Err(ApiError::forbidden_path(&message));
     }
     // The refusal names the resource as requested, served or not.
-    Err(ApiError::forbidden_resource(&info.api_group, &info.resource, &info.name, &message))
+    Err(ApiError::forbidden_resource(
+        &info.api_group,
+        &info.resource,
+        &info.name,
+        &message,
+    ))
 }
 
 fn discovery(info: &RequestInfo) -> Option<Value> {
-    let parts: Vec<&str> = info.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = info
+        .path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match parts.as_slice() {
         ["version"] => Some(kinds::version()),
         ["api"] => Some(kinds::api_versions()),
@@ -134,6 +163,8 @@ fn discovery(info: &RequestInfo) -> Option<Value> {
         ["apis", group, version] if kinds::served_group_version(group, version) => {
             Some(kinds::resource_list(group, version))
         }
+        ["openapi", "v3"] => Some(kinds::openapi_v3_index()),
+        ["openapi", "v3", rest @ ..] => kinds::openapi_v3_document(&rest.join("/")),
         _ => None,
     }
 }
@@ -151,7 +182,11 @@ fn route(ctx: &Ctx, method: &Method, info: &RequestInfo) -> Outcome {
         return Err(unknown());
     }
     // A namespace's own URL carries its name as the namespace; a cluster-scoped kind has none.
-    let ns = if kind.namespaced { info.namespace.clone() } else { String::new() };
+    let ns = if kind.namespaced {
+        info.namespace.clone()
+    } else {
+        String::new()
+    };
     if !kind.namespaced && !info.namespace.is_empty() && *kind != kinds::NAMESPACES {
         return Err(unknown());
     }

@@ -31,7 +31,7 @@ pub struct ApiError {
     /// Empty for errors the API server reports without a reason (500s).
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Details>,
+    pub details: Option<Box<Details>>,
 }
 
 /// `resource` or `resource.group`, as `GroupResource.String()` prints it.
@@ -67,7 +67,7 @@ impl ApiError {
             code: 404,
             reason: "NotFound",
             message: format!("{} {name:?} not found", qualified_resource(kind)),
-            details: Some(resource_details(kind, name)),
+            details: Some(Box::new(resource_details(kind, name))),
         }
     }
 
@@ -76,7 +76,7 @@ impl ApiError {
             code: 409,
             reason: "AlreadyExists",
             message: format!("{} {name:?} already exists", qualified_resource(kind)),
-            details: Some(resource_details(kind, name)),
+            details: Some(Box::new(resource_details(kind, name))),
         }
     }
 
@@ -89,7 +89,7 @@ impl ApiError {
                 "Operation cannot be fulfilled on {} {name:?}: {why}",
                 qualified_resource(kind)
             ),
-            details: Some(resource_details(kind, name)),
+            details: Some(Box::new(resource_details(kind, name))),
         }
     }
 
@@ -108,10 +108,10 @@ impl ApiError {
             code: 409,
             reason: "Conflict",
             message,
-            details: Some(Details {
+            details: Some(Box::new(Details {
                 causes,
                 ..Details::default()
-            }),
+            })),
         }
     }
 
@@ -126,13 +126,13 @@ impl ApiError {
             code: 422,
             reason: "Invalid",
             message,
-            details: Some(Details {
+            details: Some(Box::new(Details {
                 name: name.to_owned(),
                 group: group.to_owned(),
                 kind: kind.to_owned(),
                 causes: errors.causes(),
                 ..Details::default()
-            }),
+            })),
         }
     }
 
@@ -156,12 +156,12 @@ impl ApiError {
             code: 403,
             reason: "Forbidden",
             message,
-            details: Some(Details {
+            details: Some(Box::new(Details {
                 name: name.to_owned(),
                 group: group.to_owned(),
                 kind: resource.to_owned(),
                 ..Details::default()
-            }),
+            })),
         }
     }
 
@@ -171,7 +171,7 @@ impl ApiError {
             code: 403,
             reason: "Forbidden",
             message: format!("forbidden: {why}"),
-            details: Some(Details::default()),
+            details: Some(Box::default()),
         }
     }
 
@@ -194,6 +194,15 @@ impl ApiError {
         }
     }
 
+    pub fn too_large(limit: usize) -> Self {
+        Self {
+            code: 413,
+            reason: "RequestEntityTooLarge",
+            message: format!("limit is {limit}"),
+            details: None,
+        }
+    }
+
     pub fn unauthorized() -> Self {
         Self {
             code: 401,
@@ -208,7 +217,7 @@ impl ApiError {
             code: 404,
             reason: "NotFound",
             message: format!("the server could not find the requested resource ({path})"),
-            details: Some(Details::default()),
+            details: Some(Box::default()),
         }
     }
 
@@ -217,7 +226,7 @@ impl ApiError {
             code: 405,
             reason: "MethodNotAllowed",
             message: format!("the server does not allow this method on the requested resource ({method})"),
-            details: Some(Details::default()),
+            details: Some(Box::default()),
         }
     }
 
@@ -247,7 +256,12 @@ impl ApiError {
         }
         if let Some(d) = &self.details {
             let mut details = Map::new();
-            for (k, v) in [("name", &d.name), ("group", &d.group), ("kind", &d.kind), ("uid", &d.uid)] {
+            for (k, v) in [
+                ("name", &d.name),
+                ("group", &d.group),
+                ("kind", &d.kind),
+                ("uid", &d.uid),
+            ] {
                 if !v.is_empty() {
                     details.insert(k.into(), v.clone().into());
                 }

@@ -97,9 +97,7 @@ impl Tx<'_> {
 
     /// Removes every namespaced object of namespace `ns`.
     pub fn remove_namespace_contents(&mut self, ns: &str) {
-        self.data
-            .objects
-            .retain(|k, _| k.split('/').nth(1) != Some(ns));
+        self.data.objects.retain(|k, _| k.split('/').nth(1) != Some(ns));
         self.dirty = true;
     }
 }
@@ -129,7 +127,12 @@ mod tests {
         {
             let store = Store::open(Some(file.clone())).unwrap();
             let mut tx = store.begin();
-            tx.put(&SECRETS, "tgsearch", "kept", json!({"metadata": {"name": "kept", "uid": "u1"}}));
+            tx.put(
+                &SECRETS,
+                "tgsearch",
+                "kept",
+                json!({"metadata": {"name": "kept", "uid": "u1"}}),
+            );
         }
         let store = Store::open(Some(file.clone())).unwrap();
         let tx = store.begin();

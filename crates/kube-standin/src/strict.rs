@@ -63,11 +63,25 @@ pub fn unknown_fields(kind: &Kind, object: &Value) -> Result<Vec<Unknown>, Strin
         _ => return Ok(Vec::new()),
     };
     let mut found = Vec::new();
-    diff(&input, &output, kind.ty, &mut String::new(), &mut Vec::new(), &mut found);
+    diff(
+        &input,
+        &output,
+        kind.ty,
+        &mut String::new(),
+        &mut Vec::new(),
+        &mut found,
+    );
     Ok(found)
 }
 
-fn diff(input: &Value, output: &Value, ty: &Ty, json: &mut String, smd: &mut Vec<Pe>, found: &mut Vec<Unknown>) {
+fn diff(
+    input: &Value,
+    output: &Value,
+    ty: &Ty,
+    json: &mut String,
+    smd: &mut Vec<Pe>,
+    found: &mut Vec<Unknown>,
+) {
     match (input, output) {
         (Value::Object(i), Value::Object(o)) => {
             for (k, v) in i {
@@ -257,7 +271,11 @@ mod tests {
         let json: Vec<&str> = found.iter().map(|u| u.json_path.as_str()).collect();
         assert_eq!(
             json,
-            ["spec.foo", "spec.template.spec.containers[0].imagePullPolicyy", "spec.template.spec.enableServicelinks"]
+            [
+                "spec.foo",
+                "spec.template.spec.containers[0].imagePullPolicyy",
+                "spec.template.spec.enableServicelinks"
+            ]
         );
         assert_eq!(
             found[1].smd_path,
@@ -274,7 +292,10 @@ mod tests {
         let text = "{\"spec\": {\"replicas\": 1,\n \"replicas\": 2, \"list\": [{\"a\": 1, \"a\": 2}]}}";
         assert_eq!(
             duplicate_fields(text),
-            [("spec.replicas".to_string(), 2), ("spec.list[0].a".to_string(), 2)]
+            [
+                ("spec.replicas".to_string(), 2),
+                ("spec.list[0].a".to_string(), 2)
+            ]
         );
         assert!(duplicate_fields("{\"a\": {\"b\": 1}, \"c\": {\"b\": 2}}").is_empty());
     }

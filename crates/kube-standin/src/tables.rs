@@ -51,7 +51,13 @@ fn layout(kind: &Kind) -> (&'static [&'static str], Cells) {
     match kind.plural {
         "deployments" => (&["Name", "Ready", "Up-to-date", "Available", "Age"], |o| {
             let want = o["spec"]["replicas"].as_i64().unwrap_or(1);
-            vec![o["metadata"]["name"].clone(), format!("0/{want}").into(), 0.into(), 0.into(), age(o).into()]
+            vec![
+                o["metadata"]["name"].clone(),
+                format!("0/{want}").into(),
+                0.into(),
+                0.into(),
+                age(o).into(),
+            ]
         }),
         "secrets" => (&["Name", "Type", "Data", "Age"], |o| {
             let n = o["data"].as_object().map_or(0, |d| d.len());
@@ -63,7 +69,16 @@ fn layout(kind: &Kind) -> (&'static [&'static str], Cells) {
             ]
         }),
         "persistentvolumeclaims" => (
-            &["Name", "Status", "Volume", "Capacity", "Access Modes", "StorageClass", "VolumeAttributesClass", "Age"],
+            &[
+                "Name",
+                "Status",
+                "Volume",
+                "Capacity",
+                "Access Modes",
+                "StorageClass",
+                "VolumeAttributesClass",
+                "Age",
+            ],
             |o| {
                 let phase = if o["metadata"].get("deletionTimestamp").is_some() {
                     "Terminating".into()
@@ -77,13 +92,23 @@ fn layout(kind: &Kind) -> (&'static [&'static str], Cells) {
                     text(&o["status"]["capacity"]["storage"]),
                     access_modes(&o["status"]["accessModes"]).into(),
                     o["spec"]["storageClassName"].as_str().unwrap_or("<unset>").into(),
-                    o["spec"]["volumeAttributesClassName"].as_str().unwrap_or("<unset>").into(),
+                    o["spec"]["volumeAttributesClassName"]
+                        .as_str()
+                        .unwrap_or("<unset>")
+                        .into(),
                     age(o).into(),
                 ]
             },
         ),
         "storageclasses" => (
-            &["Name", "Provisioner", "ReclaimPolicy", "VolumeBindingMode", "AllowVolumeExpansion", "Age"],
+            &[
+                "Name",
+                "Provisioner",
+                "ReclaimPolicy",
+                "VolumeBindingMode",
+                "AllowVolumeExpansion",
+                "Age",
+            ],
             |o| {
                 let mut name = o["metadata"]["name"].as_str().unwrap_or("").to_owned();
                 if o["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true" {
@@ -100,9 +125,15 @@ fn layout(kind: &Kind) -> (&'static [&'static str], Cells) {
             },
         ),
         "namespaces" => (&["Name", "Status", "Age"], |o| {
-            vec![o["metadata"]["name"].clone(), text(&o["status"]["phase"]), age(o).into()]
+            vec![
+                o["metadata"]["name"].clone(),
+                text(&o["status"]["phase"]),
+                age(o).into(),
+            ]
         }),
-        _ => (&["Name", "Age"], |o| vec![o["metadata"]["name"].clone(), age(o).into()]),
+        _ => (&["Name", "Age"], |o| {
+            vec![o["metadata"]["name"].clone(), age(o).into()]
+        }),
     }
 }
 

@@ -136,10 +136,7 @@ fn validate_at(value: &Value, ty: &Ty, path: &mut Path, errors: &mut Vec<String>
                     }
                     Ok(pe) => {
                         if !seen.insert(pe.clone()) {
-                            errors.push(format!(
-                                "{}: duplicate entries for key {pe}",
-                                path_string(path)
-                            ));
+                            errors.push(format!("{}: duplicate entries for key {pe}", path_string(path)));
                             continue;
                         }
                         path.push(pe);
@@ -149,11 +146,9 @@ fn validate_at(value: &Value, ty: &Ty, path: &mut Path, errors: &mut Vec<String>
                 }
             }
         }
-        (Ty::Keyed(..) | Ty::Set, v) if !v.is_null() => errors.push(format!(
-            "{}: expected list, got {}",
-            path_string(path),
-            short(v)
-        )),
+        (Ty::Keyed(..) | Ty::Set, v) if !v.is_null() => {
+            errors.push(format!("{}: expected list, got {}", path_string(path), short(v)))
+        }
         (Ty::Struct(_) | Ty::Map(_), Value::Object(map)) => {
             for (k, v) in map {
                 path.push(Pe::Field(k.clone()));
@@ -161,11 +156,9 @@ fn validate_at(value: &Value, ty: &Ty, path: &mut Path, errors: &mut Vec<String>
                 path.pop();
             }
         }
-        (Ty::Struct(_) | Ty::Map(_), v) if !v.is_null() => errors.push(format!(
-            "{}: expected map, got {}",
-            path_string(path),
-            short(v)
-        )),
+        (Ty::Struct(_) | Ty::Map(_), v) if !v.is_null() => {
+            errors.push(format!("{}: expected map, got {}", path_string(path), short(v)))
+        }
         (Ty::Inferred, Value::Object(map)) => {
             for (k, v) in map {
                 path.push(Pe::Field(k.clone()));
@@ -486,8 +479,14 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["a", "b", "c"]);
-        assert_eq!(merged["spec"]["template"]["spec"]["containers"][1]["image"], "b:2");
-        assert_eq!(merged["spec"]["template"]["spec"]["containers"][0]["args"], json!(["x"]));
+        assert_eq!(
+            merged["spec"]["template"]["spec"]["containers"][1]["image"],
+            "b:2"
+        );
+        assert_eq!(
+            merged["spec"]["template"]["spec"]["containers"][0]["args"],
+            json!(["x"])
+        );
         let selector = merge(
             Some(&json!({"spec": {"selector": {"matchLabels": {"a": "1", "b": "2"}}}})),
             Some(&json!({"spec": {"selector": {"matchLabels": {"a": "1"}}}})),
@@ -509,7 +508,11 @@ mod tests {
         let c = compare(Some(&old), Some(&new), &DEPLOYMENT);
         assert_eq!(c.removed.paths(), vec![fields(&["spec", "replicas"])]);
         assert_eq!(
-            c.modified.paths().iter().map(|p| path_string(p)).collect::<Vec<_>>(),
+            c.modified
+                .paths()
+                .iter()
+                .map(|p| path_string(p))
+                .collect::<Vec<_>>(),
             [".spec.template.spec.containers[name=\"a\"].image"]
         );
         let added: Vec<String> = c.added.paths().iter().map(|p| path_string(p)).collect();
@@ -526,7 +529,10 @@ mod tests {
         b.push(Pe::Key(vec![("name".into(), json!("b"))]));
         set.insert(&b);
         let left = remove_items(&d, &set, &DEPLOYMENT).unwrap();
-        assert_eq!(left, json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "a:1"}]}}}}));
+        assert_eq!(
+            left,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "a:1"}]}}}})
+        );
     }
 
     #[test]

@@ -20,7 +20,13 @@ fn storage_key(kind: &Kind, ns: &str, name: &str) -> String {
     }
 }
 
-fn check_preconditions(kind: &Kind, ns: &str, name: &str, live: &Value, opts: &DeleteOptions) -> Result<(), ApiError> {
+fn check_preconditions(
+    kind: &Kind,
+    ns: &str,
+    name: &str,
+    live: &Value,
+    opts: &DeleteOptions,
+) -> Result<(), ApiError> {
     let failed = |field: &str, wanted: &str, actual: &str| {
         ApiError::conflict(
             kind,
@@ -50,7 +56,10 @@ fn check_preconditions(kind: &Kind, ns: &str, name: &str, live: &Value, opts: &D
 /// Deletes one object; the reply body is what the API server answers.
 fn delete_one(tx: &mut Tx, kind: &Kind, ns: &str, name: &str, live: Value, dry_run: bool) -> (u16, Value) {
     let mut marked = live.clone();
-    let mut finalizers: Vec<Value> = live["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+    let mut finalizers: Vec<Value> = live["metadata"]["finalizers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     // The pvc-protection controller drops its finalizer at once when nothing mounts the claim.
     if *kind == kinds::PVCS && !lifecycle::claim_in_use(tx, ns, name) {
         finalizers.retain(|f| f != PVC_PROTECTION);
@@ -75,7 +84,9 @@ fn delete_one(tx: &mut Tx, kind: &Kind, ns: &str, name: &str, live: Value, dry_r
         let stored = tx.put(kind, ns, name, marked);
         return (200, stored);
     }
-    let had_finalizers = live["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+    let had_finalizers = live["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
     if !dry_run {
         tx.remove(kind, ns, name);
     }
@@ -117,7 +128,10 @@ pub fn delete_collection(ctx: &Ctx, t: &Target) -> Outcome {
             continue;
         }
         let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-        let object_ns = object["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+        let object_ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let (_, _) = delete_one(&mut tx, t.kind, &object_ns, &name, object.clone(), opts.dry_run);
         items.push(object);
     }

@@ -28,21 +28,25 @@ pub fn get(ctx: &Ctx, t: &Target) -> Outcome {
 
 /// `metadata.name` and `metadata.namespace` field selectors; others select everything.
 fn field_selected(object: &Value, selector: &str) -> bool {
-    selector.split(',').map(str::trim).filter(|t| !t.is_empty()).all(|term| {
-        let (field, negate, value) = if let Some((f, v)) = term.split_once("!=") {
-            (f, true, v)
-        } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            (f, false, v)
-        } else {
-            return true;
-        };
-        let actual = match field.trim() {
-            "metadata.name" => object["metadata"]["name"].as_str(),
-            "metadata.namespace" => object["metadata"]["namespace"].as_str(),
-            _ => return true,
-        };
-        (actual == Some(value.trim())) != negate
-    })
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .all(|term| {
+            let (field, negate, value) = if let Some((f, v)) = term.split_once("!=") {
+                (f, true, v)
+            } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (f, false, v)
+            } else {
+                return true;
+            };
+            let actual = match field.trim() {
+                "metadata.name" => object["metadata"]["name"].as_str(),
+                "metadata.namespace" => object["metadata"]["namespace"].as_str(),
+                _ => return true,
+            };
+            (actual == Some(value.trim())) != negate
+        })
 }
 
 pub fn list(ctx: &Ctx, t: &Target) -> Outcome {

@@ -67,7 +67,10 @@ fn check_name(object: &Value, t: &Target) -> Result<(), ApiError> {
 
 /// `EnsureObjectNamespaceMatchesRequestNamespace`.
 fn ensure_namespace(object: &mut Value, t: &Target) -> Result<(), ApiError> {
-    let ns = object["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+    let ns = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     if t.kind.namespaced && !ns.is_empty() && ns != t.ns {
         return Err(ApiError::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
@@ -127,7 +130,13 @@ fn store_new(
     authorize_create: bool,
 ) -> Outcome {
     let kind = t.kind;
-    lifecycle::admit_create(tx, kind, &t.ns, &mut object, ctx.app.default_storage_class.as_deref())?;
+    lifecycle::admit_create(
+        tx,
+        kind,
+        &t.ns,
+        &mut object,
+        ctx.app.default_storage_class.as_deref(),
+    )?;
     let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
     lifecycle::prepare_create(kind, &t.ns, &name, &mut object);
     let errs = validation::validate_create(kind, &object);
@@ -201,7 +210,9 @@ fn store_update(
         return reply(200, object, warnings);
     }
     let finalized = object["metadata"].get("deletionTimestamp").is_some()
-        && object["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+        && object["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
     let stored = if finalized {
         tx.remove(kind, &t.ns, &t.name);
         object
@@ -226,7 +237,9 @@ pub fn create(ctx: &Ctx, t: &Target) -> Outcome {
     let opts = WriteOptions::parse(ctx.query, ctx.user_agent, "CreateOptions", false)?;
     let (mut object, warnings) = options::decode_object(t.kind, ctx.body, ctx.content_type, opts.validation)?;
     if object["metadata"]["name"].as_str().is_none_or(str::is_empty)
-        && let Some(prefix) = object["metadata"]["generateName"].as_str().filter(|p| !p.is_empty())
+        && let Some(prefix) = object["metadata"]["generateName"]
+            .as_str()
+            .filter(|p| !p.is_empty())
     {
         object["metadata"]["name"] = format!("{prefix}{}", random_suffix()).into();
     }
@@ -236,7 +249,13 @@ pub fn create(ctx: &Ctx, t: &Target) -> Outcome {
     defaults::apply(t.kind.kind, &mut object);
     let mut managers = managers_from(&object, None);
     let object = without_managed(&object);
-    record(t.kind, &lifecycle::skeleton(t.kind), &object, &mut managers, &opts.manager);
+    record(
+        t.kind,
+        &lifecycle::skeleton(t.kind),
+        &object,
+        &mut managers,
+        &opts.manager,
+    );
     let mut tx = ctx.app.store.begin();
     store_new(ctx, &mut tx, t, object, &managers, &opts, warnings, false)
 }
@@ -253,14 +272,22 @@ pub fn update(ctx: &Ctx, t: &Target) -> Outcome {
     let live = tx
         .get(t.kind, &t.ns, &t.name)
         .ok_or_else(|| ApiError::not_found(t.kind, &t.name))?;
-    if let Some(rv) = object["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty())
+    if let Some(rv) = object["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|v| !v.is_empty())
         && Some(rv) != live["metadata"]["resourceVersion"].as_str()
     {
         return Err(ApiError::stale(t.kind, &t.name));
     }
     let mut managers = managers_from(&object, Some(&live));
     let object = without_managed(&object);
-    record(t.kind, &without_managed(&live), &object, &mut managers, &opts.manager);
+    record(
+        t.kind,
+        &without_managed(&live),
+        &object,
+        &mut managers,
+        &opts.manager,
+    );
     store_update(ctx, &mut tx, t, object, &live, &managers, &opts, warnings)
 }
 
@@ -275,9 +302,9 @@ pub fn patch(ctx: &Ctx, t: &Target) -> Outcome {
     let content_type = ctx.content_type.split(';').next().unwrap_or_default().trim();
     match content_type {
         "application/apply-patch+yaml" => apply(ctx, t),
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/json-patch+json" => {
-            patch_update(ctx, t, content_type)
-        }
+        "application/merge-patch+json"
+        | "application/strategic-merge-patch+json"
+        | "application/json-patch+json" => patch_update(ctx, t, content_type),
         _ => Err(ApiError::unsupported_media_type(&PATCH_TYPES)),
     }
 }
@@ -319,21 +346,21 @@ fn patch_update(ctx: &Ctx, t: &Target, content_type: &str) -> Outcome {
                     if patch_value.is_array() { "array" } else { "value" }
                 )));
             }
-            patch::strategic_merge_patch(&mut patched, &patch_value).map_err(|e| ApiError::bad_request(e.0))?;
+            patch::strategic_merge_patch(&mut patched, &patch_value)
+                .map_err(|e| ApiError::bad_request(e.0))?;
         }
-        _ => patch::json_patch(&mut patched, &patch_value).map_err(|e| {
-            let mut errs = ErrorList::default();
-            errs.push(invalid("patch", go_quote(text), &e.0));
-            ApiError {
-                message: e.0,
-                ..ApiError::invalid("", "", "", &errs)
-            }
+        _ => patch::json_patch(&mut patched, &patch_value).map_err(|e| ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: e.0,
+            details: None,
         })?,
     }
-    // What the errors show of the patch: the patched object, or (strategic merge) the patch.
+    // What the errors show of the patch: the patched object, or (strategic merge) the patch;
+    // unlike the API server, never a Secret's values.
     let shown = match content_type {
-        "application/strategic-merge-patch+json" => go_value(&patch_value),
-        _ => serde_json::to_string(&patched).unwrap_or_default(),
+        "application/strategic-merge-patch+json" => go_value(&redact_secret(t.kind, &patch_value)),
+        _ => serde_json::to_string(&redact_secret(t.kind, &patched)).unwrap_or_default(),
     };
     let findings = options::find_problems(t.kind, &patched, None).map_err(|e| patch_invalid(&shown, &e))?;
     if let Some(q) = validation::bad_quantity(&patched) {
@@ -361,8 +388,27 @@ fn patch_update(ctx: &Ctx, t: &Target, content_type: &str) -> Outcome {
     defaults::apply(t.kind.kind, &mut patched);
     let mut managers = managers_from(&patched, Some(&live));
     let object = without_managed(&patched);
-    record(t.kind, &without_managed(&live), &object, &mut managers, &opts.manager);
+    record(
+        t.kind,
+        &without_managed(&live),
+        &object,
+        &mut managers,
+        &opts.manager,
+    );
     store_update(ctx, &mut tx, t, object, &live, &managers, &opts, warnings)
+}
+
+/// A Secret with its values replaced, for error messages.
+fn redact_secret(kind: &Kind, object: &Value) -> Value {
+    let mut object = object.clone();
+    if kind.plural == "secrets" {
+        for field in ["data", "stringData"] {
+            if let Some(values) = object.get_mut(field).and_then(Value::as_object_mut) {
+                values.values_mut().for_each(|v| *v = "<redacted>".into());
+            }
+        }
+    }
+    object
 }
 
 /// `apps/v1, Kind=Deployment`, `/v1, Kind=Secret`.
@@ -413,9 +459,9 @@ fn apply_duplicates(text: &str) -> Option<String> {
         ));
     }
     match serde_saphyr::from_str::<Value>(text) {
-        Err(e) if e.to_string().to_ascii_lowercase().contains("duplicate") => {
-            Some(format!("error converting YAML to JSON: yaml: unmarshal errors:\n  {e}"))
-        }
+        Err(e) if e.to_string().to_ascii_lowercase().contains("duplicate") => Some(format!(
+            "error converting YAML to JSON: yaml: unmarshal errors:\n  {e}"
+        )),
         _ => None,
     }
 }
@@ -423,8 +469,10 @@ fn apply_duplicates(text: &str) -> Option<String> {
 fn apply(ctx: &Ctx, t: &Target) -> Outcome {
     let kind = t.kind;
     let opts = WriteOptions::parse(ctx.query, ctx.user_agent, "PatchOptions", true)?;
-    let text = std::str::from_utf8(ctx.body).map_err(|_| ApiError::bad_request("error decoding YAML: the body is not UTF-8"))?;
-    let config = options::parse_text(text, "yaml").map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let text = std::str::from_utf8(ctx.body)
+        .map_err(|_| ApiError::bad_request("error decoding YAML: the body is not UTF-8"))?;
+    let config = options::parse_text(text, "yaml")
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !config.is_object() {
         return Err(ApiError::bad_request(
             "error decoding YAML: json: cannot unmarshal array into Go value of type map[string]interface {}",
@@ -445,7 +493,10 @@ fn apply(ctx: &Ctx, t: &Target) -> Outcome {
             kind.kind
         )));
     }
-    if config["metadata"].get("managedFields").is_some_and(|m| !m.is_null()) {
+    if config["metadata"]
+        .get("managedFields")
+        .is_some_and(|m| !m.is_null())
+    {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
     // The conversion to structured-merge-diff's typed value refuses fields the schema does not
@@ -475,7 +526,10 @@ fn apply(ctx: &Ctx, t: &Target) -> Outcome {
     }
     let mut tx = ctx.app.store.begin();
     let live = tx.get(kind, &t.ns, &t.name);
-    let base = live.as_ref().map(without_managed).unwrap_or_else(|| lifecycle::skeleton(kind));
+    let base = live
+        .as_ref()
+        .map(without_managed)
+        .unwrap_or_else(|| lifecycle::skeleton(kind));
     let mut managers = live.as_ref().and_then(managed::decode).unwrap_or_default();
     let ignored = lifecycle::ignored_fields(kind);
     let now = lifecycle::now();
@@ -493,7 +547,9 @@ fn apply(ctx: &Ctx, t: &Target) -> Outcome {
         && let Some(dup) = apply_duplicates(text)
     {
         if opts.validation == Directive::Strict {
-            return Err(ApiError::bad_request(format!("error strict decoding YAML: {dup}")));
+            return Err(ApiError::bad_request(format!(
+                "error strict decoding YAML: {dup}"
+            )));
         }
         warnings.push(dup);
     }

@@ -23,7 +23,12 @@ fn non_negative(errs: &mut ErrorList, spec: &Value, field: &str) {
 
 fn label_selector(sel: &Value, path: &str) -> ErrorList {
     let mut errs = labels(sel.get("matchLabels"), &format!("{path}.matchLabels"));
-    for (i, e) in sel["matchExpressions"].as_array().into_iter().flatten().enumerate() {
+    for (i, e) in sel["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let epath = format!("{path}.matchExpressions[{i}]");
         let values = e["values"].as_array().map_or(0, Vec::len);
         match e["operator"].as_str().unwrap_or_default() {
@@ -88,7 +93,10 @@ pub fn deployment(object: &Value) -> ErrorList {
     errs.extend(pod_template(template, "spec.template"));
     match spec["strategy"]["type"].as_str().unwrap_or_default() {
         "Recreate" => {
-            if spec["strategy"].get("rollingUpdate").is_some_and(|r| !r.is_null()) {
+            if spec["strategy"]
+                .get("rollingUpdate")
+                .is_some_and(|r| !r.is_null())
+            {
                 errs.push(forbidden(
                     "spec.strategy.rollingUpdate",
                     "may not be specified when strategy `type` is 'Recreate'",
@@ -129,7 +137,11 @@ pub fn deployment_update(new: &Value, old: &Value) -> ErrorList {
     let mut errs = ErrorList::default();
     let (n, o) = (new["spec"].get("selector"), old["spec"].get("selector"));
     if !selector::same_selector(n, o) {
-        errs.push(invalid("spec.selector", go_label_selector(n), "field is immutable"));
+        errs.push(invalid(
+            "spec.selector",
+            go_label_selector(n),
+            "field is immutable",
+        ));
     }
     errs
 }
@@ -148,8 +160,17 @@ mod tests {
 
     #[test]
     fn the_selector_must_select_the_template() {
-        assert!(deployment(&dep(json!({"matchLabels": {"app": "web"}}), json!({"app": "web", "x": "y"}))).is_empty());
-        let errs = deployment(&dep(json!({"matchLabels": {"app": "api"}}), json!({"app": "web"})));
+        assert!(
+            deployment(&dep(
+                json!({"matchLabels": {"app": "web"}}),
+                json!({"app": "web", "x": "y"})
+            ))
+            .is_empty()
+        );
+        let errs = deployment(&dep(
+            json!({"matchLabels": {"app": "api"}}),
+            json!({"app": "web"}),
+        ));
         assert_eq!(
             errs.aggregate().unwrap(),
             "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`"
@@ -159,7 +180,10 @@ mod tests {
     #[test]
     fn the_selector_is_immutable() {
         let old = dep(json!({"matchLabels": {"app": "web"}}), json!({"app": "web"}));
-        let new = dep(json!({"matchLabels": {"app": "web", "v": "2"}}), json!({"app": "web", "v": "2"}));
+        let new = dep(
+            json!({"matchLabels": {"app": "web", "v": "2"}}),
+            json!({"app": "web", "v": "2"}),
+        );
         assert_eq!(
             deployment_update(&new, &old).aggregate().unwrap(),
             "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\", \"v\":\"2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"

@@ -17,7 +17,10 @@ fn items(v: &Value) -> impl Iterator<Item = (usize, &Value)> {
 
 /// `ValidatePodTemplateSpec` (the parts a Deployment's template runs into).
 pub fn pod_template(template: &Value, path: &str) -> ErrorList {
-    let mut errs = labels(template["metadata"].get("labels"), &format!("{path}.metadata.labels"));
+    let mut errs = labels(
+        template["metadata"].get("labels"),
+        &format!("{path}.metadata.labels"),
+    );
     errs.extend(pod_spec(&template["spec"], &format!("{path}.spec")));
     errs
 }
@@ -59,7 +62,12 @@ fn pod_spec(spec: &Value, path: &str) -> ErrorList {
     let mut container_names = BTreeSet::new();
     for list in ["initContainers", "containers"] {
         for (i, c) in items(&spec[list]) {
-            errs.extend(container(c, &format!("{path}.{list}[{i}]"), &volumes, &mut container_names));
+            errs.extend(container(
+                c,
+                &format!("{path}.{list}[{i}]"),
+                &volumes,
+                &mut container_names,
+            ));
         }
     }
     if let Some(policy) = spec["restartPolicy"].as_str()
@@ -146,9 +154,17 @@ fn container(c: &Value, path: &str, volumes: &BTreeSet<String>, seen: &mut BTree
                     "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
                 ));
             } else if e["value"].as_str().is_some_and(|v| !v.is_empty()) {
-                errs.push(invalid(&fpath, "\"\"".into(), "may not be specified when `value` is not empty"));
+                errs.push(invalid(
+                    &fpath,
+                    "\"\"".into(),
+                    "may not be specified when `value` is not empty",
+                ));
             } else if sources > 1 {
-                errs.push(invalid(&fpath, "\"\"".into(), "may not have more than one field specified at a time"));
+                errs.push(invalid(
+                    &fpath,
+                    "\"\"".into(),
+                    "may not have more than one field specified at a time",
+                ));
             }
             if let Some(secret) = from.get("secretKeyRef") {
                 for f in ["name", "key"] {
@@ -183,7 +199,11 @@ fn container(c: &Value, path: &str, volumes: &BTreeSet<String>, seen: &mut BTree
             errs.push(required(&format!("{mpath}.mountPath"), ""));
         }
         if !mount_paths.insert(mount_path.to_owned()) {
-            errs.push(invalid(&format!("{mpath}.mountPath"), go_quote(mount_path), "must be unique"));
+            errs.push(invalid(
+                &format!("{mpath}.mountPath"),
+                go_quote(mount_path),
+                "must be unique",
+            ));
         }
     }
     let requests = c["resources"]["requests"].as_object();
@@ -206,7 +226,12 @@ fn container(c: &Value, path: &str, volumes: &BTreeSet<String>, seen: &mut BTree
     errs
 }
 
-const ACCESS_MODES: [&str; 4] = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
+const ACCESS_MODES: [&str; 4] = [
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
 
 fn pvc_spec(spec: &Value, path: &str) -> ErrorList {
     let mut errs = ErrorList::default();
@@ -217,14 +242,25 @@ fn pvc_spec(spec: &Value, path: &str) -> ErrorList {
         .filter_map(Value::as_str)
         .collect();
     if modes.is_empty() {
-        errs.push(required(&format!("{path}.accessModes"), "at least 1 access mode is required"));
+        errs.push(required(
+            &format!("{path}.accessModes"),
+            "at least 1 access mode is required",
+        ));
     }
     for mode in &modes {
         if !ACCESS_MODES.contains(mode) {
-            errs.push(not_supported(&format!("{path}.accessModes"), go_quote(mode), &ACCESS_MODES));
+            errs.push(not_supported(
+                &format!("{path}.accessModes"),
+                go_quote(mode),
+                &ACCESS_MODES,
+            ));
         }
     }
-    if modes.contains(&"ReadWriteOncePod") && modes.iter().any(|m| *m != "ReadWriteOncePod" && ACCESS_MODES.contains(m)) {
+    if modes.contains(&"ReadWriteOncePod")
+        && modes
+            .iter()
+            .any(|m| *m != "ReadWriteOncePod" && ACCESS_MODES.contains(m))
+    {
         errs.push(forbidden(
             &format!("{path}.accessModes"),
             "may not use ReadWriteOncePod with other access modes",
@@ -241,13 +277,21 @@ fn pvc_spec(spec: &Value, path: &str) -> ErrorList {
     }
     if let Some(class) = spec["storageClassName"].as_str().filter(|c| !c.is_empty()) {
         for msg in names::dns1123_subdomain(class) {
-            errs.push(invalid(&format!("{path}.storageClassName"), go_quote(class), &msg));
+            errs.push(invalid(
+                &format!("{path}.storageClassName"),
+                go_quote(class),
+                &msg,
+            ));
         }
     }
     if let Some(mode) = spec["volumeMode"].as_str()
         && !["Block", "Filesystem"].contains(&mode)
     {
-        errs.push(not_supported(&format!("{path}.volumeMode"), go_quote(mode), &["Block", "Filesystem"]));
+        errs.push(not_supported(
+            &format!("{path}.volumeMode"),
+            go_quote(mode),
+            &["Block", "Filesystem"],
+        ));
     }
     errs
 }
@@ -265,9 +309,8 @@ fn semantic_eq(a: &Value, b: &Value, in_resources: bool) -> bool {
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
                 && x.iter().all(|(k, v)| {
-                    y.get(k).is_some_and(|w| {
-                        semantic_eq(v, w, in_resources || k == "requests" || k == "limits")
-                    })
+                    y.get(k)
+                        .is_some_and(|w| semantic_eq(v, w, in_resources || k == "requests" || k == "limits"))
                 })
         }
         (Value::Array(x), Value::Array(y)) => {
@@ -291,7 +334,10 @@ const PVC_SPEC_FIELDS: [(&str, &str); 9] = [
 ];
 
 fn go_field(go: &str, v: Option<&Value>) -> String {
-    let pointer = matches!(go, "StorageClassName" | "VolumeMode" | "VolumeAttributesClassName");
+    let pointer = matches!(
+        go,
+        "StorageClassName" | "VolumeMode" | "VolumeAttributesClassName"
+    );
     match v {
         None | Some(Value::Null) if go == "VolumeName" => "\"\"".into(),
         None | Some(Value::Null) => "nil".into(),
@@ -360,13 +406,21 @@ pub fn pvc_update(new: &Value, old: &Value) -> ErrorList {
     let old_spec = old["spec"].as_object().unwrap_or(&empty);
     let mut new_clone = new_spec.clone();
     let mut old_clone = old_spec.clone();
-    if old_spec.get("volumeName").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if old_spec
+        .get("volumeName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         match new_clone.get("volumeName") {
             Some(v) => old_clone.insert("volumeName".into(), v.clone()),
             None => old_clone.remove("volumeName"),
         };
     }
-    let class = |m: &Map<String, Value>| m.get("storageClassName").and_then(Value::as_str).map(str::to_owned);
+    let class = |m: &Map<String, Value>| {
+        m.get("storageClassName")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     let beta = old["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"].as_str();
     // A claim without a class may be given one (retroactive default StorageClass assignment).
     if let (Some(new_class), None) = (class(new_spec), class(old_spec))
@@ -376,8 +430,16 @@ pub fn pvc_update(new: &Value, old: &Value) -> ErrorList {
         old_clone.remove("storageClassName");
     }
     let bound = new["status"]["phase"].as_str() == Some("Bound");
-    if bound && let Some(requests) = new_clone.get_mut("resources").and_then(|r| r.get_mut("requests")).and_then(Value::as_object_mut) {
-        match old_spec.get("resources").and_then(|r| r["requests"].get("storage")) {
+    if bound
+        && let Some(requests) = new_clone
+            .get_mut("resources")
+            .and_then(|r| r.get_mut("requests"))
+            .and_then(Value::as_object_mut)
+    {
+        match old_spec
+            .get("resources")
+            .and_then(|r| r["requests"].get("storage"))
+        {
             Some(s) => requests.insert("storage".into(), s.clone()),
             None => requests.remove("storage"),
         };
@@ -385,7 +447,11 @@ pub fn pvc_update(new: &Value, old: &Value) -> ErrorList {
     for m in [&mut new_clone, &mut old_clone] {
         m.remove("volumeAttributesClassName");
     }
-    if !semantic_eq(&Value::Object(new_clone.clone()), &Value::Object(old_clone.clone()), false) {
+    if !semantic_eq(
+        &Value::Object(new_clone.clone()),
+        &Value::Object(old_clone.clone()),
+        false,
+    ) {
         errs.push(forbidden(
             "spec",
             &format!(
@@ -441,7 +507,10 @@ pub fn secret_update(new: &Value, old: &Value) -> ErrorList {
     }
     if old["immutable"].as_bool() == Some(true) {
         if new["immutable"].as_bool() != Some(true) {
-            errs.push(forbidden("immutable", "field is immutable when `immutable` is set"));
+            errs.push(forbidden(
+                "immutable",
+                "field is immutable when `immutable` is set",
+            ));
         }
         if new.get("data") != old.get("data") {
             errs.push(forbidden("data", "field is immutable when `immutable` is set"));
@@ -474,7 +543,10 @@ mod tests {
     fn a_bound_claim_may_only_grow() {
         let old = claim("1Gi", Some("gp3"), true);
         assert!(pvc_update(&claim("2Gi", Some("gp3"), true), &old).is_empty());
-        assert!(pvc_update(&claim("1024Mi", Some("gp3"), true), &old).is_empty(), "same size in other units");
+        assert!(
+            pvc_update(&claim("1024Mi", Some("gp3"), true), &old).is_empty(),
+            "same size in other units"
+        );
         let shrink = pvc_update(&claim("512Mi", Some("gp3"), true), &old);
         assert_eq!(fields(&shrink), ["spec.resources.requests.storage"]);
         assert_eq!(
@@ -485,7 +557,10 @@ mod tests {
         assert_eq!(fields(&reclass), ["spec"]);
         let text = reclass.0[0].to_string();
         assert!(text.starts_with("spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n"), "{text}");
-        assert!(text.contains("- \tStorageClassName: &\"gp3\",\n+ \tStorageClassName: &\"gp2\","), "{text}");
+        assert!(
+            text.contains("- \tStorageClassName: &\"gp3\",\n+ \tStorageClassName: &\"gp2\","),
+            "{text}"
+        );
     }
 
     #[test]

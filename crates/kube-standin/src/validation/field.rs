@@ -278,10 +278,7 @@ pub fn go_value(v: &Value) -> String {
     match v {
         Value::Null => "<nil>".into(),
         Value::String(s) => s.clone(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(go_value).collect::<Vec<_>>().join(" ")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(go_value).collect::<Vec<_>>().join(" ")),
         Value::Object(m) => format!(
             "map[{}]",
             m.iter()
@@ -309,9 +306,15 @@ mod tests {
             e.to_string(),
             "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"a\":\"1\", \"b\":\"2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
         );
-        let f = forbidden("spec.resources.requests.storage", "field can not be less than previous value");
+        let f = forbidden(
+            "spec.resources.requests.storage",
+            "field can not be less than previous value",
+        );
         assert_eq!(f.body(), "Forbidden: field can not be less than previous value");
-        assert_eq!(required("spec.selector", "").to_string(), "spec.selector: Required value");
+        assert_eq!(
+            required("spec.selector", "").to_string(),
+            "spec.selector: Required value"
+        );
         let list = ErrorList(vec![f.clone(), f.clone(), required("x", "")]);
         assert_eq!(
             list.aggregate().unwrap(),
@@ -319,9 +322,17 @@ mod tests {
         );
         assert_eq!(list.causes()[2].reason, "FieldValueRequired");
         assert_eq!(
-            not_supported("propagationPolicy", go_quote("Sometimes"), &["Foreground", "Background"]).to_string(),
+            not_supported(
+                "propagationPolicy",
+                go_quote("Sometimes"),
+                &["Foreground", "Background"]
+            )
+            .to_string(),
             "propagationPolicy: Unsupported value: \"Sometimes\": supported values: \"Foreground\", \"Background\""
         );
-        assert_eq!(go_value(&json!({"spec": {"a": [1, "x"]}})), "map[spec:map[a:[1 x]]]");
+        assert_eq!(
+            go_value(&json!({"spec": {"a": [1, "x"]}})),
+            "map[spec:map[a:[1 x]]]"
+        );
     }
 }

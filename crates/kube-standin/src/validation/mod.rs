@@ -15,7 +15,6 @@ use serde_json::Value;
 use crate::kinds::{self, Kind};
 use field::{ErrorList, go_quote, invalid, required};
 
-
 /// Which name rule a kind's `metadata.name` follows.
 fn name_rule(kind: &Kind) -> fn(&str) -> Vec<String> {
     if *kind == kinds::NAMESPACES {

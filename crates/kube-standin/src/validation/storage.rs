@@ -12,7 +12,11 @@ pub fn storage_class(object: &Value) -> ErrorList {
     if let Some(policy) = object["reclaimPolicy"].as_str()
         && !["Delete", "Retain"].contains(&policy)
     {
-        errs.push(not_supported("reclaimPolicy", go_quote(policy), &["Delete", "Retain"]));
+        errs.push(not_supported(
+            "reclaimPolicy",
+            go_quote(policy),
+            &["Delete", "Retain"],
+        ));
     }
     if let Some(mode) = object["volumeBindingMode"].as_str()
         && !["Immediate", "WaitForFirstConsumer"].contains(&mode)
@@ -35,7 +39,10 @@ pub fn storage_class_update(new: &Value, old: &Value) -> ErrorList {
         errs.push(forbidden("provisioner", "updates to provisioner are forbidden."));
     }
     if new.get("reclaimPolicy") != old.get("reclaimPolicy") {
-        errs.push(forbidden("reclaimPolicy", "updates to reclaimPolicy are forbidden."));
+        errs.push(forbidden(
+            "reclaimPolicy",
+            "updates to reclaimPolicy are forbidden.",
+        ));
     }
     if new.get("volumeBindingMode") != old.get("volumeBindingMode") {
         errs.push(invalid(
