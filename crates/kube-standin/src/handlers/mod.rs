@@ -1,6 +1,7 @@
 //! The verbs on resources, each following the API server's handler for it: reads
 //! (`get`, `list`), writes (`create`, `update`, `patch` in its three flavours), deletes.
 
+mod apply;
 mod delete;
 mod read;
 mod write;

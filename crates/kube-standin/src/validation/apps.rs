@@ -2,10 +2,10 @@
 
 use serde_json::Value;
 
-use super::core::pod_template;
 use super::field::{
     ErrorList, forbidden, go_label_selector, go_quote, go_string_map, invalid, not_supported, required,
 };
+use super::pod::pod_template;
 use super::{labels, names};
 use crate::selector;
 

@@ -8,6 +8,7 @@ pub mod quantity;
 
 mod apps;
 mod core;
+mod pod;
 mod storage;
 
 use serde_json::Value;
