@@ -19,6 +19,16 @@ pub const LAMBDA_PORT: u16 = 9000;
 pub const KUBE_PORT: u16 = 6443;
 /// The cluster name EKS tokens are signed for.
 pub const CLUSTER_NAME: &str = "tgsearch-local";
+/// kubectl's identity on the stand-in: a credential pair of its own (local and fixed, like the
+/// stack's `testing` pair), mapped to a `system:masters` user. The Lambdas and the CLI sign
+/// with the stack's AWS credentials, mapped to [`KUBE_PROVISIONER_USER`] in the group
+/// `tgsearch-provisioner`, which `manifests/provisioner-rbac.yaml` binds.
+pub const KUBE_ADMIN_ACCESS_KEY_ID: &str = "tgsearch-local-admin";
+pub const KUBE_ADMIN_SECRET_ACCESS_KEY: &str = "tgsearch-local-admin-secret";
+pub const KUBE_ADMIN_USER: &str = "kubernetes-admin";
+/// The stand-in's user for the stack's credentials, shaped like an EKS access entry's.
+pub const KUBE_PROVISIONER_USER: &str =
+    "arn:aws:sts::123456789012:assumed-role/tgsearch-provisioner/tgsearch-provisioner";
 pub const NAMESPACE: &str = "tgsearch";
 /// The backend image written into Deployments (nothing pulls it locally).
 pub const BACKEND_IMAGE: &str = "ghcr.io/tgsearch/core:latest";
