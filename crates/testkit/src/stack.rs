@@ -22,7 +22,7 @@ pub const CLUSTER_NAME: &str = "tgsearch-local";
 /// kubectl's identity on the stand-in: a credential pair of its own (local and fixed, like the
 /// stack's `testing` pair), mapped to a `system:masters` user. The Lambdas and the CLI sign
 /// with the stack's AWS credentials, mapped to [`KUBE_PROVISIONER_USER`] in the group
-/// `tgsearch-provisioner`, which `manifests/provisioner-rbac.yaml` binds.
+/// `tgsearch-provisioner`, which `manifests/cluster/provisioner-rbac.yaml` binds.
 pub const KUBE_ADMIN_ACCESS_KEY_ID: &str = "tgsearch-local-admin";
 pub const KUBE_ADMIN_SECRET_ACCESS_KEY: &str = "tgsearch-local-admin-secret";
 pub const KUBE_ADMIN_USER: &str = "kubernetes-admin";
@@ -101,6 +101,8 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         ("KUBECONFIG", kubeconfig_file().display().to_string()),
         ("KUBE_NAMESPACE", NAMESPACE.into()),
         ("BACKEND_IMAGE", BACKEND_IMAGE.into()),
+        // As manifests/cluster/storage-class.yaml on EKS: a class that allows expansion.
+        ("BACKEND_STORAGE_CLASS", "gp3".into()),
         ("MAILGUN_SIGNING_KEY_SECRET_ID", MAILGUN_KEY_SECRET_ID.into()),
         ("MAILGUN_DEDUP_TABLE", DEDUP_TABLE.into()),
         (

@@ -187,3 +187,44 @@ async fn the_volume_never_shrinks_nor_changes_class_and_never_blocks_the_deploym
         assert_eq!(removed, Removed::Deleted);
     }
 }
+
+#[tokio::test]
+async fn a_volume_grows_where_its_class_allows_and_needs_a_person_where_not() {
+    let app = Stack::require().app().await;
+    let kube = &app.provisioner.backend;
+    let with = |size: &str, class: &str| {
+        KubeBackend::new(
+            kube.client().clone(),
+            BackendSettings {
+                storage_size: size.into(),
+                storage_class: Some(class.into()),
+                ..kube.settings().clone()
+            },
+            backend::template().unwrap(),
+        )
+    };
+    for (class, grows) in [("gp3", true), ("gp2", false)] {
+        let tenant = fresh_tenant();
+        let small = with("1Gi", class);
+        small.ensure_volume(&tenant).await.unwrap();
+        // Bound once its pod mounts it (WaitForFirstConsumer).
+        small.ensure_deployment(&tenant).await.unwrap();
+        let outcome = with("3Gi", class).ensure_volume(&tenant).await.unwrap();
+        let (_, volume, _) = kube.get_all(&tenant).await.unwrap();
+        let size = volume.unwrap().spec.unwrap().resources.unwrap().requests.unwrap()["storage"]
+            .0
+            .clone();
+        if grows {
+            assert_eq!(outcome, Converged::Repaired("grown from 1Gi to 3Gi".into()));
+            assert_eq!(size, "3Gi");
+        } else {
+            assert!(
+                matches!(&outcome, Converged::NeedsPerson(why) if why.contains("refused")),
+                "{outcome:?}"
+            );
+            assert_eq!(size, "1Gi");
+        }
+        kube.remove_deployment(&tenant).await.unwrap();
+        kube.remove_volume(&tenant).await.unwrap();
+    }
+}

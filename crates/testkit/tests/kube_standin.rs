@@ -1,5 +1,5 @@
 //! The Kubernetes API stand-in as clients see it, refusing what kube-apiserver refuses: 401
-//! for any token EKS would refuse, RBAC from `manifests/provisioner-rbac.yaml` for the stack's
+//! for any token EKS would refuse, RBAC from `manifests/cluster/provisioner-rbac.yaml` for the stack's
 //! identity, immutable fields, field validation, server-side apply by field manager, dry runs
 //! and delete preconditions, each with the real status code, reason and message; and plain
 //! kubectl through the stack's kubeconfig (a `system:masters` identity).

@@ -134,7 +134,10 @@ fn is_loopback(url: &Url) -> bool {
             let host = host.trim_start_matches('[').trim_end_matches(']');
             match host.parse::<std::net::IpAddr>() {
                 Ok(ip) => ip.is_loopback(),
-                Err(_) => host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost"),
+                Err(_) => {
+                    host.eq_ignore_ascii_case("localhost")
+                        || host.to_ascii_lowercase().ends_with(".localhost")
+                }
             }
         }
     }

@@ -22,8 +22,8 @@ pub mod ports;
 pub mod provision;
 pub mod reconcile;
 pub mod status;
-pub mod telemetry;
 pub mod teardown;
+pub mod telemetry;
 pub mod tenant;
 
 #[cfg(test)]

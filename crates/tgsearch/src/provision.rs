@@ -91,11 +91,12 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
                 .run(Step::Secret, || self.settle_secret(tenant, &candidate, first))
                 .await?;
             let credentials = &stored.credentials;
-            let user = deadline.run(Step::User, || self.broker.ensure_user(tenant, &credentials.password));
-            let kube_secret = deadline.run(
-                Step::KubeSecret,
-                || self.backend.ensure_secret(tenant, &credentials.amqp_uri),
-            );
+            let user = deadline.run(Step::User, || {
+                self.broker.ensure_user(tenant, &credentials.password)
+            });
+            let kube_secret = deadline.run(Step::KubeSecret, || {
+                self.backend.ensure_secret(tenant, &credentials.amqp_uri)
+            });
             let ((user, user_t), (kube_secret, kube_secret_t)) = tokio::try_join!(user, kube_secret)?;
             Ok::<_, StepError>((
                 stored,

@@ -113,7 +113,12 @@ mod tests {
     #[test]
     fn trace_everywhere_still_holds_the_wire_at_info() {
         let shown = filter(Some("trace"), Some("trace,aws_sigv4=trace,hyper=debug")).to_string();
-        for target in ["aws_sigv4=info", "hyper=info", "h2=info", "aws_smithy_runtime=info"] {
+        for target in [
+            "aws_sigv4=info",
+            "hyper=info",
+            "h2=info",
+            "aws_smithy_runtime=info",
+        ] {
             assert!(shown.contains(target), "{target} missing from {shown}");
         }
         assert!(!shown.contains("aws_sigv4=trace"), "{shown}");

@@ -43,7 +43,7 @@ pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str)) -> Result<boo
         // The provisioner's Role, as an operator applies it; the stack's AWS credentials are
         // the stand-in's default identity, in the group that Role is bound to.
         .arg("--rbac")
-        .arg(workspace_root().join("manifests/provisioner-rbac.yaml"));
+        .arg(workspace_root().join("manifests/cluster/provisioner-rbac.yaml"));
     with_env(&mut standin);
     // kubectl's own credential pair, a cluster admin (passed in the environment, not argv).
     standin.env(

@@ -425,7 +425,9 @@ impl TenantBackend for KubeBackend {
             .await?
         else {
             let volume = backend::render_volume(tenant, &self.settings);
-            self.apply("PersistentVolumeClaim", &name, &volume).await.map_err(port)?;
+            self.apply("PersistentVolumeClaim", &name, &volume)
+                .await
+                .map_err(port)?;
             return Ok(Converged::Created);
         };
         let live_class = live.spec.as_ref().and_then(|s| s.storage_class_name.clone());
@@ -516,18 +518,21 @@ impl TenantBackend for KubeBackend {
     async fn remove_deployment(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         Ok(self
             .delete::<Deployment>("Deployment", &backend::deployment_name(tenant), tenant)
-            .await.map_err(port)?)
+            .await
+            .map_err(port)?)
     }
 
     async fn remove_volume(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         Ok(self
             .delete::<PersistentVolumeClaim>("PersistentVolumeClaim", &backend::volume_name(tenant), tenant)
-            .await.map_err(port)?)
+            .await
+            .map_err(port)?)
     }
 
     async fn remove_secret(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         Ok(self
             .delete::<Secret>("Secret", &backend::secret_name(tenant), tenant)
-            .await.map_err(port)?)
+            .await
+            .map_err(port)?)
     }
 }

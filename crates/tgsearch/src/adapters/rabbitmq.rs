@@ -485,7 +485,8 @@ impl crate::ports::TenantBroker for ManagementClient {
             )),
             None => {
                 self.put_vhost(tenant.vhost(), TENANT_VHOST_TAG, &[TENANT_VHOST_TAG])
-                    .await.map_err(port)?;
+                    .await
+                    .map_err(port)?;
                 Ok(Converged::Created)
             }
         }
@@ -509,7 +510,9 @@ impl crate::ports::TenantBroker for ManagementClient {
             }
         };
         // No tags: the tenant may use AMQP, not the management API.
-        self.put_user(tenant.rabbitmq_user(), password, &[]).await.map_err(port)?;
+        self.put_user(tenant.rabbitmq_user(), password, &[])
+            .await
+            .map_err(port)?;
         Ok(outcome)
     }
 
@@ -521,7 +524,8 @@ impl crate::ports::TenantBroker for ManagementClient {
         let mut repaired = Vec::new();
         if !own.is_some_and(full) {
             self.put_permission(tenant.vhost(), user, ".*", ".*", ".*")
-                .await.map_err(port)?;
+                .await
+                .map_err(port)?;
             if own.is_some() {
                 repaired.push("its rights on its vhost were not `.*` configure/write/read".to_owned());
             }

@@ -56,9 +56,7 @@ where
 
 /// Whether an AWS SDK failure may pass on retry (after the SDK's own retries): no answer, a
 /// timeout, throttling, a server error.
-pub fn sdk_transient<E: ProvideErrorMetadata>(
-    err: &aws_sdk_secretsmanager::error::SdkError<E>,
-) -> bool {
+pub fn sdk_transient<E: ProvideErrorMetadata>(err: &aws_sdk_secretsmanager::error::SdkError<E>) -> bool {
     use aws_sdk_secretsmanager::error::SdkError;
     match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
@@ -371,7 +369,10 @@ impl CredentialStore for SecretsManager {
             }
             .into()),
             // Deleted between our create and our read: a retry settles it.
-            Found::Absent => Err(crate::ports::Transient::wrap(SecretsError::NotFound { secret: name }, None)),
+            Found::Absent => Err(crate::ports::Transient::wrap(
+                SecretsError::NotFound { secret: name },
+                None,
+            )),
         }
     }
 
@@ -397,7 +398,8 @@ impl CredentialStore for SecretsManager {
     async fn replace(&self, tenant: &TenantId, credentials: &TenantCredentials) -> Result<(), PortError> {
         Ok(self
             .put_json(&self.tenant_secret_name(tenant), credentials)
-            .await.map_err(port)?)
+            .await
+            .map_err(port)?)
     }
 
     async fn remove(&self, tenant: &TenantId) -> Result<Removed, PortError> {

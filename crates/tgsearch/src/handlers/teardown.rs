@@ -36,7 +36,9 @@ pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, D: Us
     let tenant = tenant_from("sub", payload.sub.as_deref())?;
     let deadline = Deadline::new(budget, Some(context.deadline));
     let user = deadline
-        .run(crate::deadline::Step::Directory, || directory.user(tenant.as_str()))
+        .run(crate::deadline::Step::Directory, || {
+            directory.user(tenant.as_str())
+        })
         .await?
         .0;
     guard(tenant.as_str(), user.as_ref(), payload.force)?;
