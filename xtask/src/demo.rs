@@ -48,6 +48,7 @@ pub async fn run(keep: bool) -> Result<()> {
         .read(&tenant)
         .await
         .map_err(|e| anyhow::anyhow!(e))?
+        .ours()
         .context("the tenant secret is missing")?;
     let masked = creds
         .amqp_uri

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod demo_mailgun;
 mod procs;
 mod stack;
 
@@ -25,6 +26,9 @@ enum Task {
         /// Keep the demo tenant instead of tearing it down.
         #[arg(long)]
         keep: bool,
+        /// `mailgun`: a lost mail becomes one alert, its retry none. Default: a signup.
+        #[arg(value_enum)]
+        story: Option<Story>,
     },
     /// Bring the stack up and run every test.
     Test {
@@ -49,6 +53,14 @@ enum Task {
         #[command(subcommand)]
         action: StackAction,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Story {
+    /// A new user is provisioned, uses the broker, and is torn down (the default).
+    Signup,
+    /// The Mailgun webhook: one alert per mail lost for good.
+    Mailgun,
 }
 
 #[derive(Subcommand)]
@@ -93,7 +105,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Task::Stack {
             action: StackAction::Env,
         } => stack::print_env(),
-        Task::Demo { keep } => demo::run(keep).await?,
+        Task::Demo {
+            story: Some(Story::Mailgun),
+            ..
+        } => demo_mailgun::run().await?,
+        Task::Demo { keep, .. } => demo::run(keep).await?,
         Task::Test { cluster, args } => {
             stack::up_with(false, true, cluster).await?;
             return cargo_with_stack(&["test", "--workspace"], &args);

@@ -1,13 +1,14 @@
-//! Mailgun webhook (Lambda function URL): verify the signature, alert on permanent delivery
-//! failures.
+//! Mailgun webhook (Lambda function URL): verify the signature, alert exactly once on every mail
+//! lost for good.
 
 use lambda_http::{Error, run, service_fn, tracing};
+use tgsearch::adapters::dynamodb::DynamoLedger;
 use tgsearch::adapters::secrets_manager::SecretsManager;
 use tgsearch::adapters::sns::SnsAlerts;
 use tgsearch::app::load_aws_config;
 use tgsearch::config::MailgunConfig;
 use tgsearch::handlers::mailgun_webhook::{WebhookContext, handle};
-use tgsearch::mailgun::{SeenTokens, load_signing_key};
+use tgsearch::mailgun::load_signing_key;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,11 +18,17 @@ async fn main() -> Result<(), Error> {
     let secrets = SecretsManager::from_aws(&aws, "");
     let key = load_signing_key(&secrets, &config.signing_key_secret_id)
         .await
+        .map_err(|e| {
+            format!(
+                "MAILGUN_SIGNING_KEY_SECRET_ID `{}`: {e}",
+                config.signing_key_secret_id
+            )
+        })
         .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
-    let ctx = WebhookContext {
+    let ctx = WebhookContext::new(
         key,
-        alerts: SnsAlerts::new(&aws, config.alert_topic_arn),
-        seen: SeenTokens::default(),
-    };
+        SnsAlerts::new(&aws, config.alert_topic_arn),
+        DynamoLedger::new(&aws, config.dedup_table),
+    );
     run(service_fn(|request| handle(&ctx, request))).await
 }

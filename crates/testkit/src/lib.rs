@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod events;
 pub mod faults;
 pub mod lambda;
+pub mod mailgun;
 pub mod probe;
 pub mod runtime;
 pub mod stack;

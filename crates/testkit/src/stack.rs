@@ -22,6 +22,16 @@ pub const LAMBDA_PORT: u16 = 9000;
 pub const KUBE_PORT: u16 = 6443;
 /// The cluster name EKS tokens are signed for.
 pub const CLUSTER_NAME: &str = "tgsearch-local";
+/// kubectl's identity on the stand-in: a credential pair of its own (local and fixed, like the
+/// stack's `testing` pair), mapped to a `system:masters` user. The Lambdas and the CLI sign
+/// with the stack's AWS credentials, mapped to [`KUBE_PROVISIONER_USER`] in the group
+/// `tgsearch-provisioner`, which `manifests/cluster/provisioner-rbac.yaml` binds.
+pub const KUBE_ADMIN_ACCESS_KEY_ID: &str = "tgsearch-local-admin";
+pub const KUBE_ADMIN_SECRET_ACCESS_KEY: &str = "tgsearch-local-admin-secret";
+pub const KUBE_ADMIN_USER: &str = "kubernetes-admin";
+/// The stand-in's user for the stack's credentials, shaped like an EKS access entry's.
+pub const KUBE_PROVISIONER_USER: &str =
+    "arn:aws:sts::123456789012:assumed-role/tgsearch-provisioner/tgsearch-provisioner";
 pub const NAMESPACE: &str = "tgsearch";
 /// The backend image written into Deployments (nothing pulls it locally).
 pub const BACKEND_IMAGE: &str = "ghcr.io/tgsearch/core:latest";
@@ -32,6 +42,8 @@ pub const ADMIN_USER: &str = "tgsearch-admin";
 pub const MAILGUN_KEY_SECRET_ID: &str = "tgsearch/mailgun-signing-key";
 /// The alert topic (tests subscribe queues of their own to read what was alerted).
 pub const ALERT_TOPIC: &str = "tgsearch-alerts";
+/// The mailgun-webhook's delivery ledger (DynamoDB).
+pub const DEDUP_TABLE: &str = "tgsearch-mailgun-deliveries";
 /// moto's default account.
 pub const ACCOUNT: &str = "123456789012";
 /// Variable naming the emulator's invoke endpoint, for tests and the demo.
@@ -107,7 +119,10 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         ("KUBECONFIG", kubeconfig_file().display().to_string()),
         ("KUBE_NAMESPACE", NAMESPACE.into()),
         ("BACKEND_IMAGE", BACKEND_IMAGE.into()),
+        // As manifests/cluster/storage-class.yaml on EKS: a class that allows expansion.
+        ("BACKEND_STORAGE_CLASS", "gp3".into()),
         ("MAILGUN_SIGNING_KEY_SECRET_ID", MAILGUN_KEY_SECRET_ID.into()),
+        ("MAILGUN_DEDUP_TABLE", DEDUP_TABLE.into()),
         (
             "ALERT_TOPIC_ARN",
             format!("arn:aws:sns:{REGION}:{ACCOUNT}:{ALERT_TOPIC}"),

@@ -187,7 +187,7 @@ async fn a_node_lost_during_a_burst_of_signups_leaves_every_tenant_working_on_ev
             broken.push(format!("{tenant}: incomplete: {status}"));
             continue;
         }
-        let creds = app.provisioner.store.read(tenant).await.unwrap().unwrap();
+        let creds = app.provisioner.store.read(tenant).await.unwrap().ours().unwrap();
         for node in &cluster.nodes {
             let uri = on_node(creds.amqp_uri.expose(), node);
             if let Err(e) = amqp::round_trip(&uri, b"node-loss").await {

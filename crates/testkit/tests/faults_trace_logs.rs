@@ -72,7 +72,15 @@ async fn provisioning_functions_log_no_secret_at_trace() {
     let event = events::signup_for(&tenant);
     let first = signup.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     assert!(matches!(first.answer, Answer::Ok(_)), "{:?}", first.answer);
-    let creds = rig.app.provisioner.store.read(&tenant).await.unwrap().unwrap();
+    let creds = rig
+        .app
+        .provisioner
+        .store
+        .read(&tenant)
+        .await
+        .unwrap()
+        .ours()
+        .unwrap();
     rig.management.answer(Rule::on("PUT", "/api/users/*"));
     let _ = signup.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     rig.heal().await;

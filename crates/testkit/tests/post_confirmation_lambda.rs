@@ -49,6 +49,7 @@ impl Harness {
             .read(tenant)
             .await
             .unwrap()
+            .ours()
             .expect("the tenant secret exists")
     }
 
@@ -197,7 +198,10 @@ async fn malformed_events_are_refused_by_name_and_create_nothing() {
             "user {name} was created"
         );
     }
-    assert!(h.app.provisioner.store.read(&lower).await.unwrap().is_none());
+    assert_eq!(
+        h.app.provisioner.store.read(&lower).await.unwrap(),
+        tgsearch::ports::Found::Absent
+    );
 }
 
 #[tokio::test]
@@ -222,15 +226,25 @@ async fn teardown_removes_everything_and_is_idempotent() {
         .await
         .unwrap()
         .unwrap_ok();
-    assert_eq!(first["vhost"], "deleted");
-    assert_eq!(first["user"], "deleted");
-    assert_eq!(first["secret"], "deleted");
+    let every = serde_json::json!(["deployment", "volume", "kube-secret", "vhost", "user", "secret"]);
+    let sorted = |v: &Value| {
+        let mut items: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+        items.sort();
+        items
+    };
+    assert_eq!(sorted(&first["removed"]), sorted(&every), "{first}");
+    assert_eq!(first["left_alone"], serde_json::json!([]), "{first}");
     let second = invoke(&h.http, h.stack.lambda_endpoint(), "teardown", &payload)
         .await
         .unwrap()
         .unwrap_ok();
-    assert_eq!(second["vhost"], "already_absent");
-    assert_eq!(second["secret"], "already_absent");
+    assert_eq!(sorted(&second["already_absent"]), sorted(&every), "{second}");
+    assert_eq!(second["removed"], serde_json::json!([]), "{second}");
     assert!(
         amqp::connect(creds.amqp_uri.expose()).await.is_err(),
         "the old credentials still log in"

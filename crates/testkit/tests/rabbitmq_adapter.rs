@@ -5,7 +5,7 @@ use testkit::fresh_tenant;
 use testkit::stack::Stack;
 use tgsearch::adapters::rabbitmq::AdminCredentials;
 use tgsearch::credentials::{Password, generate_password};
-use tgsearch::ports::{Removed, TenantBroker};
+use tgsearch::ports::{Converged, Foreign, Removed, TenantBroker};
 
 #[tokio::test]
 async fn tenant_resources_are_created_idempotently_and_removed_once() {
@@ -13,10 +13,10 @@ async fn tenant_resources_are_created_idempotently_and_removed_once() {
     let rabbit = &app.provisioner.broker;
     let tenant = fresh_tenant();
     let password = generate_password();
-    for _ in 0..2 {
-        rabbit.ensure_vhost(&tenant).await.unwrap();
-        rabbit.ensure_user(&tenant, &password).await.unwrap();
-        rabbit.ensure_permission(&tenant).await.unwrap();
+    for expected in [Converged::Created, Converged::Unchanged] {
+        assert_eq!(rabbit.ensure_vhost(&tenant).await.unwrap(), expected);
+        assert_eq!(rabbit.ensure_user(&tenant, &password).await.unwrap(), expected);
+        assert_eq!(rabbit.ensure_permission(&tenant).await.unwrap(), expected);
     }
     let vhost = rabbit
         .get_vhost(tenant.vhost())
@@ -31,6 +31,10 @@ async fn tenant_resources_are_created_idempotently_and_removed_once() {
         .unwrap()
         .expect("user exists");
     assert!(user.tags.is_empty(), "tenant users get no tags: {:?}", user.tags);
+    assert!(
+        user.has_password(&password),
+        "RabbitMQ's hash proves the stored password"
+    );
     let perms = rabbit.user_permissions(tenant.rabbitmq_user()).await.unwrap();
     assert_eq!(perms.len(), 1);
     assert_eq!(
@@ -38,14 +42,105 @@ async fn tenant_resources_are_created_idempotently_and_removed_once() {
         (tenant.vhost(), ".*")
     );
 
+    assert_eq!(
+        rabbit.remove_user(&tenant, Some(&password)).await.unwrap(),
+        Removed::Deleted
+    );
     assert_eq!(rabbit.remove_vhost(&tenant).await.unwrap(), Removed::Deleted);
-    assert_eq!(rabbit.remove_user(&tenant).await.unwrap(), Removed::Deleted);
     assert_eq!(
         rabbit.remove_vhost(&tenant).await.unwrap(),
         Removed::AlreadyAbsent
     );
-    assert_eq!(rabbit.remove_user(&tenant).await.unwrap(), Removed::AlreadyAbsent);
+    assert_eq!(
+        rabbit.remove_user(&tenant, Some(&password)).await.unwrap(),
+        Removed::AlreadyAbsent
+    );
     assert!(rabbit.get_vhost(tenant.vhost()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_password_changed_by_hand_and_an_extra_permission_are_repaired() {
+    let app = Stack::require().app().await;
+    let rabbit = &app.provisioner.broker;
+    let tenant = fresh_tenant();
+    let elsewhere = fresh_tenant();
+    let password = generate_password();
+    rabbit.ensure_vhost(&tenant).await.unwrap();
+    rabbit.ensure_user(&tenant, &password).await.unwrap();
+    rabbit.ensure_permission(&tenant).await.unwrap();
+    // By hand, with the management API: another password, rights on another vhost.
+    rabbit
+        .put_user(tenant.rabbitmq_user(), &Password::new("changed-by-hand"), &[])
+        .await
+        .unwrap();
+    rabbit
+        .put_vhost(elsewhere.vhost(), "someone else's", &[])
+        .await
+        .unwrap();
+    rabbit
+        .put_permission(elsewhere.vhost(), tenant.rabbitmq_user(), ".*", ".*", ".*")
+        .await
+        .unwrap();
+
+    assert!(matches!(
+        rabbit.ensure_user(&tenant, &password).await.unwrap(),
+        Converged::Repaired(_)
+    ));
+    let user = rabbit.get_user(tenant.rabbitmq_user()).await.unwrap().unwrap();
+    assert!(user.has_password(&password));
+    match rabbit.ensure_permission(&tenant).await.unwrap() {
+        Converged::Repaired(what) => assert!(what.contains(elsewhere.vhost()), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    let perms = rabbit.user_permissions(tenant.rabbitmq_user()).await.unwrap();
+    assert_eq!(perms.len(), 1, "{perms:?}");
+    assert_eq!(perms[0].vhost, tenant.vhost());
+
+    rabbit.remove_user(&tenant, Some(&password)).await.unwrap();
+    rabbit.remove_vhost(&tenant).await.unwrap();
+    rabbit.delete_vhost(elsewhere.vhost()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_foreign_vhost_and_a_foreign_user_are_never_adopted_nor_removed() {
+    let app = Stack::require().app().await;
+    let rabbit = &app.provisioner.broker;
+    let tenant = fresh_tenant();
+    let mine = generate_password();
+    // Somebody else's, named like a tenant: an untagged vhost, a tag-less user with their own
+    // password and no rights on a tenant vhost.
+    rabbit
+        .put_vhost(tenant.vhost(), "another app", &[])
+        .await
+        .unwrap();
+    rabbit
+        .put_user(tenant.rabbitmq_user(), &Password::new("theirs"), &[])
+        .await
+        .unwrap();
+
+    let err = rabbit.ensure_vhost(&tenant).await.unwrap_err();
+    assert!(Foreign::is_in(err.as_ref()), "{err}");
+    assert!(err.to_string().contains("foreign vhost"), "{err}");
+    let err = rabbit.ensure_user(&tenant, &mine).await.unwrap_err();
+    assert!(Foreign::is_in(err.as_ref()), "{err}");
+    assert!(matches!(
+        rabbit.remove_user(&tenant, Some(&mine)).await.unwrap(),
+        Removed::LeftAlone(_)
+    ));
+    assert!(matches!(
+        rabbit.remove_vhost(&tenant).await.unwrap(),
+        Removed::LeftAlone(_)
+    ));
+    let vhost = rabbit.get_vhost(tenant.vhost()).await.unwrap().unwrap();
+    assert_eq!((vhost.description.as_str(), vhost.tags.len()), ("another app", 0));
+    let user = rabbit.get_user(tenant.rabbitmq_user()).await.unwrap().unwrap();
+    assert!(
+        user.has_password(&Password::new("theirs")),
+        "its password is untouched"
+    );
+
+    rabbit.delete_user(tenant.rabbitmq_user()).await.unwrap();
+    rabbit.delete_vhost(tenant.vhost()).await.unwrap();
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use tgsearch::bootstrap::{BootstrapRequest, bootstrap_rabbitmq};
 use tgsearch::config::{Env, ProvisionerConfig, ReconcileConfig};
 use tgsearch::credentials::Password;
 use tgsearch::deadline::Deadline;
+use tgsearch::ports::UserDirectory;
 use tgsearch::reconcile::{Options, reconcile};
 use tgsearch::status::tenant_status;
 
@@ -42,10 +43,14 @@ enum Command {
         #[arg(long)]
         sub: TenantId,
     },
-    /// Remove everything one tenant owns (idempotent).
+    /// Remove everything one tenant owns (idempotent), once its Cognito user (USER_POOL_ID) is
+    /// gone or disabled. What is named like the tenant's but not provably ours is left alone.
     Teardown {
         #[arg(long)]
         sub: TenantId,
+        /// Remove even while the user exists and is enabled (deletes an active user's data).
+        #[arg(long)]
+        force: bool,
     },
     /// Show what exists of one tenant in every system (never its password).
     Status {
@@ -137,9 +142,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             output::provisioned(cli.json, &done, &app, started.elapsed());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Teardown { sub } => {
+        Command::Teardown { sub, force } => {
             let app = AppContext::from_env().await?;
             let deadline = Deadline::new(app.config.provision_budget, None);
+            // The guard needs the user pool; only a forced teardown may go without it.
+            match tgsearch::config::user_pool_id(&Env::process()) {
+                Ok(pool) => {
+                    let directory = CognitoDirectory::new(&app.aws, pool);
+                    let user = tokio::time::timeout(deadline.remaining(), directory.user(sub.as_str()))
+                        .await
+                        .context("the user directory did not answer in time")?
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    tgsearch::teardown::guard(sub.as_str(), user.as_ref(), force)?;
+                }
+                Err(e) if !force => return Err(e.into()),
+                Err(_) => eprintln!("warning: USER_POOL_ID is not set; --force skips the user check"),
+            }
             let done = app.provisioner.teardown(&sub, &deadline).await?;
             output::torn_down(cli.json, &done);
             Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tgsearch::app::AppContext;
 use tgsearch::bootstrap::Bootstrapped;
-use tgsearch::ports::Removed;
+use tgsearch::ports::{Converged, Removed};
 use tgsearch::provision::Provisioned;
 use tgsearch::reconcile::Report;
 use tgsearch::status::TenantStatus;
@@ -14,10 +14,20 @@ fn json(value: serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(&value).expect("JSON output"));
 }
 
-fn removed(r: Removed) -> &'static str {
+fn removed(r: &Removed) -> String {
     match r {
-        Removed::Deleted => "removed",
-        Removed::AlreadyAbsent => "already absent",
+        Removed::Deleted => "removed".into(),
+        Removed::AlreadyAbsent => "already absent".into(),
+        Removed::LeftAlone(why) => format!("FOREIGN, left alone: {why}"),
+    }
+}
+
+fn converged(c: &Converged) -> String {
+    match c {
+        Converged::Created => "created".into(),
+        Converged::Unchanged => "unchanged".into(),
+        Converged::Repaired(what) => format!("REPAIRED: {what}"),
+        Converged::NeedsPerson(what) => format!("NEEDS A PERSON: {what}"),
     }
 }
 
@@ -31,6 +41,7 @@ pub fn provisioned(as_json: bool, done: &Provisioned, app: &AppContext, took: Du
             "vhost": done.credentials.vhost,
             "username": done.credentials.username,
             "steps": done.timings,
+            "changes": done.changes.iter().map(|(step, c)| serde_json::json!({"resource": step, "outcome": c})).collect::<Vec<_>>(),
             "ms": took.as_millis() as u64,
         }));
     }
@@ -42,14 +53,12 @@ pub fn provisioned(as_json: bool, done: &Provisioned, app: &AppContext, took: Du
     println!("provisioned tenant {} in {} ms", done.tenant, took.as_millis());
     println!("  secret      {secret} ({how})");
     println!(
-        "  vhost       {} on {}",
-        done.credentials.vhost, app.config.rabbitmq_management_url
+        "  broker      {} (user {}, no tags, configure/write/read .* on vhost {} only)",
+        app.config.rabbitmq_management_url, done.credentials.username, done.credentials.vhost
     );
-    println!("  user        {} (no tags)", done.credentials.username);
-    println!(
-        "  permission  configure/write/read .* on {} only",
-        done.credentials.vhost
-    );
+    for (step, outcome) in &done.changes {
+        println!("  {:<11} {}", step.as_str(), converged(outcome));
+    }
     let steps: Vec<String> = done
         .timings
         .iter()
@@ -63,18 +72,28 @@ pub fn torn_down(as_json: bool, done: &TornDown) {
         return json(serde_json::to_value(done).expect("JSON output"));
     }
     println!("tore down tenant {}", done.sub);
-    println!("  deployment   {}", removed(done.deployment));
-    println!("  volume       {}", removed(done.volume));
-    println!("  k8s secret   {}", removed(done.kube_secret));
-    println!("  vhost        {}", removed(done.vhost));
-    println!("  user         {}", removed(done.user));
-    println!("  secret       {}", removed(done.secret));
+    println!("  deployment   {}", removed(&done.deployment));
+    println!("  volume       {}", removed(&done.volume));
+    println!("  k8s secret   {}", removed(&done.kube_secret));
+    println!("  vhost        {}", removed(&done.vhost));
+    println!("  user         {}", removed(&done.user));
+    println!("  secret       {}", removed(&done.secret));
 }
 
 pub fn status(as_json: bool, status: &TenantStatus) {
     if as_json {
         let mut value = serde_json::to_value(status).expect("JSON output");
         value["complete"] = status.is_complete().into();
+        value["state"] = if status.is_complete() {
+            "ready"
+        } else if status.is_absent() {
+            "absent"
+        } else if status.is_provisioning() {
+            "provisioning"
+        } else {
+            "incomplete"
+        }
+        .into();
         return json(value);
     }
     print!("{status}");
@@ -82,6 +101,8 @@ pub fn status(as_json: bool, status: &TenantStatus) {
         "complete"
     } else if status.is_absent() {
         "absent"
+    } else if status.is_provisioning() {
+        "provisioning (incomplete): the worker, `tgsearch provision` or reconcile completes it"
     } else {
         "incomplete: `tgsearch provision` or `tgsearch teardown` converges it"
     };
@@ -110,7 +131,7 @@ pub fn bootstrapped(as_json: bool, done: &Bootstrapped) {
             "already worked"
         }
     );
-    println!("  default user    {}", removed(done.bootstrap_user));
+    println!("  default user    {}", removed(&done.bootstrap_user));
 }
 
 pub fn reconciled(as_json: bool, report: &Report) {
@@ -135,16 +156,38 @@ pub fn reconciled(as_json: bool, report: &Report) {
         }
     };
     println!("  to provision  {}", list(&report.plan.provision));
+    println!("  to check      {} tenants", report.plan.check.len());
     println!("  to remove     {}", list(&report.plan.remove));
+    for f in &report.foreign {
+        println!("  {f}");
+    }
     if report.dry_run {
         return;
     }
     println!("  provisioned   {}", list(&report.provisioned));
+    for c in &report.repaired {
+        println!("  repaired      {} {}: {}", c.sub, c.resource, c.detail);
+    }
     println!("  removed       {}", list(&report.removed));
+    for c in &report.left_alone {
+        println!("  left alone    {} {}: {}", c.sub, c.resource, c.detail);
+    }
+    for c in &report.kept {
+        println!("  kept          {}: {}", c.sub, c.detail);
+    }
+    for c in &report.needs_person {
+        println!("  NEEDS PERSON  {} {}: {}", c.sub, c.resource, c.detail);
+    }
     for (sub, error) in &report.failed {
         println!("  FAILED        {sub}: {error}");
     }
     if let Some(why) = &report.refused_removals {
         println!("  REFUSED       {why}");
+    }
+    if !report.left_for_next_run.is_empty() {
+        println!(
+            "  next run      {} (out of time)",
+            list(&report.left_for_next_run)
+        );
     }
 }

@@ -29,15 +29,92 @@ pub enum StartupError {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Template(#[from] TemplateError),
+    #[error("cold start did not finish within {limit_ms} ms: {stage} did not answer")]
+    TimedOut { stage: &'static str, limit_ms: u64 },
 }
 
 /// The expected shape of the admin secret, for error messages.
 pub const ADMIN_SECRET_SHAPE: &str = r#"{"username","password"}"#;
 
+/// The most a cold start (configuration, admin secret, cluster endpoint) may take: Cognito's 5 s
+/// count it, and the first signup needs what is left.
+pub const COLD_START_LIMIT: Duration = Duration::from_millis(3000);
+
+/// How long Cognito waits for a trigger, cold start included.
+pub const COGNITO_LIMIT: Duration = Duration::from_secs(5);
+
+/// Every AWS call has a deadline: 1 s to connect, 2 s for each attempt, 3 attempts (jittered
+/// backoff from 50 ms, for throttling and 5xx) within 5 s. The SDK's defaults have no read,
+/// attempt or operation timeout at all.
+pub fn aws_timeouts() -> (aws_config::timeout::TimeoutConfig, aws_config::retry::RetryConfig) {
+    (
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .read_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(5))
+            .build(),
+        aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(Duration::from_millis(50))
+            .with_max_backoff(Duration::from_secs(1)),
+    )
+}
+
 /// Loads the AWS configuration from the standard chain (`AWS_ENDPOINT_URL`, `AWS_REGION`,
-/// credentials...). Call once per process.
+/// credentials...), with the deadlines of [`aws_timeouts`]. Call once per process.
 pub async fn load_aws_config() -> SdkConfig {
-    aws_config::load_defaults(BehaviorVersion::latest()).await
+    let (timeouts, retries) = aws_timeouts();
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(retries)
+        .load()
+        .await
+}
+
+/// When the process started, and whether it has answered its first invocation: the first
+/// answer must reach Cognito within 5 s of the start, cold start included.
+#[derive(Debug)]
+pub struct ColdStart {
+    started: std::time::Instant,
+    answered: std::sync::atomic::AtomicBool,
+}
+
+impl ColdStart {
+    /// Call first thing in `main`.
+    pub fn now() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            answered: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The budget of an invocation: `configured`, and for the first one of the process no more
+    /// than what is left of Cognito's 5 s since the process started.
+    pub fn budget(&self, configured: Duration) -> Duration {
+        use std::sync::atomic::Ordering;
+        if self.answered.swap(true, Ordering::AcqRel) {
+            return configured;
+        }
+        let left = COGNITO_LIMIT
+            .saturating_sub(crate::deadline::RESPONSE_MARGIN)
+            .saturating_sub(self.started.elapsed());
+        configured.min(left)
+    }
+}
+
+/// Runs one cold-start stage under the cold start's deadline, naming it when it runs out.
+async fn stage<T>(
+    at: tokio::time::Instant,
+    name: &'static str,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, StartupError> {
+    tokio::time::timeout_at(at, work)
+        .await
+        .map_err(|_| StartupError::TimedOut {
+            stage: name,
+            limit_ms: COLD_START_LIMIT.as_millis() as u64,
+        })
 }
 
 /// The one HTTP client of a process. Connections are kept warm between invocations.
@@ -70,14 +147,26 @@ impl AppContext {
         aws: &SdkConfig,
         http: reqwest::Client,
     ) -> Result<Self, StartupError> {
+        let at = tokio::time::Instant::now() + COLD_START_LIMIT;
         let secrets = SecretsManager::from_aws(aws, config.user_secret_prefix.clone());
-        let admin: AdminCredentials = secrets
-            .read_json(&config.rabbitmq_admin_secret_id, ADMIN_SECRET_SHAPE)
-            .await
+        // Both at once: the admin secret and the cluster (DescribeCluster unless given).
+        let (admin, kube) = tokio::join!(
+            stage(
+                at,
+                "Secrets Manager (reading RABBITMQ_ADMIN_SECRET_ID)",
+                secrets.read_json::<AdminCredentials>(&config.rabbitmq_admin_secret_id, ADMIN_SECRET_SHAPE),
+            ),
+            stage(
+                at,
+                "the Kubernetes cluster (EKS DescribeCluster or kubeconfig)",
+                crate::cluster::connect(&config.kube, aws),
+            ),
+        );
+        let admin = admin?
             .map_err(StartupError::AdminSecret)?
             .ok_or_else(|| StartupError::AdminSecretMissing(config.rabbitmq_admin_secret_id.clone()))?;
+        let kube = kube??;
         let broker = ManagementClient::new(http, config.rabbitmq_management_url.clone(), admin);
-        let kube = crate::cluster::connect(&config.kube, aws).await?;
         let backend = KubeBackend::new(kube, config.backend.clone(), crate::backend::template()?);
         Ok(Self {
             provisioner: Provisioner {

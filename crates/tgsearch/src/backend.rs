@@ -36,6 +36,10 @@ pub enum TemplateError {
     Parse(String),
     #[error("manifests/backend-deployment.yaml: {0}")]
     Shape(&'static str),
+    #[error(
+        "manifests/backend-deployment.yaml has keys a Deployment does not know (misspelled?), which would be dropped silently: {0}"
+    )]
+    UnknownKeys(String),
 }
 
 /// What varies between installations, from the environment.
@@ -82,13 +86,33 @@ impl BackendSettings {
 
 /// A plain `<digits>[.digits]<suffix>` quantity (what a storage request uses).
 fn is_quantity(q: &str) -> bool {
+    quantity_bytes(q).is_some_and(|b| b > 0)
+}
+
+/// The bytes a storage quantity such as `1Gi`, `500Mi` or `2G` stands for (`None`: not a plain
+/// quantity), so that sizes written differently compare.
+pub fn quantity_bytes(q: &str) -> Option<u128> {
+    let q = q.trim();
     let digits_end = q
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(q.len());
     let (number, suffix) = q.split_at(digits_end);
-    !number.is_empty()
-        && number.parse::<f64>().is_ok_and(|n| n > 0.0)
-        && ["", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"].contains(&suffix)
+    let number: f64 = number.parse().ok()?;
+    let scale: f64 = match suffix {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0_f64.powi(4),
+        "Pi" => 1024.0_f64.powi(5),
+        _ => return None,
+    };
+    (number >= 0.0).then(|| (number * scale).round() as u128)
 }
 
 /// Parses and checks the embedded template.
@@ -97,8 +121,18 @@ pub fn template() -> Result<Deployment, TemplateError> {
 }
 
 pub fn parse_template(yaml: &str) -> Result<Deployment, TemplateError> {
-    let deployment: Deployment =
+    let raw: serde_json::Value =
         serde_saphyr::from_str(yaml).map_err(|e| TemplateError::Parse(e.to_string()))?;
+    let deployment: Deployment =
+        serde_json::from_value(raw.clone()).map_err(|e| TemplateError::Parse(e.to_string()))?;
+    // k8s-openapi ignores keys it does not know: re-serialise and compare, so that an operator's
+    // typo (`enableServicelinks`) is an error instead of a setting that silently vanishes.
+    let typed = serde_json::to_value(&deployment).expect("k8s-openapi objects serialize");
+    let mut dropped = Vec::new();
+    dropped_keys(&raw, &typed, "", &mut dropped);
+    if !dropped.is_empty() {
+        return Err(TemplateError::UnknownKeys(dropped.join(", ")));
+    }
     let spec = deployment
         .spec
         .as_ref()
@@ -131,6 +165,34 @@ pub fn parse_template(yaml: &str) -> Result<Deployment, TemplateError> {
         ));
     }
     Ok(deployment)
+}
+
+/// Paths of keys in `raw` (the YAML) that `typed` (the object re-serialised) lacks.
+fn dropped_keys(raw: &serde_json::Value, typed: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (raw, typed) {
+        (Value::Object(raw), Value::Object(typed)) => {
+            for (key, value) in raw {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match typed.get(key) {
+                    Some(t) => dropped_keys(value, t, &here, out),
+                    // An explicit null is an absent value, not an unknown key.
+                    None if value.is_null() => {}
+                    None => out.push(here),
+                }
+            }
+        }
+        (Value::Array(raw), Value::Array(typed)) => {
+            for (i, (r, t)) in raw.iter().zip(typed).enumerate() {
+                dropped_keys(r, t, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Kubernetes names of a tenant's objects.
@@ -394,11 +456,37 @@ mod tests {
                 &TEMPLATE_YAML.replace("type: Recreate", "type: RollingUpdate"),
                 "Recreate",
             ),
+            (
+                &TEMPLATE_YAML.replace("automountServiceAccountToken:", "automountServiceAccountTokens:"),
+                "spec.template.spec.automountServiceAccountTokens",
+            ),
+            (
+                &TEMPLATE_YAML.replace("readOnlyRootFilesystem:", "readOnlyRootFileSystem:"),
+                "readOnlyRootFileSystem",
+            ),
         ];
         for (yaml, why) in cases {
             let err = parse_template(yaml).unwrap_err().to_string();
             assert!(err.contains(why), "{why}: {err}");
         }
+    }
+
+    #[test]
+    fn a_key_kubernetes_does_not_know_fails_instead_of_vanishing() {
+        let misspelled = TEMPLATE_YAML.replacen("spec:\n", "spec:\n  enableServicelinks: false\n", 1);
+        assert_ne!(misspelled, TEMPLATE_YAML, "the test must change the template");
+        let err = parse_template(&misspelled).unwrap_err().to_string();
+        assert!(err.contains("spec.enableServicelinks"), "{err}");
+    }
+
+    #[test]
+    fn storage_sizes_compare_however_they_are_written() {
+        assert_eq!(quantity_bytes("1Gi"), Some(1 << 30));
+        assert_eq!(quantity_bytes("1024Mi"), quantity_bytes("1Gi"));
+        assert!(quantity_bytes("2G") < quantity_bytes("2Gi"));
+        assert_eq!(quantity_bytes("1.5Gi"), Some(3 << 29));
+        assert_eq!(quantity_bytes("lots"), None);
+        assert_eq!(quantity_bytes("1Xi"), None);
     }
 
     #[test]

@@ -17,10 +17,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures::future::BoxFuture;
 use http::header::{AUTHORIZATION, HeaderValue};
-use kube::client::ConfigExt;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use tower::{BoxError, Layer, Service, ServiceBuilder};
+use tower::{BoxError, Layer, Service};
 
 use crate::config::{ConfigError, DEFAULT_KUBE_NAMESPACE, Env};
 use crate::eks::{SourceError, TokenSource};
@@ -152,6 +151,7 @@ pub async fn kubeconfig_client(
         }
     };
     kube_config.default_namespace = namespace.to_owned();
+    with_timeouts(&mut kube_config);
     Ok(kube::Client::try_from(kube_config)?)
 }
 
@@ -194,16 +194,24 @@ pub fn eks_client(
     config.root_cert = Some(ca);
     config.default_namespace = namespace.to_owned();
     config.accept_invalid_certs = false;
-    // kube's own builder installs the process-wide rustls provider; this path must too.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let https = config.rustls_https_connector()?;
-    let http_client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
-    let service = ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .layer(BearerLayer(source))
-        .service(http_client);
-    Ok(kube::Client::new(service, config.default_namespace))
+    with_timeouts(&mut config);
+    // kube's own stack (TLS against the CA, connect/read/write timeouts, tracing) with the EKS
+    // bearer token added to every request; the buffer makes the stack cloneable for it.
+    let client = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&tower::buffer::BufferLayer::new(256))
+        .with_layer(&BearerLayer(source))
+        .build();
+    Ok(client)
+}
+
+/// Every Kubernetes request has a deadline of its own, on both paths (EKS and kubeconfig): a
+/// black-holed API server fails fast instead of hanging until the Lambda is killed. Retries are
+/// the caller's (within its budget), not the client's.
+pub fn with_timeouts(config: &mut kube::Config) {
+    config.connect_timeout = Some(std::time::Duration::from_secs(2));
+    config.read_timeout = Some(std::time::Duration::from_secs(10));
+    config.write_timeout = Some(std::time::Duration::from_secs(10));
+    config.default_retry = false;
 }
 
 /// Adds `Authorization: Bearer <EKS token>` to every request, from a cached, self-renewing

@@ -71,6 +71,19 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         parse_url(name, &raw, schemes)
     }
 
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`); unset: `default`.
+    pub fn flag_or(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Ok(true),
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => Ok(false),
+            Some(v) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("`{v}` is not true or false"),
+            }),
+        }
+    }
+
     pub fn millis_or(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
         match self.optional(name) {
             None => Ok(Duration::from_millis(default)),
@@ -113,6 +126,45 @@ pub fn parse_url(name: &'static str, raw: &str, schemes: &[&str]) -> Result<Url,
     Ok(url)
 }
 
+/// Whether `url` names this machine (plaintext to it crosses no network).
+fn is_loopback(url: &Url) -> bool {
+    match url.host_str() {
+        None => false,
+        Some(host) => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => {
+                    host.eq_ignore_ascii_case("localhost")
+                        || host.to_ascii_lowercase().ends_with(".localhost")
+                }
+            }
+        }
+    }
+}
+
+/// TLS by default: a plaintext URL to anything but loopback carries passwords in clear text
+/// over a network, and is refused unless `RABBITMQ_ALLOW_PLAINTEXT` says the network is private.
+fn require_tls(
+    name: &'static str,
+    url: &Url,
+    secure: &str,
+    carries: &str,
+    allow_plaintext: bool,
+) -> Result<(), ConfigError> {
+    if url.scheme() == secure || allow_plaintext || is_loopback(url) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        name,
+        reason: format!(
+            "`{}://{}` would send {carries} in clear text to another machine: use {secure}://, or set RABBITMQ_ALLOW_PLAINTEXT=true if the broker is reachable only inside a private network",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ),
+    })
+}
+
 impl ProvisionerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from(&Env::process())
@@ -122,13 +174,28 @@ impl ProvisionerConfig {
         // In the order the README lists them, so the first missing one is named first.
         let rabbitmq_management_url = env.url(
             "RABBITMQ_MANAGEMENT_URL",
-            "base URL of the RabbitMQ management API, e.g. http://rabbitmq:15672",
+            "base URL of the RabbitMQ management API, e.g. https://rabbitmq.internal:15671",
             &["http", "https"],
         )?;
         let rabbitmq_amqp_url = env.url(
             "RABBITMQ_AMQP_URL",
-            "the broker address put into tenant URIs, e.g. amqp://rabbitmq:5672",
+            "the broker address put into tenant URIs, e.g. amqps://rabbitmq.internal:5671",
             &["amqp", "amqps"],
+        )?;
+        let allow_plaintext = env.flag_or("RABBITMQ_ALLOW_PLAINTEXT", false)?;
+        require_tls(
+            "RABBITMQ_MANAGEMENT_URL",
+            &rabbitmq_management_url,
+            "https",
+            "the RabbitMQ admin password",
+            allow_plaintext,
+        )?;
+        require_tls(
+            "RABBITMQ_AMQP_URL",
+            &rabbitmq_amqp_url,
+            "amqps",
+            "tenants' passwords",
+            allow_plaintext,
         )?;
         let rabbitmq_admin_secret_id = env.required(
             "RABBITMQ_ADMIN_SECRET_ID",
@@ -177,6 +244,32 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_to_another_machine_is_refused_unless_allowed() {
+        for (name, value) in [
+            ("RABBITMQ_MANAGEMENT_URL", "http://rabbitmq.internal:15672"),
+            ("RABBITMQ_AMQP_URL", "amqp://10.0.1.7:5672"),
+        ] {
+            let mut vars = COMPLETE.to_vec();
+            vars.retain(|(k, _)| *k != name);
+            vars.push((name, value));
+            let err = ProvisionerConfig::from(&env(&vars)).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains("clear text"), "{err}");
+            assert!(err.contains("RABBITMQ_ALLOW_PLAINTEXT"), "{err}");
+            vars.push(("RABBITMQ_ALLOW_PLAINTEXT", "true"));
+            ProvisionerConfig::from(&env(&vars)).unwrap();
+        }
+        // TLS anywhere, plaintext on this machine only.
+        let mut vars = COMPLETE.to_vec();
+        vars.retain(|(k, _)| !k.starts_with("RABBITMQ_") || *k == "RABBITMQ_ADMIN_SECRET_ID");
+        vars.push(("RABBITMQ_MANAGEMENT_URL", "https://mq.example.com:15671"));
+        vars.push(("RABBITMQ_AMQP_URL", "amqp://localhost:5672"));
+        ProvisionerConfig::from(&env(&vars)).unwrap();
+        vars.push(("RABBITMQ_ALLOW_PLAINTEXT", "maybe"));
+        let err = ProvisionerConfig::from(&env(&vars)).unwrap_err().to_string();
+        assert!(err.contains("RABBITMQ_ALLOW_PLAINTEXT"), "{err}");
+    }
+
+    #[test]
     fn a_missing_setting_is_named() {
         let err = ProvisionerConfig::from(&env(&[COMPLETE[0], COMPLETE[1], COMPLETE[3]])).unwrap_err();
         assert!(err.to_string().contains("RABBITMQ_ADMIN_SECRET_ID"), "{err}");
@@ -206,6 +299,15 @@ mod tests {
     }
 }
 
+/// `USER_POOL_ID`: the Cognito user pool of who should have a tenant (reconcile, teardown's
+/// guard).
+pub fn user_pool_id<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<String, ConfigError> {
+    env.required(
+        "USER_POOL_ID",
+        "the Cognito user pool id, e.g. eu-west-1_AbCdEf123",
+    )
+}
+
 /// What reconcile needs besides the provisioner's settings.
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
@@ -229,10 +331,7 @@ impl ReconcileConfig {
             })?,
         };
         Ok(Self {
-            user_pool_id: env.required(
-                "USER_POOL_ID",
-                "the Cognito user pool id, e.g. eu-west-1_AbCdEf123",
-            )?,
+            user_pool_id: user_pool_id(env)?,
             max_removals,
         })
     }
@@ -246,6 +345,9 @@ pub struct MailgunConfig {
     pub signing_key_secret_id: String,
     /// `ALERT_TOPIC_ARN`: the SNS topic alerts go to.
     pub alert_topic_arn: String,
+    /// `MAILGUN_DEDUP_TABLE`: the DynamoDB table of webhook deliveries (key `token`, TTL
+    /// attribute `expires_at`) that makes alerts exactly-once across containers.
+    pub dedup_table: String,
 }
 
 impl MailgunConfig {
@@ -267,9 +369,14 @@ impl MailgunConfig {
                 ),
             });
         }
+        let dedup_table = env.required(
+            "MAILGUN_DEDUP_TABLE",
+            "the DynamoDB table of webhook deliveries, key `token`, TTL attribute `expires_at`",
+        )?;
         Ok(Self {
             signing_key_secret_id,
             alert_topic_arn,
+            dedup_table,
         })
     }
 }

@@ -82,19 +82,28 @@ impl TenantCredentials {
         }
     }
 
-    /// Checks that stored credentials belong to `tenant`: a secret edited by hand, or written for
-    /// another tenant, must not be handed out.
-    pub fn check_belongs_to(&self, tenant: &TenantId) -> Result<(), String> {
-        if self.username != tenant.rabbitmq_user() {
-            return Err(format!("username is `{}`, expected `{tenant}`", self.username));
+    /// What in these (stored) credentials differs from `expected`, the credentials rebuilt from
+    /// the stored password; `None` when nothing does. Names fields, never values.
+    pub fn drift_from(&self, expected: &Self) -> Option<String> {
+        let mut fields = Vec::new();
+        if self.username != expected.username {
+            fields.push("username");
         }
-        if self.vhost != tenant.vhost() {
-            return Err(format!("vhost is `{}`, expected `{tenant}`", self.vhost));
+        if self.vhost != expected.vhost {
+            fields.push("vhost");
         }
-        if self.password.expose().is_empty() {
-            return Err("password is empty".into());
+        if self.password != expected.password {
+            fields.push("password (empty)");
         }
-        Ok(())
+        if self.amqp_uri != expected.amqp_uri {
+            fields.push("amqp_uri");
+        }
+        (!fields.is_empty()).then(|| {
+            format!(
+                "{} did not match the tenant, its stored password and the configured broker: rebuilt",
+                fields.join(", ")
+            )
+        })
     }
 }
 
@@ -155,6 +164,23 @@ mod tests {
         let json = serde_json::to_value(&creds).unwrap();
         assert_eq!(json["password"], "p4ss");
         assert_eq!(json["vhost"], tenant.as_str());
+    }
+
+    #[test]
+    fn drift_names_the_fields_never_the_values() {
+        let tenant = TenantId::parse("4f1c2b3a-9d8e-4f7a-8b6c-5d4e3f2a1b0c").unwrap();
+        let other = TenantId::parse("0a1c2b3a-9d8e-4f7a-8b6c-5d4e3f2a1b0c").unwrap();
+        let broker = Url::parse("amqps://mq.example.com:5671").unwrap();
+        let expected = TenantCredentials::new(&tenant, Password::new("p4ssw0rd-own"), &broker);
+        assert_eq!(expected.drift_from(&expected), None);
+        let mut edited = expected.clone();
+        edited.amqp_uri = TenantCredentials::new(&other, Password::new("n31ghb0ur"), &broker).amqp_uri;
+        let drift = edited.drift_from(&expected).unwrap();
+        assert!(drift.starts_with("amqp_uri did not match"), "{drift}");
+        assert!(
+            !drift.contains("n31ghb0ur") && !drift.contains("p4ssw0rd"),
+            "{drift}"
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum Step {
     Volume,
     /// The backend Deployment.
     Deployment,
+    /// Asking the user directory (Cognito) about the tenant's user.
+    Directory,
 }
 
 impl Step {
@@ -45,6 +47,7 @@ impl Step {
             Step::KubeSecret => "kube-secret",
             Step::Volume => "volume",
             Step::Deployment => "deployment",
+            Step::Directory => "directory",
         }
     }
 }
@@ -72,6 +75,14 @@ impl StepError {
     pub fn step(&self) -> Step {
         match self {
             StepError::TimedOut { step, .. } | StepError::Failed { step, .. } => *step,
+        }
+    }
+
+    /// A resource that is not the provisioner's stands in the way: no retry can help.
+    pub fn is_foreign(&self) -> bool {
+        match self {
+            StepError::Failed { source, .. } => crate::ports::Foreign::is_in(source.as_ref()),
+            StepError::TimedOut { .. } => false,
         }
     }
 }
@@ -112,13 +123,35 @@ impl Deadline {
         self.at.saturating_duration_since(Instant::now())
     }
 
-    /// Runs one step under the deadline and measures it.
-    pub async fn run<T, F>(&self, step: Step, work: F) -> Result<(T, StepTiming), StepError>
+    /// Runs one step under the deadline and measures it. A transient failure (see
+    /// [`crate::ports::Transient`]) is retried with jittered exponential backoff, honouring the
+    /// server's `Retry-After`, never past the deadline; anything else fails at once.
+    pub async fn run<T, F, Fut>(&self, step: Step, mut work: F) -> Result<(T, StepTiming), StepError>
     where
-        F: Future<Output = Result<T, PortError>>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, PortError>>,
     {
         let started = Instant::now();
-        let outcome = tokio::time::timeout_at(self.at, work).await;
+        let retrying = async {
+            let mut attempt = 0;
+            loop {
+                let error = match work().await {
+                    Ok(value) => return Ok(value),
+                    Err(e) => e,
+                };
+                let Some(retry_after) = crate::ports::Transient::of(&error) else {
+                    return Err(error);
+                };
+                attempt += 1;
+                let wait = backoff(attempt, retry_after);
+                if attempt >= MAX_ATTEMPTS || Instant::now() + wait >= self.at {
+                    return Err(error);
+                }
+                tracing::debug!(step = %step, attempt, wait_ms = wait.as_millis() as u64, error = %error, "transient failure, retrying");
+                tokio::time::sleep(wait).await;
+            }
+        };
+        let outcome = tokio::time::timeout_at(self.at, retrying).await;
         let elapsed = started.elapsed();
         let timing = StepTiming {
             step,
@@ -138,11 +171,24 @@ impl Deadline {
     }
 }
 
+/// Attempts of one step, the first included.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Full-jitter exponential backoff (50 ms doubling, at most 1 s), or the server's `Retry-After`
+/// when it asks for longer.
+fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let ceiling = Duration::from_millis(50 * (1u64 << attempt.min(5))).min(Duration::from_secs(1));
+    let jittered = ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+    retry_after.map_or(jittered, |r| r.max(jittered))
+}
+
 /// 2020-01-01T00:00:00Z in epoch milliseconds. A "deadline" before it is no epoch timestamp:
 /// cargo-lambda's emulator sends the function timeout (e.g. `600000`) in that header.
 const PLAUSIBLE_EPOCH_MS: u64 = 1_577_836_800_000;
 
-fn remaining_until(deadline_ms: u64) -> Option<Duration> {
+/// Time left until a Lambda deadline (epoch milliseconds); `None` for values that are no
+/// epoch deadline.
+pub fn remaining_until(deadline_ms: u64) -> Option<Duration> {
     if deadline_ms < PLAUSIBLE_EPOCH_MS {
         return None;
     }
@@ -187,9 +233,55 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_transient_failure_is_retried_and_a_permanent_one_is_not() {
+        let d = Deadline::new(Duration::from_secs(5), None);
+        let mut calls = 0;
+        let (value, _) = d
+            .run(Step::User, || {
+                calls += 1;
+                let fail = calls < 3;
+                async move {
+                    if fail {
+                        Err(crate::ports::Transient::wrap("503 Service Unavailable", None))
+                    } else {
+                        Ok(calls)
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 3);
+        let mut calls = 0;
+        let err = d
+            .run(Step::User, || {
+                calls += 1;
+                async { Err::<(), PortError>("400 Bad Request".into()) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(calls, 1);
+        assert_eq!(err.to_string(), "step `user` failed: 400 Bad Request");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_before_the_deadline_with_the_last_error() {
+        let d = Deadline::new(Duration::from_millis(500), None);
+        let err = d
+            .run(Step::Vhost, || async {
+                Err::<(), PortError>(crate::ports::Transient::wrap(
+                    "429 Too Many Requests",
+                    Some(Duration::from_secs(2)),
+                ))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "step `vhost` failed: 429 Too Many Requests");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_slow_step_is_named_when_time_runs_out() {
         let d = Deadline::new(Duration::from_millis(50), None);
-        let slow = async {
+        let slow = || async {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok::<_, PortError>(())
         };

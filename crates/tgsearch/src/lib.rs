@@ -23,6 +23,7 @@ pub mod provision;
 pub mod reconcile;
 pub mod status;
 pub mod teardown;
+pub mod telemetry;
 pub mod tenant;
 
 #[cfg(test)]

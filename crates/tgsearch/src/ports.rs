@@ -1,21 +1,125 @@
-//! The capabilities provisioning needs, one small trait each. The domain logic is written
-//! against these; `adapters` implements them for Secrets Manager and RabbitMQ, and unit tests
-//! implement them in memory.
+//! The capabilities the domain logic needs, one small trait each. The domain is written against
+//! these; `adapters` implements them for Secrets Manager, RabbitMQ, Kubernetes, Cognito, SNS and
+//! DynamoDB, and unit tests implement them in memory.
+//!
+//! Ownership is the adapters' first duty: every `ensure_*` and `remove_*` acts only on what it
+//! can prove the provisioner wrote (the vhost's tag, the secret's tags, the Kubernetes labels, the
+//! README's rule for the RabbitMQ user). A same-named resource that is not provably ours is
+//! [`Foreign`]: never changed, never removed, reported.
 
 use std::future::Future;
 
-use crate::credentials::{Password, TenantCredentials};
+use crate::credentials::{Password, SecretUri, TenantCredentials};
 use crate::tenant::TenantId;
 
 /// Any adapter's error: the domain only wraps it with the step it happened in.
 pub type PortError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Whether a delete removed something or found it already gone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+/// An error a retry may fix (a reset connection, a 5xx, throttling, a 429): adapters wrap such
+/// errors in it, and [`crate::deadline::Deadline::run`] retries them while time is left.
+#[derive(Debug)]
+pub struct Transient {
+    pub source: PortError,
+    /// How long the server asked us to wait (`Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl Transient {
+    pub fn wrap(source: impl Into<PortError>, retry_after: Option<std::time::Duration>) -> PortError {
+        Box::new(Self {
+            source: source.into(),
+            retry_after,
+        })
+    }
+
+    /// `Some(retry_after)` when `error` is transient.
+    pub fn of(error: &PortError) -> Option<Option<std::time::Duration>> {
+        error.downcast_ref::<Transient>().map(|t| t.retry_after)
+    }
+}
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for Transient {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
+}
+
+/// What a removal did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Removed {
     Deleted,
     AlreadyAbsent,
+    /// Something of that name exists but is not provably ours: left alone (the reason).
+    LeftAlone(String),
+}
+
+/// What making one resource right did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Converged {
+    Created,
+    Unchanged,
+    /// It existed but differed from what it must be; now it is right (what differed).
+    Repaired(String),
+    /// It differs in a way the provisioner must not change on its own (a volume that would
+    /// shrink or change class): reported for a person, left as it is.
+    NeedsPerson(String),
+}
+
+impl Converged {
+    /// Created or repaired: something was written.
+    pub fn changed(&self) -> bool {
+        matches!(self, Converged::Created | Converged::Repaired(_))
+    }
+}
+
+/// A resource named like the tenant's that the provisioner cannot prove it wrote. Provisioning
+/// stops at it rather than adopt it; no retry changes that, a person must look.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("foreign {kind} `{name}` is in the way (left alone): {reason}")]
+pub struct Foreign {
+    pub kind: &'static str,
+    pub name: String,
+    pub reason: String,
+}
+
+impl Foreign {
+    /// `true` when `error` is (or wraps) a [`Foreign`].
+    pub fn is_in(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if e.is::<Foreign>() {
+                return true;
+            }
+            current = e.source();
+        }
+        false
+    }
+}
+
+/// A resource as found: absent, ours, or foreign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found<T> {
+    Absent,
+    Ours(T),
+    /// Named like the tenant's, not provably ours (why).
+    Foreign(String),
+}
+
+impl<T> Found<T> {
+    pub fn ours(self) -> Option<T> {
+        match self {
+            Found::Ours(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// The result of create-or-read: the credentials that are now stored, and whether this call
@@ -30,37 +134,59 @@ pub struct Stored {
 pub trait CredentialStore: Send + Sync {
     /// Stores `candidate` unless credentials for `tenant` exist; either way returns what is
     /// stored. The first writer wins, so retries and concurrent duplicates agree on a password.
+    /// An existing secret without the provisioner's tags is [`Foreign`].
     fn create_or_read(
         &self,
         tenant: &TenantId,
         candidate: &TenantCredentials,
     ) -> impl Future<Output = Result<Stored, PortError>> + Send;
 
+    /// The stored credentials, with their ownership.
     fn read(
         &self,
         tenant: &TenantId,
-    ) -> impl Future<Output = Result<Option<TenantCredentials>, PortError>> + Send;
+    ) -> impl Future<Output = Result<Found<TenantCredentials>, PortError>> + Send;
 
-    /// Removes the credentials for good (no recovery window, so the same `sub` can sign up again).
+    /// Replaces the stored credentials of an existing tenant secret of ours (a new version).
+    fn replace(
+        &self,
+        tenant: &TenantId,
+        credentials: &TenantCredentials,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Removes the credentials for good (no recovery window, so the same `sub` can sign up
+    /// again), when they are ours.
     fn remove(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
 }
 
 /// The tenant's share of the message broker: a vhost, a user, and the user's permission on it.
 pub trait TenantBroker: Send + Sync {
-    fn ensure_vhost(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The vhost `<sub>`, tagged `tgsearch`; an untagged one of that name is [`Foreign`].
+    fn ensure_vhost(&self, tenant: &TenantId) -> impl Future<Output = Result<Converged, PortError>> + Send;
 
+    /// The tag-less user `<sub>` with `password`; a user of that name that is not provably ours
+    /// is [`Foreign`].
     fn ensure_user(
         &self,
         tenant: &TenantId,
         password: &Password,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    ) -> impl Future<Output = Result<Converged, PortError>> + Send;
 
-    /// Grants the tenant's user full rights on the tenant's vhost, and on nothing else.
-    fn ensure_permission(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Full rights of the tenant's user on the tenant's vhost, and on nothing else.
+    fn ensure_permission(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Converged, PortError>> + Send;
 
+    /// Removes the tenant's user when provably ours (`stored`: the password on record, if any).
+    fn remove_user(
+        &self,
+        tenant: &TenantId,
+        stored: Option<&Password>,
+    ) -> impl Future<Output = Result<Removed, PortError>> + Send;
+
+    /// Removes the tenant's vhost (queues and all) when it carries the `tgsearch` tag.
     fn remove_vhost(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
-
-    fn remove_user(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
 }
 
 /// The tenant's backend on the cluster: its Secret, its data volume, its Deployment.
@@ -68,12 +194,20 @@ pub trait TenantBackend: Send + Sync {
     fn ensure_secret(
         &self,
         tenant: &TenantId,
-        amqp_uri: &crate::credentials::SecretUri,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+        amqp_uri: &SecretUri,
+    ) -> impl Future<Output = Result<Converged, PortError>> + Send;
 
-    fn ensure_volume(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Creates the volume when absent, grows it when the configured size grew; never shrinks it
+    /// or changes its class (that is [`Converged::NeedsPerson`]).
+    fn ensure_volume(&self, tenant: &TenantId) -> impl Future<Output = Result<Converged, PortError>> + Send;
 
-    fn ensure_deployment(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn ensure_deployment(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Converged, PortError>> + Send;
+
+    /// Restarts the backend's pod (after its credentials changed).
+    fn restart(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
 
     fn remove_deployment(&self, tenant: &TenantId)
     -> impl Future<Output = Result<Removed, PortError>> + Send;
@@ -96,6 +230,9 @@ pub struct DirectoryUser {
 /// Who exists (Cognito): the truth reconcile converges the tenants on.
 pub trait UserDirectory: Send + Sync {
     fn users(&self) -> impl Future<Output = Result<Vec<DirectoryUser>, PortError>> + Send;
+
+    /// One user by `sub`, asked right before anything of theirs is removed.
+    fn user(&self, sub: &str) -> impl Future<Output = Result<Option<DirectoryUser>, PortError>> + Send;
 }
 
 /// Where operators hear about problems that need a person.
@@ -105,4 +242,79 @@ pub trait AlertSink: Send + Sync {
         subject: &str,
         message: &serde_json::Value,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Where a webhook delivery stands, per signature token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// An invocation holds the token and is publishing its alert (until `lease_until`).
+    Pending,
+    /// The alert went out.
+    Sent,
+    /// The event needed no alert.
+    Ignored,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Ignored => "ignored",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryState::Pending),
+            "sent" => Some(DeliveryState::Sent),
+            "ignored" => Some(DeliveryState::Ignored),
+            _ => None,
+        }
+    }
+}
+
+/// What the ledger records of one token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub state: DeliveryState,
+    /// Digest of the event first seen with the token (a different one is a replay).
+    pub digest: String,
+    /// Who holds a pending claim (a random id per invocation).
+    pub owner: String,
+    /// Unix time until which a pending claim is held; after it, a retry may take over.
+    pub lease_until: u64,
+    /// Unix time after which the record may be forgotten (DynamoDB TTL).
+    pub expires_at: u64,
+}
+
+/// The outcome of a claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The token was new (or its pending claim had lapsed): the caller holds it now.
+    Claimed,
+    /// The token is recorded already, as this.
+    Existing(Delivery),
+}
+
+/// Durable memory of webhook deliveries, shared by every container: what makes alerts
+/// exactly-once and replays recognisable.
+pub trait DeliveryLedger: Send + Sync {
+    /// Records `entry` under `token` unless the token is recorded already (a lapsed pending
+    /// claim, `lease_until < now`, is taken over).
+    fn claim(
+        &self,
+        token: &str,
+        entry: &Delivery,
+        now: u64,
+    ) -> impl Future<Output = Result<Claim, PortError>> + Send;
+
+    fn get(&self, token: &str) -> impl Future<Output = Result<Option<Delivery>, PortError>> + Send;
+
+    /// Marks `owner`'s pending claim as sent.
+    fn mark_sent(&self, token: &str, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Gives `owner`'s pending claim up, so a retry can try again.
+    fn release(&self, token: &str, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send;
 }

@@ -12,13 +12,17 @@
 //!
 //! The secret is written first and is the one source of the password: a retry, or a duplicate
 //! running at the same time, reads the password the first writer stored, so every run converges
-//! on the same tenant. Every other step is an idempotent PUT.
+//! on the same tenant. Every step observes before it writes: it creates what is missing, repairs
+//! what drifted from the stored credentials and the template, leaves alone (and stops at) what
+//! is not provably ours, and reports per resource what it did. Reconcile runs the same code.
 
 use reqwest::Url;
 
 use crate::credentials::{TenantCredentials, generate_password};
 use crate::deadline::{Deadline, Step, StepError, StepTiming};
-use crate::ports::{CredentialStore, TenantBackend, TenantBroker};
+use crate::ports::{
+    Converged, CredentialStore, Foreign, Found, PortError, Stored, TenantBackend, TenantBroker,
+};
 use crate::tenant::TenantId;
 
 /// The clients provisioning works with, built once per container and passed in.
@@ -26,8 +30,17 @@ pub struct Provisioner<S, B, K> {
     pub store: S,
     pub broker: B,
     pub backend: K,
-    /// The broker address written into new tenants' `amqp_uri`.
+    /// The broker address written into tenants' `amqp_uri`.
     pub amqp_url: Url,
+}
+
+/// How the secret step starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretFirst {
+    /// Create, and read only when it exists: one call for a new tenant (post-confirmation).
+    Create,
+    /// Read, and create only when absent: one call for an existing tenant (reconcile).
+    Read,
 }
 
 /// What one provisioning did.
@@ -37,46 +50,136 @@ pub struct Provisioned {
     pub credentials: TenantCredentials,
     /// `true` when this run stored the credentials, `false` when it found them stored.
     pub created_secret: bool,
-    /// Per-step durations, in the order the steps finished.
+    /// Per-step durations, in dependency order.
     pub timings: Vec<StepTiming>,
+    /// What each step did to its resource, in dependency order.
+    pub changes: Vec<(Step, Converged)>,
+}
+
+impl Provisioned {
+    /// Steps that created or repaired something.
+    pub fn changed(&self) -> impl Iterator<Item = &(Step, Converged)> {
+        self.changes.iter().filter(|(_, c)| c.changed())
+    }
+
+    /// Steps that found something a person must look at.
+    pub fn needs_person(&self) -> impl Iterator<Item = &(Step, Converged)> {
+        self.changes
+            .iter()
+            .filter(|(_, c)| matches!(c, Converged::NeedsPerson(_)))
+    }
 }
 
 impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K> {
+    /// Provisions (or repairs) `tenant`; the secret is created first.
     pub async fn provision(&self, tenant: &TenantId, deadline: &Deadline) -> Result<Provisioned, StepError> {
+        self.converge(tenant, deadline, SecretFirst::Create).await
+    }
+
+    pub async fn converge(
+        &self,
+        tenant: &TenantId,
+        deadline: &Deadline,
+        first: SecretFirst,
+    ) -> Result<Provisioned, StepError> {
         let candidate = TenantCredentials::new(tenant, generate_password(), &self.amqp_url);
 
-        let vhost = deadline.run(Step::Vhost, self.broker.ensure_vhost(tenant));
-        let volume = deadline.run(Step::Volume, self.backend.ensure_volume(tenant));
+        let vhost = deadline.run(Step::Vhost, || self.broker.ensure_vhost(tenant));
+        let volume = deadline.run(Step::Volume, || self.backend.ensure_volume(tenant));
         let from_secret = async {
-            let (stored, secret) = deadline
-                .run(Step::Secret, self.store.create_or_read(tenant, &candidate))
+            let ((stored, secret), secret_t) = deadline
+                .run(Step::Secret, || self.settle_secret(tenant, &candidate, first))
                 .await?;
             let credentials = &stored.credentials;
-            let user = deadline.run(Step::User, self.broker.ensure_user(tenant, &credentials.password));
-            let kube_secret = deadline.run(
-                Step::KubeSecret,
-                self.backend.ensure_secret(tenant, &credentials.amqp_uri),
-            );
-            let (((), user), ((), kube_secret)) = tokio::try_join!(user, kube_secret)?;
-            Ok::<_, StepError>((stored, [secret, user, kube_secret]))
+            let user = deadline.run(Step::User, || {
+                self.broker.ensure_user(tenant, &credentials.password)
+            });
+            let kube_secret = deadline.run(Step::KubeSecret, || {
+                self.backend.ensure_secret(tenant, &credentials.amqp_uri)
+            });
+            let ((user, user_t), (kube_secret, kube_secret_t)) = tokio::try_join!(user, kube_secret)?;
+            Ok::<_, StepError>((
+                stored,
+                [(secret, secret_t), (user, user_t), (kube_secret, kube_secret_t)],
+            ))
         };
         // Fail fast: when one branch fails the others are dropped; whatever they did is
         // idempotent, and the next run converges.
-        let (((), vhost), ((), volume), (stored, [secret, user, kube_secret])) =
+        let ((vhost, vhost_t), (volume, volume_t), (stored, [secret, user, kube_secret])) =
             tokio::try_join!(vhost, volume, from_secret)?;
 
         // The Deployment names the Secret and the volume; the permission needs user and vhost.
-        let (((), permission), ((), deployment)) = tokio::try_join!(
-            deadline.run(Step::Permission, self.broker.ensure_permission(tenant)),
-            deadline.run(Step::Deployment, self.backend.ensure_deployment(tenant)),
+        let (permission, deployment) = tokio::try_join!(
+            deadline.run(Step::Permission, || self.broker.ensure_permission(tenant)),
+            deadline.run(Step::Deployment, || self.backend.ensure_deployment(tenant)),
         )?;
 
+        let steps = [
+            (Step::Secret, secret),
+            (Step::Vhost, (vhost, vhost_t)),
+            (Step::Volume, (volume, volume_t)),
+            (Step::User, user),
+            (Step::KubeSecret, kube_secret),
+            (Step::Permission, permission),
+            (Step::Deployment, deployment),
+        ];
         Ok(Provisioned {
             tenant: tenant.clone(),
             credentials: stored.credentials,
             created_secret: stored.created,
-            timings: vec![secret, vhost, volume, user, kube_secret, permission, deployment],
+            timings: steps.iter().map(|(_, (_, t))| *t).collect(),
+            changes: steps.into_iter().map(|(step, (c, _))| (step, c)).collect(),
         })
+    }
+
+    /// The stored credentials, created when absent, and repaired when they no longer say what
+    /// they must: the tenant's own user and vhost, and an `amqp_uri` rebuilt from the stored
+    /// password and the configured broker (so a hand-edited secret cannot point a tenant at
+    /// another tenant's credentials or another broker).
+    async fn settle_secret(
+        &self,
+        tenant: &TenantId,
+        candidate: &TenantCredentials,
+        first: SecretFirst,
+    ) -> Result<(Stored, Converged), PortError> {
+        let stored = match first {
+            SecretFirst::Create => self.store.create_or_read(tenant, candidate).await?,
+            SecretFirst::Read => match self.store.read(tenant).await? {
+                Found::Ours(credentials) => Stored {
+                    credentials,
+                    created: false,
+                },
+                Found::Absent => self.store.create_or_read(tenant, candidate).await?,
+                Found::Foreign(reason) => {
+                    return Err(Foreign {
+                        kind: "secret",
+                        name: tenant.to_string(),
+                        reason,
+                    }
+                    .into());
+                }
+            },
+        };
+        if stored.created {
+            return Ok((stored, Converged::Created));
+        }
+        let password = if stored.credentials.password.expose().is_empty() {
+            candidate.password.clone()
+        } else {
+            stored.credentials.password.clone()
+        };
+        let expected = TenantCredentials::new(tenant, password, &self.amqp_url);
+        let Some(drift) = stored.credentials.drift_from(&expected) else {
+            return Ok((stored, Converged::Unchanged));
+        };
+        self.store.replace(tenant, &expected).await?;
+        Ok((
+            Stored {
+                credentials: expected,
+                created: false,
+            },
+            Converged::Repaired(drift),
+        ))
     }
 }
 
@@ -85,8 +188,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::memory::{MemoryBackend, MemoryBroker, MemoryStore};
-    use crate::ports::Removed;
+    use crate::credentials::Password;
+    use crate::memory::{MemoryBackend, MemoryBroker, MemoryStore, MemoryUser};
 
     type Memory = Provisioner<MemoryStore, MemoryBroker, MemoryBackend>;
 
@@ -112,14 +215,17 @@ mod tests {
 
     fn assert_consistent(p: &Memory, t: &TenantId) {
         let stored = p.store.secrets.lock().unwrap()[t].clone();
-        assert_eq!(p.broker.users.lock().unwrap()[t.as_str()], stored.password);
-        assert!(p.broker.vhosts.lock().unwrap().contains(t.as_str()));
-        assert!(
-            p.broker
-                .permissions
-                .lock()
-                .unwrap()
-                .contains(&(t.to_string(), t.to_string()))
+        assert_eq!(
+            p.broker.users.lock().unwrap()[t.as_str()].password,
+            stored.password
+        );
+        assert_eq!(p.broker.vhosts.lock().unwrap().get(t.as_str()), Some(&true));
+        let permissions = p.broker.permissions.lock().unwrap();
+        assert!(permissions.contains(&(t.to_string(), t.to_string())));
+        assert_eq!(permissions.iter().filter(|(_, u)| u == t.as_str()).count(), 1);
+        assert_eq!(
+            p.backend.objects.lock().unwrap()[&format!("secret/{t}")].0,
+            stored.amqp_uri.expose()
         );
     }
 
@@ -129,17 +235,23 @@ mod tests {
         let done = p.provision(&tenant(), &deadline()).await.unwrap();
         assert!(done.created_secret);
         assert_eq!(done.timings.len(), 7);
+        assert!(
+            done.changes.iter().all(|(_, c)| *c == Converged::Created),
+            "{:?}",
+            done.changes
+        );
         assert_consistent(&p, &tenant());
     }
 
     #[tokio::test]
-    async fn a_repeated_event_keeps_the_first_password() {
+    async fn a_repeated_event_keeps_the_first_password_and_changes_nothing() {
         let p = provisioner();
         let first = p.provision(&tenant(), &deadline()).await.unwrap();
         for _ in 0..3 {
             let again = p.provision(&tenant(), &deadline()).await.unwrap();
             assert!(!again.created_secret);
             assert_eq!(again.credentials.password, first.credentials.password);
+            assert_eq!(again.changed().count(), 0, "{:?}", again.changes);
         }
         assert_consistent(&p, &tenant());
     }
@@ -188,20 +300,103 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn drift_is_repaired_and_reported_per_resource() {
+        let p = provisioner();
+        let t = tenant();
+        let first = p.provision(&t, &deadline()).await.unwrap();
+        // A password changed by hand, an extra permission, a hand-edited secret.
+        p.broker
+            .users
+            .lock()
+            .unwrap()
+            .get_mut(t.as_str())
+            .unwrap()
+            .password = Password::new("by-hand");
+        p.broker
+            .permissions
+            .lock()
+            .unwrap()
+            .insert(("another-vhost".into(), t.to_string()));
+        let neighbour = TenantId::parse("0d9e8f6a-1b2c-4d3e-8f4a-5b6c7d8e9f00").unwrap();
+        p.store.secrets.lock().unwrap().get_mut(&t).unwrap().amqp_uri =
+            TenantCredentials::new(&neighbour, Password::new("x"), &p.amqp_url).amqp_uri;
+        let again = p.converge(&t, &deadline(), SecretFirst::Read).await.unwrap();
+        let repaired: Vec<Step> = again.changed().map(|(s, _)| *s).collect();
+        assert_eq!(
+            repaired,
+            [Step::Secret, Step::User, Step::Permission],
+            "{:?}",
+            again.changes
+        );
+        assert_eq!(again.credentials.password, first.credentials.password);
+        assert_consistent(&p, &t);
+    }
+
+    #[tokio::test]
+    async fn what_is_not_ours_stops_provisioning_and_is_never_adopted() {
+        let p = provisioner();
+        let t = tenant();
+        p.broker.vhosts.lock().unwrap().insert(t.to_string(), false);
+        let err = p.provision(&t, &deadline()).await.unwrap_err();
+        assert_eq!(err.step(), Step::Vhost);
+        assert!(err.is_foreign(), "{err}");
+        assert!(!p.broker.vhosts.lock().unwrap()[t.as_str()], "never adopted");
+
+        let p = provisioner();
+        p.broker.users.lock().unwrap().insert(
+            t.to_string(),
+            MemoryUser {
+                password: Password::new("someone-elses"),
+                tags: vec![],
+            },
+        );
+        let err = p.provision(&t, &deadline()).await.unwrap_err();
+        assert_eq!(err.step(), Step::User);
+        assert!(err.is_foreign(), "{err}");
+        assert_eq!(
+            p.broker.users.lock().unwrap()[t.as_str()].password,
+            Password::new("someone-elses")
+        );
+    }
+
+    #[tokio::test]
     async fn teardown_removes_everything_and_is_idempotent() {
         let p = provisioner();
         p.provision(&tenant(), &deadline()).await.unwrap();
         let first = p.teardown(&tenant(), &deadline()).await.unwrap();
-        assert_eq!(
-            (first.vhost, first.user, first.secret),
-            (Removed::Deleted, Removed::Deleted, Removed::Deleted)
-        );
+        assert_eq!(first.deleted().len(), 6, "{first:?}");
         assert!(p.store.secrets.lock().unwrap().is_empty());
         assert!(p.broker.users.lock().unwrap().is_empty());
         assert!(p.broker.permissions.lock().unwrap().is_empty());
         assert!(p.backend.objects.lock().unwrap().is_empty());
-        assert_eq!(first.deployment, Removed::Deleted);
         let second = p.teardown(&tenant(), &deadline()).await.unwrap();
         assert!(second.was_already_gone());
+        assert_eq!(second.already_absent().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn teardown_leaves_foreign_resources_alone_and_says_so() {
+        let p = provisioner();
+        let t = tenant();
+        p.broker.vhosts.lock().unwrap().insert(t.to_string(), false);
+        p.broker.users.lock().unwrap().insert(
+            t.to_string(),
+            MemoryUser {
+                password: Password::new("someone-elses"),
+                tags: vec![],
+            },
+        );
+        p.backend
+            .objects
+            .lock()
+            .unwrap()
+            .insert(format!("volume/{t}"), (String::new(), false));
+        p.store.foreign.lock().unwrap().insert(t.clone());
+        let done = p.teardown(&t, &deadline()).await.unwrap();
+        let left: Vec<Step> = done.left_alone().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(left, [Step::Volume, Step::Vhost, Step::User, Step::Secret]);
+        assert_eq!(p.broker.vhosts.lock().unwrap().len(), 1);
+        assert_eq!(p.broker.users.lock().unwrap().len(), 1);
+        assert_eq!(p.backend.objects.lock().unwrap().len(), 1);
     }
 }

@@ -1,12 +1,16 @@
-//! `tgsearch status`: what exists of one tenant, in every system, without showing secrets.
+//! `tgsearch status`: what exists of one tenant, in every system, and whether it is what it
+//! must be, without showing secrets. Read only; the same checks decide readiness for the
+//! frontend and what reconcile will repair.
 
 use std::fmt;
 
-use crate::adapters::kubernetes::KubeError;
-use crate::adapters::rabbitmq::{Permission, RabbitMqError, User, Vhost};
+use crate::adapters::kubernetes::{KubeError, not_ours};
+use crate::adapters::rabbitmq::{Permission, RabbitMqError, User, user_not_ours};
 use crate::app::LiveProvisioner;
-use crate::backend::{AMQP_URI_KEY, CONTAINER};
-use crate::ports::{CredentialStore, PortError};
+use crate::backend::{self, AMQP_URI_KEY, CONTAINER, DATA_VOLUME, quantity_bytes};
+use crate::credentials::TenantCredentials;
+use crate::deadline::Step;
+use crate::ports::{Found, PortError};
 use crate::tenant::TenantId;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,15 +23,36 @@ pub enum StatusError {
     Kube(#[from] KubeError),
 }
 
+/// How one resource stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// There, and what it must be.
+    Ok,
+    Missing,
+    /// There, but not what it must be: provisioning or reconcile repairs it.
+    Drift,
+    /// There, different in a way the provisioner must not change on its own.
+    NeedsPerson,
+    /// Named like the tenant's, not provably the provisioner's: left alone.
+    Foreign,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ResourceStatus {
+    pub resource: Step,
+    pub name: String,
+    pub state: State,
+    /// What differs, or why it is foreign; empty when fine.
+    pub detail: String,
+}
+
 /// The tenant's Deployment, as far as an operator checks it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeploymentSummary {
-    pub name: String,
     pub image: String,
     pub replicas: i32,
     pub strategy: String,
-    /// `AMQP_URI` comes from the tenant's own Secret.
-    pub uses_tenant_secret: bool,
 }
 
 /// The tenant's secret, described without its password.
@@ -43,38 +68,66 @@ pub struct SecretSummary {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TenantStatus {
     pub sub: String,
+    /// Secret, vhost, user, permission, Kubernetes Secret, volume, Deployment, in that order.
+    pub resources: Vec<ResourceStatus>,
     pub secret: Option<SecretSummary>,
-    pub vhost: Option<Vhost>,
-    pub user_tags: Option<Vec<String>>,
-    /// Every permission the tenant's user holds (anything beyond its own vhost is a leak).
+    /// Every permission the tenant's user holds (anything beyond its own vhost is drift).
     pub permissions: Vec<Permission>,
-    /// The Kubernetes Secret, and whether its `AMQP_URI` is the one in Secrets Manager.
-    pub kube_secret: Option<bool>,
-    pub volume: Option<String>,
     pub deployment: Option<DeploymentSummary>,
 }
 
 impl TenantStatus {
-    /// Everything is there, and the user can reach its own vhost only.
+    /// Everything is there and what it must be: the tenant can connect.
     pub fn is_complete(&self) -> bool {
-        self.secret.is_some()
-            && self.vhost.is_some()
-            && self.user_tags.as_ref().is_some_and(|t| t.is_empty())
-            && self.permissions.len() == 1
-            && self.permissions[0].vhost == self.sub
-            && self.kube_secret == Some(true)
-            && self.volume.is_some()
-            && self.deployment.as_ref().is_some_and(|d| d.uses_tenant_secret)
+        self.resources.iter().all(|r| r.state == State::Ok)
     }
 
-    /// Nothing of the tenant exists.
+    /// Nothing of the tenant exists (foreign look-alikes aside).
     pub fn is_absent(&self) -> bool {
-        self.secret.is_none()
-            && self.vhost.is_none()
-            && self.user_tags.is_none()
-            && self.kube_secret.is_none()
-            && self.volume.is_none()
-            && self.deployment.is_none()
+        self.resources
+            .iter()
+            .all(|r| matches!(r.state, State::Missing | State::Foreign))
+    }
+
+    /// Its credentials are stored but the tenant is not complete yet: provisioning is under way
+    /// (or will be finished by the worker or reconcile).
+    pub fn is_provisioning(&self) -> bool {
+        !self.is_complete() && self.secret.is_some()
+    }
+
+    pub fn state_of(&self, resource: Step) -> State {
+        self.resources
+            .iter()
+            .find(|r| r.resource == resource)
+            .map_or(State::Missing, |r| r.state)
+    }
+}
+
+struct Check {
+    resource: Step,
+    name: String,
+}
+
+impl Check {
+    fn new(resource: Step, name: impl Into<String>) -> Self {
+        Self {
+            resource,
+            name: name.into(),
+        }
+    }
+    fn is(self, state: State, detail: impl Into<String>) -> ResourceStatus {
+        ResourceStatus {
+            resource: self.resource,
+            name: self.name,
+            state,
+            detail: detail.into(),
+        }
+    }
+    fn ok(self) -> ResourceStatus {
+        self.is(State::Ok, "")
+    }
+    fn missing(self) -> ResourceStatus {
+        self.is(State::Missing, "")
     }
 }
 
@@ -82,177 +135,302 @@ pub async fn tenant_status(
     provisioner: &LiveProvisioner,
     tenant: &TenantId,
 ) -> Result<TenantStatus, StatusError> {
-    let (secrets, rabbitmq) = (&provisioner.store, &provisioner.broker);
-    let (secret, vhost, user, permissions, kube) = tokio::join!(
+    use crate::ports::CredentialStore;
+    let (secrets, rabbitmq, kube) = (&provisioner.store, &provisioner.broker, &provisioner.backend);
+    let (stored, vhost, user, permissions, objects) = tokio::join!(
         secrets.read(tenant),
         rabbitmq.get_vhost(tenant.vhost()),
         rabbitmq.get_user(tenant.rabbitmq_user()),
         rabbitmq.user_permissions(tenant.rabbitmq_user()),
-        provisioner.backend.get(tenant),
+        kube.get_all(tenant),
     );
-    let stored = secret.map_err(StatusError::Secret)?;
-    let (kube_secret, volume, deployment) = kube?;
-    let kube_secret = kube_secret.map(|s| {
-        let uri = s
-            .data
-            .as_ref()
-            .and_then(|d| d.get(AMQP_URI_KEY))
-            .map(|b| b.0.as_slice());
-        uri.is_some() && uri == stored.as_ref().map(|c| c.amqp_uri.expose().as_bytes())
+    let stored = stored.map_err(StatusError::Secret)?;
+    let (vhost, user, permissions) = (vhost?, user?, permissions?);
+    let (kube_secret, volume, deployment) = objects?;
+    let settings = kube.settings();
+    let secret_name = secrets.tenant_secret_name(tenant);
+
+    // What the credentials must be: rebuilt from the stored password and the configured broker.
+    let expected = match &stored {
+        Found::Ours(c) if !c.password.expose().is_empty() => Some(TenantCredentials::new(
+            tenant,
+            c.password.clone(),
+            &provisioner.amqp_url,
+        )),
+        _ => None,
+    };
+    let mut resources = Vec::with_capacity(7);
+    let check = Check::new(Step::Secret, &secret_name);
+    resources.push(match &stored {
+        Found::Absent => check.missing(),
+        Found::Foreign(why) => check.is(State::Foreign, why),
+        Found::Ours(c) => match expected.as_ref().and_then(|e| c.drift_from(e)) {
+            Some(drift) => check.is(State::Drift, drift),
+            None if expected.is_none() => check.is(State::Drift, "its password is empty"),
+            None => check.ok(),
+        },
     });
-    let volume = volume.and_then(|v| v.metadata.name);
-    let deployment = deployment.map(|d| {
-        let secret_name = crate::backend::secret_name(tenant);
-        let spec = d.spec.unwrap_or_default();
-        let container = spec
-            .template
-            .spec
-            .unwrap_or_default()
-            .containers
-            .into_iter()
-            .find(|c| c.name == CONTAINER)
-            .unwrap_or_default();
-        let uses_tenant_secret = container.env.iter().flatten().any(|e| {
-            e.name == AMQP_URI_KEY
-                && e.value_from
-                    .as_ref()
-                    .and_then(|v| v.secret_key_ref.as_ref())
-                    .is_some_and(|r| r.name == secret_name && r.key == AMQP_URI_KEY)
-        });
-        DeploymentSummary {
-            name: d.metadata.name.unwrap_or_default(),
-            image: container.image.unwrap_or_default(),
-            replicas: spec.replicas.unwrap_or(1),
-            strategy: spec.strategy.and_then(|s| s.type_).unwrap_or_default(),
-            uses_tenant_secret,
-        }
+    let tagged = vhost.as_ref().is_some_and(|v| v.is_tenant_vhost());
+    let check = Check::new(Step::Vhost, tenant.vhost());
+    resources.push(match &vhost {
+        None => check.missing(),
+        Some(_) if !tagged => check.is(State::Foreign, "it has no `tgsearch` tag"),
+        Some(_) => check.ok(),
     });
-    let secret = stored.map(|c| {
-        let mut broker = reqwest::Url::parse(c.amqp_uri.expose())
-            .map(|mut u| {
-                let _ = u.set_username("");
-                let _ = u.set_password(None);
-                u.set_path("");
-                u.to_string()
-            })
-            .unwrap_or_else(|_| "<unparseable amqp_uri>".into());
-        if broker.ends_with('/') {
-            broker.pop();
-        }
-        SecretSummary {
-            name: secrets.tenant_secret_name(tenant),
+    resources.push(user_status(
+        tenant,
+        user.as_ref(),
+        expected.as_ref(),
+        tagged,
+        &permissions,
+    ));
+    resources.push(permission_status(tenant, user.is_some(), &permissions));
+    let check = Check::new(Step::KubeSecret, backend::secret_name(tenant));
+    resources.push(match &kube_secret {
+        None => check.missing(),
+        Some(s) => match not_ours(&s.metadata, tenant) {
+            Some(why) => check.is(State::Foreign, why),
+            None => {
+                let uri = s.data.as_ref().and_then(|d| d.get(AMQP_URI_KEY));
+                match (&expected, uri) {
+                    (Some(e), Some(uri)) if uri.0 == e.amqp_uri.expose().as_bytes() => check.ok(),
+                    (None, _) => check.is(State::Drift, "no stored credentials to compare it with"),
+                    _ => check.is(State::Drift, "its AMQP_URI differs from the stored credentials"),
+                }
+            }
+        },
+    });
+    let check = Check::new(Step::Volume, backend::volume_name(tenant));
+    resources.push(match &volume {
+        None => check.missing(),
+        Some(v) => match not_ours(&v.metadata, tenant) {
+            Some(why) => check.is(State::Foreign, why),
+            None => {
+                let spec = v.spec.clone().unwrap_or_default();
+                let size = spec
+                    .resources
+                    .and_then(|r| r.requests)
+                    .and_then(|r| r.get("storage").map(|q| q.0.clone()))
+                    .unwrap_or_default();
+                let class = spec.storage_class_name.unwrap_or_else(|| "<default>".into());
+                let mut person = Vec::new();
+                if let Some(wanted) = &settings.storage_class
+                    && *wanted != class
+                {
+                    person.push(format!(
+                        "class is `{class}`, BACKEND_STORAGE_CLASS says `{wanted}`"
+                    ));
+                }
+                let (have, want) = (quantity_bytes(&size), quantity_bytes(&settings.storage_size));
+                if have > want {
+                    person.push(format!(
+                        "holds {size}, more than BACKEND_STORAGE_SIZE {}: volumes never shrink",
+                        settings.storage_size
+                    ));
+                }
+                if !person.is_empty() {
+                    check.is(State::NeedsPerson, person.join("; "))
+                } else if have < want {
+                    check.is(
+                        State::Drift,
+                        format!("{size}, will grow to {}", settings.storage_size),
+                    )
+                } else {
+                    check.is(State::Ok, format!("{size}, class {class}"))
+                }
+            }
+        },
+    });
+    let check = Check::new(Step::Deployment, backend::deployment_name(tenant));
+    let mut summary = None;
+    resources.push(match &deployment {
+        None => check.missing(),
+        Some(d) => match not_ours(&d.metadata, tenant) {
+            Some(why) => check.is(State::Foreign, why),
+            None => {
+                let spec = d.spec.clone().unwrap_or_default();
+                let pod = spec.template.spec.clone().unwrap_or_default();
+                let container = pod
+                    .containers
+                    .iter()
+                    .find(|c| c.name == CONTAINER)
+                    .cloned()
+                    .unwrap_or_default();
+                let image = container.image.clone().unwrap_or_default();
+                let uses_secret = container.env.iter().flatten().any(|e| {
+                    e.name == AMQP_URI_KEY
+                        && e.value_from
+                            .as_ref()
+                            .and_then(|v| v.secret_key_ref.as_ref())
+                            .is_some_and(|r| r.name == backend::secret_name(tenant) && r.key == AMQP_URI_KEY)
+                });
+                let uses_volume = pod.volumes.iter().flatten().any(|v| {
+                    v.name == DATA_VOLUME
+                        && v.persistent_volume_claim
+                            .as_ref()
+                            .is_some_and(|c| c.claim_name == backend::volume_name(tenant))
+                });
+                let mut drift = Vec::new();
+                if !uses_secret {
+                    drift.push("AMQP_URI does not come from the tenant's Secret".to_owned());
+                }
+                if !uses_volume {
+                    drift.push("the data volume is not the tenant's claim".to_owned());
+                }
+                if image != settings.image {
+                    drift.push(format!(
+                        "image `{image}`, BACKEND_IMAGE says `{}`",
+                        settings.image
+                    ));
+                }
+                summary = Some(DeploymentSummary {
+                    image,
+                    replicas: spec.replicas.unwrap_or(1),
+                    strategy: spec.strategy.and_then(|s| s.type_).unwrap_or_default(),
+                });
+                if drift.is_empty() {
+                    check.ok()
+                } else {
+                    check.is(State::Drift, drift.join("; "))
+                }
+            }
+        },
+    });
+
+    let secret = match stored {
+        Found::Ours(c) => Some(SecretSummary {
+            name: secret_name,
+            broker: broker_of(&c),
             username: c.username,
             vhost: c.vhost,
-            broker,
-        }
-    });
+        }),
+        _ => None,
+    };
     Ok(TenantStatus {
         sub: tenant.to_string(),
+        resources,
         secret,
-        vhost: vhost?,
-        user_tags: user?.map(|u: User| u.tags),
-        permissions: permissions?,
-        kube_secret,
-        volume,
-        deployment,
+        permissions,
+        deployment: summary,
     })
 }
 
-fn mark(present: bool) -> &'static str {
-    if present { "✓" } else { "✗" }
+fn user_status(
+    tenant: &TenantId,
+    user: Option<&User>,
+    expected: Option<&TenantCredentials>,
+    own_vhost_tagged: bool,
+    permissions: &[Permission],
+) -> ResourceStatus {
+    let check = Check::new(Step::User, tenant.rabbitmq_user());
+    let Some(user) = user else {
+        return check.missing();
+    };
+    let stored = expected.map(|e| &e.password);
+    if let Some(why) = user_not_ours(user, stored, own_vhost_tagged, permissions) {
+        return check.is(State::Foreign, why);
+    }
+    match stored {
+        Some(p) if user.has_password(p) => check.ok(),
+        _ => check.is(State::Drift, "its password does not match the stored secret"),
+    }
+}
+
+fn permission_status(tenant: &TenantId, user_exists: bool, permissions: &[Permission]) -> ResourceStatus {
+    let check = Check::new(
+        Step::Permission,
+        format!("{} on {}", tenant.rabbitmq_user(), tenant.vhost()),
+    );
+    if !user_exists {
+        return check.missing();
+    }
+    let own = permissions.iter().find(|p| p.vhost == tenant.vhost());
+    let mut drift: Vec<String> = permissions
+        .iter()
+        .filter(|p| p.vhost != tenant.vhost())
+        .map(|p| format!("also has rights on vhost `{}`", p.vhost))
+        .collect();
+    match own {
+        None if drift.is_empty() => return check.missing(),
+        None => drift.insert(0, "no rights on its own vhost".into()),
+        Some(p) if !(p.configure == ".*" && p.write == ".*" && p.read == ".*") => drift.insert(
+            0,
+            format!(
+                "rights on its vhost are configure {:?} write {:?} read {:?}, not `.*`",
+                p.configure, p.write, p.read
+            ),
+        ),
+        Some(_) => {}
+    }
+    if drift.is_empty() {
+        check.ok()
+    } else {
+        check.is(State::Drift, drift.join("; "))
+    }
+}
+
+/// The broker part of `amqp_uri`, credentials and vhost removed.
+fn broker_of(c: &TenantCredentials) -> String {
+    let mut broker = reqwest::Url::parse(c.amqp_uri.expose())
+        .map(|mut u| {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_path("");
+            u.to_string()
+        })
+        .unwrap_or_else(|_| "<unparseable amqp_uri>".into());
+    if broker.ends_with('/') {
+        broker.pop();
+    }
+    broker
+}
+
+fn mark(state: State) -> &'static str {
+    match state {
+        State::Ok => "✓",
+        State::Missing => "✗",
+        State::Drift => "~",
+        State::NeedsPerson => "!",
+        State::Foreign => "?",
+    }
 }
 
 impl fmt::Display for TenantStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "tenant {}", self.sub)?;
-        match &self.secret {
-            Some(s) => writeln!(
-                f,
-                "  {} secret      {} (user {}, vhost {}, broker {})",
-                mark(true),
-                s.name,
-                s.username,
-                s.vhost,
-                s.broker
-            )?,
-            None => writeln!(f, "  {} secret      missing", mark(false))?,
-        }
-        match &self.vhost {
-            Some(v) => writeln!(
-                f,
-                "  {} vhost       {} (description {:?}, tags {})",
-                mark(true),
-                v.name,
-                v.description,
-                v.tags.join(",")
-            )?,
-            None => writeln!(f, "  {} vhost       missing", mark(false))?,
-        }
-        match &self.user_tags {
-            Some(tags) if tags.is_empty() => writeln!(
-                f,
-                "  {} user        {} (no tags: AMQP only)",
-                mark(true),
-                self.sub
-            )?,
-            Some(tags) => writeln!(
-                f,
-                "  {} user        {} has tags {} (expected none)",
-                mark(false),
-                self.sub,
-                tags.join(",")
-            )?,
-            None => writeln!(f, "  {} user        missing", mark(false))?,
-        }
-        if self.permissions.is_empty() {
-            writeln!(f, "  {} permission  none", mark(false))?;
-        }
-        let secret_name = format!("backend-{}", self.sub);
-        match self.kube_secret {
-            Some(true) => writeln!(
-                f,
-                "  {} k8s secret  {secret_name} (AMQP_URI matches Secrets Manager)",
-                mark(true)
-            )?,
-            Some(false) => writeln!(
-                f,
-                "  {} k8s secret  {secret_name} (AMQP_URI differs from Secrets Manager)",
-                mark(false)
-            )?,
-            None => writeln!(f, "  {} k8s secret  missing", mark(false))?,
-        }
-        match &self.volume {
-            Some(name) => writeln!(f, "  {} volume      {name}", mark(true))?,
-            None => writeln!(f, "  {} volume      missing", mark(false))?,
-        }
-        match &self.deployment {
-            Some(d) => writeln!(
-                f,
-                "  {} deployment  {} (image {}, {} replica, {}, AMQP_URI {})",
-                mark(d.uses_tenant_secret),
-                d.name,
-                d.image,
-                d.replicas,
-                d.strategy,
-                if d.uses_tenant_secret {
-                    "from the tenant's Secret"
-                } else {
-                    "NOT from the tenant's Secret"
-                }
-            )?,
-            None => writeln!(f, "  {} deployment  missing", mark(false))?,
-        }
-        for p in &self.permissions {
-            let own = p.vhost == self.sub;
+        for r in &self.resources {
+            let state = match r.state {
+                State::Ok => String::new(),
+                State::Missing => " missing".into(),
+                State::Drift => " DRIFT (repaired by provisioning or reconcile):".into(),
+                State::NeedsPerson => " NEEDS A PERSON:".into(),
+                State::Foreign => " foreign, left alone:".into(),
+            };
+            let detail = if r.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", r.detail)
+            };
             writeln!(
                 f,
-                "  {} permission  vhost {} configure {:?} write {:?} read {:?}{}",
-                mark(own),
-                p.vhost,
-                p.configure,
-                p.write,
-                p.read,
-                if own { "" } else { " (not the tenant's vhost!)" }
+                "  {} {:<11} {}{state}{detail}",
+                mark(r.state),
+                r.resource.as_str(),
+                r.name
+            )?;
+        }
+        if let Some(s) = &self.secret {
+            writeln!(
+                f,
+                "    credentials: user {}, vhost {}, broker {}",
+                s.username, s.vhost, s.broker
+            )?;
+        }
+        if let Some(d) = &self.deployment {
+            writeln!(
+                f,
+                "    deployment: image {}, {} replica, {}",
+                d.image, d.replicas, d.strategy
             )?;
         }
         Ok(())

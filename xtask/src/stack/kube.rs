@@ -6,9 +6,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use testkit::stack::{self, CLUSTER_NAME, KUBE_PORT, NAMESPACE, REGION};
+use testkit::stack::{
+    self, CLUSTER_NAME, KUBE_ADMIN_ACCESS_KEY_ID, KUBE_ADMIN_SECRET_ACCESS_KEY, KUBE_ADMIN_USER, KUBE_PORT,
+    NAMESPACE, REGION,
+};
 
-use super::{target_dir, with_env};
+use super::{target_dir, with_env, workspace_root};
 use crate::procs::{self, port_open};
 
 /// Starts the Kubernetes API stand-in unless it runs. Returns `true` when it started (with a
@@ -36,8 +39,17 @@ pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str)) -> Result<boo
             CLUSTER_NAME,
         ])
         .arg("--dir")
-        .arg(dir.join("kube"));
+        .arg(dir.join("kube"))
+        // The provisioner's Role, as an operator applies it; the stack's AWS credentials are
+        // the stand-in's default identity, in the group that Role is bound to.
+        .arg("--rbac")
+        .arg(workspace_root().join("manifests/cluster/provisioner-rbac.yaml"));
     with_env(&mut standin);
+    // kubectl's own credential pair, a cluster admin (passed in the environment, not argv).
+    standin.env(
+        "KUBE_STANDIN_IDENTITIES",
+        format!("{KUBE_ADMIN_ACCESS_KEY_ID}:{KUBE_ADMIN_SECRET_ACCESS_KEY}:{KUBE_ADMIN_USER}|system:masters"),
+    );
     procs::spawn(dir, "kube", &mut standin)?;
     procs::wait_for(dir, "kube", Duration::from_secs(30), || {
         port_open(KUBE_PORT) && stack::kube_ca_file().exists()
@@ -46,7 +58,8 @@ pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str)) -> Result<boo
 }
 
 /// A kubeconfig for plain kubectl, whose user runs `tgsearch eks-token` exactly as an EKS
-/// kubeconfig runs `aws eks get-token`.
+/// kubeconfig runs `aws eks get-token`, with an admin credential pair of its own (a
+/// `system:masters` user on the stand-in), not the stack's.
 pub(super) fn write_kubeconfig() -> Result<()> {
     let tgsearch = target_dir().join("debug/tgsearch");
     let kubeconfig = format!(
@@ -71,6 +84,11 @@ users:
       apiVersion: client.authentication.k8s.io/v1
       command: {tgsearch}
       args: [eks-token, --cluster-name, {CLUSTER_NAME}, --region, {REGION}]
+      env:
+      - name: AWS_ACCESS_KEY_ID
+        value: {KUBE_ADMIN_ACCESS_KEY_ID}
+      - name: AWS_SECRET_ACCESS_KEY
+        value: {KUBE_ADMIN_SECRET_ACCESS_KEY}
       interactiveMode: Never
 ",
         ca = stack::kube_ca_file().display(),

@@ -62,8 +62,10 @@ pub(super) async fn ensure_user_pool(aws: &aws_config::SdkConfig) -> Result<bool
     Ok(changed)
 }
 
-/// The alert topic and a Mailgun signing key, in moto (which forgets them when it restarts).
+/// The alert topic, a Mailgun signing key and the webhook's delivery ledger table, in moto
+/// (which forgets them when it restarts).
 pub(super) async fn ensure_alerting(aws: &aws_config::SdkConfig) -> Result<()> {
+    ensure_dedup_table(aws).await?;
     use tgsearch::credentials::generate_password;
     let sns = aws_sdk_sns::Client::new(aws);
     sns.create_topic().name(stack::ALERT_TOPIC).send().await?;
@@ -77,5 +79,62 @@ pub(super) async fn ensure_alerting(aws: &aws_config::SdkConfig) -> Result<()> {
             r#"{"signing_key"}"#,
         )
         .await?;
+    Ok(())
+}
+
+/// The mailgun-webhook's delivery ledger, as `template.yml` defines it: key `token`, TTL on
+/// `expires_at`, on-demand.
+async fn ensure_dedup_table(aws: &aws_config::SdkConfig) -> Result<()> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TimeToLiveSpecification,
+    };
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let created = dynamodb
+        .create_table()
+        .table_name(stack::DEDUP_TABLE)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("token")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("token")
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => anyhow::bail!(
+            "creating the stack's DynamoDB table: {}",
+            aws_sdk_dynamodb::error::DisplayErrorContext(e)
+        ),
+    }
+    let ttl = dynamodb
+        .update_time_to_live()
+        .table_name(stack::DEDUP_TABLE)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("expires_at")
+                .enabled(true)
+                .build()?,
+        )
+        .send()
+        .await;
+    // Asking twice is refused ("TimeToLive is already enabled"): fine.
+    if let Err(e) = ttl {
+        let text = aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string();
+        if !text.contains("already") {
+            anyhow::bail!("enabling TTL on the stack's DynamoDB table: {text}");
+        }
+    }
     Ok(())
 }

@@ -14,6 +14,7 @@ const VENVS: &[(&str, &str, &str)] = &[
     ("venv", "xtask/stack-requirements.txt", "moto_server"),
     ("venv-awscli", "xtask/awscli-requirements.txt", "aws"),
     ("venv-k8s-lint", "xtask/k8s-lint-requirements.txt", "checkov"),
+    ("venv-sam", "xtask/sam-requirements.txt", "sam"),
 ];
 
 pub(super) fn ensure_venvs(dir: &Path, say: &impl Fn(&str)) -> Result<()> {

@@ -119,7 +119,8 @@ impl Rig {
             .read(tenant)
             .await
             .unwrap()
-            .unwrap_or_else(|| panic!("tenant {tenant} has no stored credentials"));
+            .ours()
+            .unwrap_or_else(|| panic!("tenant {tenant} has no stored credentials of ours"));
         assert!(
             creds
                 .amqp_uri

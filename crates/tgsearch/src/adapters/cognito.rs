@@ -28,7 +28,46 @@ impl CognitoDirectory {
     }
 }
 
+fn directory_user(user: &aws_sdk_cognitoidentityprovider::types::UserType) -> Option<DirectoryUser> {
+    let sub = user
+        .attributes()
+        .iter()
+        .find(|a| a.name() == "sub")
+        .and_then(|a| a.value())
+        .or(user.username())?;
+    Some(DirectoryUser {
+        sub: sub.to_owned(),
+        confirmed: matches!(
+            user.user_status(),
+            Some(UserStatusType::Confirmed | UserStatusType::ExternalProvider)
+        ),
+        enabled: user.enabled(),
+    })
+}
+
 impl UserDirectory for CognitoDirectory {
+    async fn user(&self, sub: &str) -> Result<Option<DirectoryUser>, PortError> {
+        // ListUsers' filter language: a quoted string, `"` and `\` escaped.
+        let quoted = sub.replace('\\', "\\\\").replace('"', "\\\"");
+        let page = self
+            .client
+            .list_users()
+            .user_pool_id(&self.pool_id)
+            .filter(format!("sub = \"{quoted}\""))
+            .limit(2)
+            .send()
+            .await
+            .map_err(|e| CognitoError {
+                pool: self.pool_id.clone(),
+                message: DisplayErrorContext(&e).to_string(),
+            })?;
+        Ok(page
+            .users()
+            .iter()
+            .filter_map(directory_user)
+            .find(|u| u.sub == sub))
+    }
+
     async fn users(&self) -> Result<Vec<DirectoryUser>, PortError> {
         let mut users = Vec::new();
         let mut pages = self
@@ -43,23 +82,7 @@ impl UserDirectory for CognitoDirectory {
                 pool: self.pool_id.clone(),
                 message: DisplayErrorContext(&e).to_string(),
             })?;
-            for user in page.users() {
-                let sub = user
-                    .attributes()
-                    .iter()
-                    .find(|a| a.name() == "sub")
-                    .and_then(|a| a.value())
-                    .or(user.username());
-                let Some(sub) = sub else { continue };
-                users.push(DirectoryUser {
-                    sub: sub.to_owned(),
-                    confirmed: matches!(
-                        user.user_status(),
-                        Some(UserStatusType::Confirmed | UserStatusType::ExternalProvider)
-                    ),
-                    enabled: user.enabled(),
-                });
-            }
+            users.extend(page.users().iter().filter_map(directory_user));
         }
         Ok(users)
     }

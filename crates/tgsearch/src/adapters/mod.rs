@@ -1,6 +1,7 @@
 //! One module per external system, each implementing the ports it serves.
 
 pub mod cognito;
+pub mod dynamodb;
 pub mod kubernetes;
 pub mod rabbitmq;
 pub mod secrets_manager;

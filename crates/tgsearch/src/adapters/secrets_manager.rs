@@ -7,7 +7,7 @@ use aws_sdk_secretsmanager::types::Tag;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::credentials::TenantCredentials;
-use crate::ports::{CredentialStore, PortError, Removed, Stored};
+use crate::ports::{CredentialStore, Foreign, Found, PortError, Removed, Stored};
 use crate::tenant::TenantId;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,8 @@ pub enum SecretsError {
         secret: String,
         /// The SDK's error with its whole context (code, message, request id).
         message: String,
+        /// A retry may succeed (timeout, throttling, a server error).
+        transient: bool,
         #[source]
         source: PortError,
     },
@@ -29,8 +31,6 @@ pub enum SecretsError {
     /// secret itself.
     #[error("secret `{secret}` is not the expected JSON {expected}")]
     Malformed { secret: String, expected: &'static str },
-    #[error("secret `{secret}` does not belong to this tenant: {reason}")]
-    WrongTenant { secret: String, reason: String },
     #[error(
         "secret `{secret}` is scheduled for deletion; restore it (`aws secretsmanager restore-secret`) or delete it for good before this tenant can be provisioned again"
     )]
@@ -43,13 +43,47 @@ fn api_error<E>(
     err: aws_sdk_secretsmanager::error::SdkError<E>,
 ) -> SecretsError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
     SecretsError::Api {
         operation,
         secret: secret.to_owned(),
         message: DisplayErrorContext(&err).to_string(),
+        transient: sdk_transient(&err),
         source: Box::new(err),
+    }
+}
+
+/// Whether an AWS SDK failure may pass on retry (after the SDK's own retries): no answer, a
+/// timeout, throttling, a server error.
+pub fn sdk_transient<E: ProvideErrorMetadata>(err: &aws_sdk_secretsmanager::error::SdkError<E>) -> bool {
+    use aws_sdk_secretsmanager::error::SdkError;
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(s) => {
+            s.raw().status().as_u16() >= 500
+                || matches!(
+                    s.err().code(),
+                    Some(
+                        "ThrottlingException"
+                            | "Throttling"
+                            | "TooManyRequestsException"
+                            | "RequestLimitExceeded"
+                            | "InternalServiceError"
+                            | "ServiceUnavailable"
+                    )
+                )
+        }
+        _ => false,
+    }
+}
+
+/// As the ports want it: transient failures marked so that the step retries them.
+fn port(e: SecretsError) -> PortError {
+    if matches!(e, SecretsError::Api { transient: true, .. }) {
+        crate::ports::Transient::wrap(e, None)
+    } else {
+        e.into()
     }
 }
 
@@ -133,6 +167,24 @@ impl SecretsManager {
         tags: &[(&str, &str)],
         expected: &'static str,
     ) -> Result<(T, bool), SecretsError> {
+        if self.create_json(name, value, description, tags).await? {
+            return Ok((value.clone(), true));
+        }
+        // Another invocation (a retry, or a concurrent duplicate) won: use its value.
+        match self.read_json(name, expected).await? {
+            Some(stored) => Ok((stored, false)),
+            None => Err(SecretsError::NotFound { secret: name.into() }),
+        }
+    }
+
+    /// Creates `name` with `value`; `false` when it exists already.
+    pub async fn create_json<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        description: &str,
+        tags: &[(&str, &str)],
+    ) -> Result<bool, SecretsError> {
         let body = serde_json::to_string(value).expect("secret values serialize to JSON");
         let mut request = self
             .client
@@ -144,16 +196,12 @@ impl SecretsManager {
             request = request.tags(Tag::builder().key(*key).value(*value).build());
         }
         match request.send().await {
-            Ok(_) => Ok((value.clone(), true)),
+            Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_exists_exception()) =>
             {
-                // Another invocation (a retry, or a concurrent duplicate) won: use its value.
-                match self.read_json(name, expected).await? {
-                    Some(stored) => Ok((stored, false)),
-                    None => Err(SecretsError::NotFound { secret: name.into() }),
-                }
+                Ok(false)
             }
             Err(e) if is_scheduled_for_deletion(e.code(), e.message()) => {
                 Err(SecretsError::ScheduledForDeletion { secret: name.into() })
@@ -162,20 +210,46 @@ impl SecretsManager {
         }
     }
 
-    /// Deletes a secret at once, without the recovery window.
-    pub async fn force_delete(&self, name: &str) -> Result<Removed, SecretsError> {
-        // A forced delete of a missing secret may succeed without a word, so ask first: the
-        // report must say whether something was there.
+    /// The tags of secret `name`; `None` when it does not exist.
+    pub async fn tags(&self, name: &str) -> Result<Option<Vec<(String, String)>>, SecretsError> {
         match self.client.describe_secret().secret_id(name).send().await {
-            Ok(_) => {}
+            Ok(out) => Ok(Some(
+                out.tags()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().to_owned(),
+                            t.value().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect(),
+            )),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) =>
             {
-                return Ok(Removed::AlreadyAbsent);
+                Ok(None)
             }
-            Err(e) => return Err(api_error("DescribeSecret", name, e)),
+            Err(e) => Err(api_error("DescribeSecret", name, e)),
         }
+    }
+
+    /// Stores `value` as the new current version of the existing secret `name`.
+    pub async fn put_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), SecretsError> {
+        let body = serde_json::to_string(value).expect("secret values serialize to JSON");
+        self.client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(body)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| api_error("PutSecretValue", name, e))
+    }
+
+    /// Deletes a secret at once, without the recovery window. Callers check it exists (and is
+    /// theirs) first: a forced delete of a missing secret may succeed without a word.
+    pub async fn force_delete(&self, name: &str) -> Result<Removed, SecretsError> {
         match self
             .client
             .delete_secret()
@@ -195,8 +269,11 @@ impl SecretsManager {
         }
     }
 
-    /// Names of all tenant secrets (for reconcile and status), following pagination.
-    pub async fn list_names_with_prefix(&self, prefix: &str) -> Result<Vec<String>, SecretsError> {
+    /// Names of all secrets under `prefix` with their tags (for reconcile), following pagination.
+    pub async fn list_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<(String, String)>)>, SecretsError> {
         let mut names = Vec::new();
         let mut pages = self
             .client
@@ -214,9 +291,20 @@ impl SecretsManager {
             names.extend(
                 page.secret_list()
                     .iter()
-                    .filter_map(|s| s.name())
-                    .filter(|n| n.starts_with(prefix))
-                    .map(String::from),
+                    .filter(|s| s.name().is_some_and(|n| n.starts_with(prefix)))
+                    .map(|s| {
+                        let tags = s
+                            .tags()
+                            .iter()
+                            .map(|t| {
+                                (
+                                    t.key().unwrap_or_default().to_owned(),
+                                    t.value().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect();
+                        (s.name().unwrap_or_default().to_owned(), tags)
+                    }),
             );
         }
         Ok(names)
@@ -231,6 +319,20 @@ fn is_scheduled_for_deletion(code: Option<&str>, message: Option<&str>) -> bool 
 }
 
 const TENANT_SECRET_SHAPE: &str = r#"{"username","password","vhost","amqp_uri"}"#;
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "tgsearch-provisioner");
+const TENANT_TAG: &str = "tgsearch.io/tenant";
+
+/// Why a tenant secret is not provably ours (`None`: it is): both tags must say so.
+pub fn foreign_reason(tenant: &TenantId, tags: &[(String, String)]) -> Option<String> {
+    let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    if tag(MANAGED_BY.0) != Some(MANAGED_BY.1) {
+        return Some(format!("no tag {}={}", MANAGED_BY.0, MANAGED_BY.1));
+    }
+    if tag(TENANT_TAG) != Some(tenant.as_str()) {
+        return Some(format!("its tag {TENANT_TAG} does not name this tenant"));
+    }
+    None
+}
 
 impl CredentialStore for SecretsManager {
     async fn create_or_read(
@@ -239,30 +341,75 @@ impl CredentialStore for SecretsManager {
         candidate: &TenantCredentials,
     ) -> Result<Stored, PortError> {
         let name = self.tenant_secret_name(tenant);
-        let (credentials, created) = self
-            .create_or_read_json::<TenantCredentials>(
+        let created = self
+            .create_json(
                 &name,
                 candidate,
                 "TGSearch tenant RabbitMQ credentials",
-                &[
-                    ("app.kubernetes.io/managed-by", "tgsearch-provisioner"),
-                    ("tgsearch.io/tenant", tenant.as_str()),
-                ],
-                TENANT_SECRET_SHAPE,
+                &[(MANAGED_BY.0, MANAGED_BY.1), (TENANT_TAG, tenant.as_str())],
             )
-            .await?;
-        credentials
-            .check_belongs_to(tenant)
-            .map_err(|reason| SecretsError::WrongTenant { secret: name, reason })?;
-        Ok(Stored { credentials, created })
+            .await
+            .map_err(port)?;
+        if created {
+            return Ok(Stored {
+                credentials: candidate.clone(),
+                created: true,
+            });
+        }
+        // A retry, a concurrent duplicate, or somebody else's secret of that name.
+        match self.read(tenant).await? {
+            Found::Ours(credentials) => Ok(Stored {
+                credentials,
+                created: false,
+            }),
+            Found::Foreign(reason) => Err(Foreign {
+                kind: "secret",
+                name,
+                reason,
+            }
+            .into()),
+            // Deleted between our create and our read: a retry settles it.
+            Found::Absent => Err(crate::ports::Transient::wrap(
+                SecretsError::NotFound { secret: name },
+                None,
+            )),
+        }
     }
 
-    async fn read(&self, tenant: &TenantId) -> Result<Option<TenantCredentials>, PortError> {
+    async fn read(&self, tenant: &TenantId) -> Result<Found<TenantCredentials>, PortError> {
         let name = self.tenant_secret_name(tenant);
-        Ok(self.read_json(&name, TENANT_SECRET_SHAPE).await?)
+        let (tags, value) = tokio::join!(
+            self.tags(&name),
+            self.read_json::<TenantCredentials>(&name, TENANT_SECRET_SHAPE)
+        );
+        let Some(tags) = tags.map_err(port)? else {
+            return Ok(Found::Absent);
+        };
+        if let Some(reason) = foreign_reason(tenant, &tags) {
+            return Ok(Found::Foreign(reason));
+        }
+        match value.map_err(port)? {
+            Some(credentials) => Ok(Found::Ours(credentials)),
+            // Deleted between the two calls.
+            None => Ok(Found::Absent),
+        }
+    }
+
+    async fn replace(&self, tenant: &TenantId, credentials: &TenantCredentials) -> Result<(), PortError> {
+        Ok(self
+            .put_json(&self.tenant_secret_name(tenant), credentials)
+            .await
+            .map_err(port)?)
     }
 
     async fn remove(&self, tenant: &TenantId) -> Result<Removed, PortError> {
-        Ok(self.force_delete(&self.tenant_secret_name(tenant)).await?)
+        let name = self.tenant_secret_name(tenant);
+        let Some(tags) = self.tags(&name).await.map_err(port)? else {
+            return Ok(Removed::AlreadyAbsent);
+        };
+        if let Some(reason) = foreign_reason(tenant, &tags) {
+            return Ok(Removed::LeftAlone(reason));
+        }
+        Ok(self.force_delete(&name).await.map_err(port)?)
     }
 }

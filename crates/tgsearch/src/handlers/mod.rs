@@ -40,6 +40,8 @@ pub enum HandlerError {
     Reconcile(#[from] crate::reconcile::ReconcileError),
     #[error("reconcile finished incompletely: {0}")]
     Incomplete(String),
+    #[error(transparent)]
+    Refused(#[from] crate::teardown::TeardownRefused),
 }
 
 impl From<HandlerError> for Diagnostic {
@@ -50,6 +52,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::Step(StepError::Failed { .. }) => "StepFailed",
             HandlerError::Reconcile(_) => "InventoryFailed",
             HandlerError::Incomplete(_) => "ReconcileIncomplete",
+            HandlerError::Refused(_) => "TeardownRefused",
         };
         Diagnostic {
             error_type: error_type.into(),

@@ -15,14 +15,29 @@ pub async fn handle<D: UserDirectory>(
     options: &Options,
     event: LambdaEvent<EventBridgeEvent>,
 ) -> Result<Report, HandlerError> {
-    let report = reconcile(provisioner, directory, options).await?;
+    // Work until the Lambda's deadline leaves just the time to report.
+    let mut options = options.clone();
+    if let Some(left) = crate::deadline::remaining_until(event.context.deadline) {
+        options.deadline = Some(tokio::time::Instant::now() + left);
+    }
+    let report = reconcile(provisioner, directory, &options).await?;
     info!(
         trigger = event.payload.id.as_deref().unwrap_or("direct"),
         provisioned = report.provisioned.len(),
+        repaired = report.repaired.len(),
+        needs_person = report.needs_person.len(),
         removed = report.removed.len(),
+        foreign = report.foreign.len(),
         failed = report.failed.len(),
+        left_for_next_run = report.left_for_next_run.len(),
         "reconciled"
     );
+    for change in &report.repaired {
+        info!(tenant = %change.sub, resource = %change.resource, detail = %change.detail, "drift repaired");
+    }
+    for foreign in &report.foreign {
+        info!(kind = %foreign.kind, name = %foreign.name, reason = %foreign.reason, "foreign resource left alone");
+    }
     if report.is_clean() {
         return Ok(report);
     }
@@ -31,9 +46,13 @@ pub async fn handle<D: UserDirectory>(
     for (sub, error) in &report.failed {
         warn!(tenant = %sub, error = %error, "tenant not reconciled");
     }
+    for change in &report.needs_person {
+        warn!(tenant = %change.sub, resource = %change.resource, detail = %change.detail, "needs a person");
+    }
     Err(HandlerError::Incomplete(format!(
-        "{} tenants failed{}; provisioned {}, removed {}",
+        "{} tenants failed, {} resources need a person{}; provisioned {}, removed {}",
         report.failed.len(),
+        report.needs_person.len(),
         report
             .refused_removals
             .as_deref()

@@ -1,42 +1,57 @@
-//! The teardown function: `{"sub": "<uuid>"}` in, a report of what was removed out.
+//! The teardown function: `{"sub": "<uuid>", "force": false}` in, a report of what was removed,
+//! what was already absent and what was left alone out.
+//!
+//! A tenant whose Cognito user still exists and is enabled is not removed (its data volume would
+//! go, and reconcile would re-create an empty tenant) unless `force` is set.
 
 use std::time::Duration;
 
 use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::{HandlerError, tenant_from};
 use crate::deadline::Deadline;
-use crate::ports::{CredentialStore, TenantBackend, TenantBroker};
+use crate::ports::{CredentialStore, TenantBackend, TenantBroker, UserDirectory};
 use crate::provision::Provisioner;
-use crate::teardown::TornDown;
+use crate::teardown::{TornDown, guard};
 
 /// The teardown payload.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TeardownRequest {
     pub sub: Option<String>,
+    /// Remove even while the user exists and is enabled.
+    #[serde(default)]
+    pub force: bool,
 }
 
-pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend>(
+pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, D: UserDirectory>(
     provisioner: &Provisioner<S, B, K>,
+    directory: &D,
     budget: Duration,
     event: LambdaEvent<TeardownRequest>,
 ) -> Result<TornDown, HandlerError> {
     let (payload, context) = event.into_parts();
     let tenant = tenant_from("sub", payload.sub.as_deref())?;
     let deadline = Deadline::new(budget, Some(context.deadline));
+    let user = deadline
+        .run(crate::deadline::Step::Directory, || {
+            directory.user(tenant.as_str())
+        })
+        .await?
+        .0;
+    guard(tenant.as_str(), user.as_ref(), payload.force)?;
+    if payload.force && user.as_ref().is_some_and(|u| u.enabled) {
+        warn!(tenant = %tenant, "forced teardown of a tenant whose user is enabled");
+    }
     match provisioner.teardown(&tenant, &deadline).await {
         Ok(done) => {
             info!(
                 tenant = %tenant,
-                deployment = ?done.deployment,
-                volume = ?done.volume,
-                kube_secret = ?done.kube_secret,
-                vhost = ?done.vhost,
-                user = ?done.user,
-                secret = ?done.secret,
+                removed = ?done.deleted(),
+                already_absent = ?done.already_absent(),
+                left_alone = ?done.left_alone(),
                 "tenant torn down"
             );
             Ok(done)
