@@ -78,6 +78,9 @@ enum StackAction {
     Down,
     /// Print `export NAME=value` lines: `eval "$(cargo xtask stack env)"`.
     Env,
+    /// The provisioning queue's event source (run by `stack up` in the background).
+    #[command(hide = true)]
+    Poll,
 }
 
 #[tokio::main]
@@ -105,6 +108,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Task::Stack {
             action: StackAction::Env,
         } => stack::print_env(),
+        Task::Stack {
+            action: StackAction::Poll,
+        } => stack::poller::run().await?,
         Task::Demo {
             story: Some(Story::Mailgun),
             ..

@@ -67,6 +67,18 @@ pub fn wait_for(dir: &Path, name: &str, timeout: Duration, mut ready: impl FnMut
     )
 }
 
+/// Whether the process recorded in `<dir>/<name>.pid` runs.
+pub fn is_running(dir: &Path, name: &str) -> bool {
+    let Ok(pid) = fs::read_to_string(pid_file(dir, name)) else {
+        return false;
+    };
+    Command::new("kill")
+        .args(["-0", pid.trim()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Stops the process group recorded in `<dir>/<name>.pid`. Returns whether one was running.
 pub fn stop(dir: &Path, name: &str) -> Result<bool> {
     let pid_path = pid_file(dir, name);

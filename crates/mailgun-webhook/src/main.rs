@@ -5,25 +5,24 @@ use lambda_http::{Error, run, service_fn, tracing};
 use tgsearch::adapters::dynamodb::DynamoLedger;
 use tgsearch::adapters::secrets_manager::SecretsManager;
 use tgsearch::adapters::sns::SnsAlerts;
-use tgsearch::app::load_aws_config;
+use tgsearch::app::{COLD_START_LIMIT, load_aws_config};
 use tgsearch::config::MailgunConfig;
 use tgsearch::handlers::mailgun_webhook::{WebhookContext, handle};
 use tgsearch::mailgun::load_signing_key;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    tgsearch::telemetry::init();
     let config = MailgunConfig::from_env()?;
     let aws = load_aws_config().await;
     let secrets = SecretsManager::from_aws(&aws, "");
-    let key = load_signing_key(&secrets, &config.signing_key_secret_id)
+    let id = &config.signing_key_secret_id;
+    let key = tokio::time::timeout(COLD_START_LIMIT, load_signing_key(&secrets, id))
         .await
-        .map_err(|e| {
-            format!(
-                "MAILGUN_SIGNING_KEY_SECRET_ID `{}`: {e}",
-                config.signing_key_secret_id
-            )
-        })
+        .map_err(|_| {
+            format!("MAILGUN_SIGNING_KEY_SECRET_ID `{id}`: Secrets Manager did not answer within the cold start's {COLD_START_LIMIT:?}")
+        })?
+        .map_err(|e| format!("MAILGUN_SIGNING_KEY_SECRET_ID `{id}`: {e}"))
         .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
     let ctx = WebhookContext::new(
         key,

@@ -10,7 +10,7 @@ use tgsearch::reconcile::Options;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    tgsearch::telemetry::init();
     let config = ProvisionerConfig::from_env()?;
     let reconcile = ReconcileConfig::from_env()?;
     let aws = load_aws_config().await;

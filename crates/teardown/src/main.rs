@@ -9,7 +9,7 @@ use tgsearch::handlers::teardown::handle;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    tgsearch::telemetry::init();
     let pool = user_pool_id(&Env::process())?;
     let app = AppContext::from_env()
         .await

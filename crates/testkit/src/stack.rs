@@ -42,6 +42,9 @@ pub const ADMIN_USER: &str = "tgsearch-admin";
 pub const MAILGUN_KEY_SECRET_ID: &str = "tgsearch/mailgun-signing-key";
 /// The alert topic (tests subscribe queues of their own to read what was alerted).
 pub const ALERT_TOPIC: &str = "tgsearch-alerts";
+/// The provisioning hand-off queue and its dead-letter queue (SQS).
+pub const PROVISION_QUEUE: &str = "tgsearch-provision";
+pub const PROVISION_DLQ: &str = "tgsearch-provision-dlq";
 /// The mailgun-webhook's delivery ledger (DynamoDB).
 pub const DEDUP_TABLE: &str = "tgsearch-mailgun-deliveries";
 /// moto's default account.
@@ -96,6 +99,11 @@ pub fn user_pool_file() -> PathBuf {
     dir().join("user-pool-id")
 }
 
+/// The URL of the provisioning queue in moto (written by `stack up`).
+pub fn provision_queue_file() -> PathBuf {
+    dir().join("provision-queue-url")
+}
+
 /// The stand-in's CA (written when it starts) and the kubeconfig `stack up` writes.
 pub fn kube_ca_file() -> PathBuf {
     dir().join("kube/ca.pem")
@@ -123,6 +131,13 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         ("BACKEND_STORAGE_CLASS", "gp3".into()),
         ("MAILGUN_SIGNING_KEY_SECRET_ID", MAILGUN_KEY_SECRET_ID.into()),
         ("MAILGUN_DEDUP_TABLE", DEDUP_TABLE.into()),
+        (
+            "PROVISION_QUEUE_URL",
+            std::fs::read_to_string(provision_queue_file())
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        ),
         (
             "ALERT_TOPIC_ARN",
             format!("arn:aws:sns:{REGION}:{ACCOUNT}:{ALERT_TOPIC}"),

@@ -380,3 +380,34 @@ impl MailgunConfig {
         })
     }
 }
+
+/// How post-confirmation hands over what it cannot finish in time.
+#[derive(Debug, Clone)]
+pub struct HandOffConfig {
+    /// `PROVISION_QUEUE_URL`: the SQS queue the provisioning worker reads.
+    pub queue_url: String,
+    /// `PROVISION_SYNC_MS`: how long post-confirmation provisions before it hands the rest to the
+    /// queue (default 700 ms, so Cognito's answer stays well under a second).
+    pub sync: Duration,
+}
+
+/// Default of `PROVISION_SYNC_MS`.
+pub const DEFAULT_PROVISION_SYNC_MS: u64 = 700;
+
+impl HandOffConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&Env::process())
+    }
+
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let queue_url = env.required(
+            "PROVISION_QUEUE_URL",
+            "the SQS queue of the provisioning worker, e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/tgsearch-provision",
+        )?;
+        parse_url("PROVISION_QUEUE_URL", &queue_url, &["https", "http"])?;
+        Ok(Self {
+            queue_url,
+            sync: env.millis_or("PROVISION_SYNC_MS", DEFAULT_PROVISION_SYNC_MS)?,
+        })
+    }
+}

@@ -35,6 +35,8 @@ pub enum Step {
     Deployment,
     /// Asking the user directory (Cognito) about the tenant's user.
     Directory,
+    /// Handing an unfinished provisioning to the queue.
+    HandOff,
 }
 
 impl Step {
@@ -48,6 +50,7 @@ impl Step {
             Step::Volume => "volume",
             Step::Deployment => "deployment",
             Step::Directory => "directory",
+            Step::HandOff => "hand-off",
         }
     }
 }

@@ -217,6 +217,20 @@ pub trait TenantBackend: Send + Sync {
     fn remove_secret(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
 }
 
+/// Where a provisioning that cannot finish inside Cognito's 5 s is handed over, to be finished
+/// in the background by the provisioning worker (a durable queue).
+pub trait ProvisionQueue: Send + Sync {
+    fn hand_off(&self, tenant: &TenantId, reason: &str)
+    -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Lets a message that failed come back after `delay` (backoff between attempts).
+    fn retry_later(
+        &self,
+        receipt: &str,
+        delay: std::time::Duration,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
 /// A user as the user directory knows them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirectoryUser {

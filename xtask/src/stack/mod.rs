@@ -15,11 +15,18 @@ mod cluster;
 mod kube;
 mod lambda;
 mod moto;
+pub mod poller;
 mod rabbitmq;
 mod venvs;
 
 /// The functions the emulator serves, built before it starts so the first invoke is fast.
-pub const FUNCTIONS: &[&str] = &["post-confirmation", "teardown", "reconcile", "mailgun-webhook"];
+pub const FUNCTIONS: &[&str] = &[
+    "post-confirmation",
+    "teardown",
+    "reconcile",
+    "mailgun-webhook",
+    "provision-worker",
+];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -86,11 +93,16 @@ pub async fn up_with(quiet: bool, emulator: bool, cluster: bool) -> Result<Stack
     say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
     let pool_changed = moto::ensure_user_pool(&aws).await?;
     moto::ensure_alerting(&aws).await?;
+    let queue_changed = moto::ensure_provision_queue(&aws).await?;
     // The Lambdas hold the cluster CA in their environment: a new stand-in means new Lambdas.
     if emulator {
-        lambda::ensure_lambda_emulator(&dir, &say, kube_fresh || pool_changed)?;
-    } else if procs::stop(&dir, "lambda")? {
-        say("stopped the stack's Lambda emulator: run your own `cargo lambda watch`");
+        lambda::ensure_lambda_emulator(&dir, &say, kube_fresh || pool_changed || queue_changed)?;
+        poller::ensure_poller(&dir, &say)?;
+    } else {
+        if procs::stop(&dir, "lambda")? {
+            say("stopped the stack's Lambda emulator: run your own `cargo lambda watch`");
+        }
+        procs::stop(&dir, "poller")?;
     }
     say(&format!("up; state and logs in {}", dir.display()));
     Ok(stack)
@@ -101,7 +113,7 @@ pub fn down() -> Result<()> {
     if cluster::stop(&dir)? {
         eprintln!("stack: stopped the RabbitMQ cluster");
     }
-    for name in ["lambda", "kube", "moto", "rabbitmq"] {
+    for name in ["poller", "lambda", "kube", "moto", "rabbitmq"] {
         if procs::stop(&dir, name)? {
             eprintln!("stack: stopped {name}");
         }

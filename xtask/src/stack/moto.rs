@@ -138,3 +138,39 @@ async fn ensure_dedup_table(aws: &aws_config::SdkConfig) -> Result<()> {
     }
     Ok(())
 }
+
+/// The provisioning hand-off queue and its dead-letter queue, as `template.yml` defines them
+/// (a message goes to the dead-letter queue after 10 receives). Returns whether its URL changed.
+pub(super) async fn ensure_provision_queue(aws: &aws_config::SdkConfig) -> Result<bool> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let dlq = sqs
+        .create_queue()
+        .queue_name(stack::PROVISION_DLQ)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await?;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(dlq.queue_url().context("moto's queue without URL")?)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .context("moto's queue without ARN")?;
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "10"});
+    let queue = sqs
+        .create_queue()
+        .queue_name(stack::PROVISION_QUEUE)
+        .attributes(QueueAttributeName::VisibilityTimeout, "60")
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await?;
+    let url = queue.queue_url().context("moto's queue without URL")?;
+    let changed = fs::read_to_string(stack::provision_queue_file()).ok().as_deref() != Some(url);
+    if changed {
+        fs::write(stack::provision_queue_file(), url)?;
+    }
+    Ok(changed)
+}

@@ -516,23 +516,20 @@ impl TenantBackend for KubeBackend {
     }
 
     async fn remove_deployment(&self, tenant: &TenantId) -> Result<Removed, PortError> {
-        Ok(self
-            .delete::<Deployment>("Deployment", &backend::deployment_name(tenant), tenant)
+        self.delete::<Deployment>("Deployment", &backend::deployment_name(tenant), tenant)
             .await
-            .map_err(port)?)
+            .map_err(port)
     }
 
     async fn remove_volume(&self, tenant: &TenantId) -> Result<Removed, PortError> {
-        Ok(self
-            .delete::<PersistentVolumeClaim>("PersistentVolumeClaim", &backend::volume_name(tenant), tenant)
+        self.delete::<PersistentVolumeClaim>("PersistentVolumeClaim", &backend::volume_name(tenant), tenant)
             .await
-            .map_err(port)?)
+            .map_err(port)
     }
 
     async fn remove_secret(&self, tenant: &TenantId) -> Result<Removed, PortError> {
-        Ok(self
-            .delete::<Secret>("Secret", &backend::secret_name(tenant), tenant)
+        self.delete::<Secret>("Secret", &backend::secret_name(tenant), tenant)
             .await
-            .map_err(port)?)
+            .map_err(port)
     }
 }

@@ -6,3 +6,4 @@ pub mod kubernetes;
 pub mod rabbitmq;
 pub mod secrets_manager;
 pub mod sns;
+pub mod sqs;

@@ -548,7 +548,7 @@ impl crate::ports::TenantBroker for ManagementClient {
         if let Some(why) = user_not_ours(&user, stored, tagged, &permissions) {
             return Ok(Removed::LeftAlone(why));
         }
-        Ok(self.delete_user(tenant.rabbitmq_user()).await.map_err(port)?)
+        self.delete_user(tenant.rabbitmq_user()).await.map_err(port)
     }
 
     async fn remove_vhost(&self, tenant: &TenantId) -> Result<Removed, PortError> {

@@ -396,10 +396,9 @@ impl CredentialStore for SecretsManager {
     }
 
     async fn replace(&self, tenant: &TenantId, credentials: &TenantCredentials) -> Result<(), PortError> {
-        Ok(self
-            .put_json(&self.tenant_secret_name(tenant), credentials)
+        self.put_json(&self.tenant_secret_name(tenant), credentials)
             .await
-            .map_err(port)?)
+            .map_err(port)
     }
 
     async fn remove(&self, tenant: &TenantId) -> Result<Removed, PortError> {
@@ -410,6 +409,6 @@ impl CredentialStore for SecretsManager {
         if let Some(reason) = foreign_reason(tenant, &tags) {
             return Ok(Removed::LeftAlone(reason));
         }
-        Ok(self.force_delete(&name).await.map_err(port)?)
+        self.force_delete(&name).await.map_err(port)
     }
 }

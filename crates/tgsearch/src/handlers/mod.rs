@@ -3,6 +3,7 @@
 
 pub mod mailgun_webhook;
 pub mod post_confirmation;
+pub mod provision_worker;
 pub mod reconcile;
 pub mod teardown;
 

@@ -8,11 +8,12 @@ use aws_lambda_events::event::cognito::{
 };
 use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::{EventError, HandlerError, tenant_from};
-use crate::deadline::Deadline;
-use crate::ports::{CredentialStore, TenantBackend, TenantBroker};
+use crate::app::ColdStart;
+use crate::deadline::{Deadline, Step};
+use crate::ports::{CredentialStore, ProvisionQueue, TenantBackend, TenantBroker};
 use crate::provision::Provisioner;
 use crate::tenant::TenantId;
 
@@ -42,23 +43,49 @@ pub fn parse(raw: &serde_json::Value) -> Result<PostConfirmationEvent, EventErro
     })
 }
 
+/// What the trigger works with, built once per container.
+pub struct PostConfirmation<'a, S, B, K, Q> {
+    pub provisioner: &'a Provisioner<S, B, K>,
+    pub queue: &'a Q,
+    /// `PROVISION_BUDGET_MS`: the most one invocation may take.
+    pub budget: Duration,
+    /// `PROVISION_SYNC_MS`: how long to provision before handing the rest to the queue.
+    pub sync: Duration,
+    pub cold_start: &'a ColdStart,
+}
+
+/// Time kept for the hand-off itself (one SQS SendMessage) after the synchronous attempt.
+pub const HAND_OFF_RESERVE: Duration = Duration::from_millis(500);
+
 /// Provisions the user's tenant and hands the event back unchanged, as Cognito requires.
+///
+/// It provisions synchronously while `sync` allows; what does not finish in time, or fails in a
+/// way a retry can fix (the broker slow or briefly down), is handed to the provisioning worker
+/// through the queue, and Cognito gets its answer: the secret is written first, so the password
+/// is fixed whoever finishes. Only what can never succeed later fails the trigger: a malformed
+/// event, a foreign resource in the way, or a hand-off that itself fails.
 ///
 /// The event is read as raw JSON and parsed into its typed form for validation; the raw JSON is
 /// what goes back, so not even an absent optional field (`clientMetadata`) is added to it.
-pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend>(
-    provisioner: &Provisioner<S, B, K>,
-    budget: Duration,
+pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, Q: ProvisionQueue>(
+    ctx: &PostConfirmation<'_, S, B, K, Q>,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, HandlerError> {
     let (payload, context) = event.into_parts();
+    // The first invocation of a process also pays for its cold start.
+    let budget = ctx.cold_start.budget(ctx.budget);
     let Some(tenant) = tenant_of(&parse(&payload)?)? else {
         info!("password reset confirmed: nothing to provision");
         return Ok(payload);
     };
     let deadline = Deadline::new(budget, Some(context.deadline));
+    let sync = Deadline::new(
+        ctx.sync
+            .min(deadline.remaining().saturating_sub(HAND_OFF_RESERVE)),
+        None,
+    );
     let started = std::time::Instant::now();
-    match provisioner.provision(&tenant, &deadline).await {
+    let e = match ctx.provisioner.provision(&tenant, &sync).await {
         Ok(done) => {
             let steps: Vec<String> = done
                 .timings
@@ -72,15 +99,39 @@ pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend>(
                 steps = %steps.join(","),
                 "tenant provisioned"
             );
-            Ok(payload)
+            for (step, detail) in done.needs_person() {
+                warn!(tenant = %tenant, resource = %step, detail = ?detail, "needs a person");
+            }
+            return Ok(payload);
         }
-        Err(e) => {
-            error!(
+        Err(e) => e,
+    };
+    if e.is_foreign() {
+        error!(tenant = %tenant, step = %e.step(), error = %e, "provisioning refused: a foreign resource is in the way");
+        return Err(e.into());
+    }
+    let reason = e.to_string();
+    match deadline
+        .run(Step::HandOff, || ctx.queue.hand_off(&tenant, &reason))
+        .await
+    {
+        Ok(_) => {
+            info!(
                 tenant = %tenant,
                 step = %e.step(),
                 ms = started.elapsed().as_millis() as u64,
+                reason = %reason,
+                "handed off to the provisioning worker"
+            );
+            Ok(payload)
+        }
+        Err(handoff) => {
+            error!(
+                tenant = %tenant,
+                step = %e.step(),
                 error = %e,
-                "provisioning failed; a retry of the same event converges"
+                handoff = %handoff,
+                "provisioning failed and could not be handed off; a retry of the same event converges"
             );
             Err(e.into())
         }

@@ -1,0 +1,119 @@
+//! The provisioning worker: finishes, from the hand-off queue, the tenants post-confirmation
+//! could not finish inside Cognito's 5 s. The same idempotent provisioning code; each message
+//! under its own deadline; failures reported per message (partial batch failure), each coming
+//! back after an exponential backoff; after the queue's maximum receives a message goes to the
+//! dead-letter queue, whose alarm calls a person. Reconcile remains the last safety net.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::StreamExt;
+use lambda_runtime::LambdaEvent;
+use tracing::{error, info, warn};
+
+use super::HandlerError;
+use crate::adapters::sqs::HandOff;
+use crate::deadline::Deadline;
+use crate::ports::{CredentialStore, ProvisionQueue, TenantBackend, TenantBroker};
+use crate::provision::Provisioner;
+use crate::tenant::TenantId;
+
+/// What the worker works with, built once per container.
+pub struct Worker<'a, S, B, K, Q> {
+    pub provisioner: &'a Provisioner<S, B, K>,
+    pub queue: &'a Q,
+    /// The most one tenant may take (`PROVISION_BUDGET_MS`), Lambda deadline permitting.
+    pub budget: Duration,
+}
+
+/// Messages handled at once: a batch is small, and the broker is what is protected (the event
+/// source's maximum concurrency bounds the workers).
+const AT_ONCE: usize = 5;
+
+/// When a failed message comes back: 10 s doubling with each receive, at most 15 minutes,
+/// jittered so that a burst does not come back as one.
+pub fn backoff(receive_count: u32) -> Duration {
+    let base = Duration::from_secs(10 * (1u64 << receive_count.saturating_sub(1).min(7)));
+    base.min(Duration::from_secs(900))
+        .mul_f64(0.75 + rand::random::<f64>() / 2.0)
+}
+
+pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, Q: ProvisionQueue>(
+    ctx: &Worker<'_, S, B, K, Q>,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, HandlerError> {
+    let (event, context) = event.into_parts();
+    let lambda_deadline = context.deadline;
+    let outcomes: Vec<(SqsMessage, Result<(), String>)> = futures::stream::iter(event.records)
+        .map(|record| async move {
+            let outcome = process(ctx, &record, lambda_deadline).await;
+            (record, outcome)
+        })
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    for (record, outcome) in outcomes {
+        let Err(why) = outcome else { continue };
+        let Some(id) = record.message_id.clone() else {
+            error!(error = %why, "a failed message without an id cannot be reported");
+            continue;
+        };
+        let receives: u32 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        if let Some(receipt) = &record.receipt_handle {
+            let delay = backoff(receives);
+            if let Err(e) = ctx.queue.retry_later(receipt, delay).await {
+                warn!(message = %id, error = %e, "could not set the backoff; the queue's visibility timeout applies");
+            }
+        }
+        warn!(message = %id, receives, error = %why, "not provisioned; the message comes back after a backoff");
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
+    }
+    Ok(response)
+}
+
+async fn process<S: CredentialStore, B: TenantBroker, K: TenantBackend, Q: ProvisionQueue>(
+    ctx: &Worker<'_, S, B, K, Q>,
+    record: &SqsMessage,
+    lambda_deadline: u64,
+) -> Result<(), String> {
+    // A malformed message can never succeed: it fails until it reaches the dead-letter queue,
+    // where a person sees it (its body is not logged: it is not ours to trust).
+    let message: HandOff = serde_json::from_str(record.body.as_deref().unwrap_or(""))
+        .map_err(|_| "the message is not a hand-off (JSON with `sub`)".to_owned())?;
+    let tenant = TenantId::parse(&message.sub).map_err(|e| format!("field `sub`: {e}"))?;
+    let deadline = Deadline::new(ctx.budget, Some(lambda_deadline));
+    match ctx.provisioner.provision(&tenant, &deadline).await {
+        Ok(done) => {
+            let changed: Vec<String> = done.changed().map(|(step, _)| step.to_string()).collect();
+            info!(
+                tenant = %tenant,
+                handed_off_because = %message.reason,
+                created = %changed.join(","),
+                "provisioned by the worker"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_each_receive_and_stays_bounded() {
+        let first = backoff(1);
+        assert!(first >= Duration::from_millis(7_500) && first <= Duration::from_millis(12_500));
+        let later = backoff(4);
+        assert!(later >= Duration::from_secs(60), "{later:?}");
+        assert!(backoff(40) <= Duration::from_millis(900 * 1250));
+    }
+}
