@@ -1,15 +1,17 @@
 //! Broker node loss: each node of the stack's 3-node RabbitMQ cluster (`cargo xtask stack up
 //! --cluster`, HAProxy in front) in turn is stopped during a burst of signups through the real
-//! `post-confirmation` binary, and started again after it. Every signup completes before its deadline or fails with a clear
-//! error naming the step, and converges when retried; after the node returns, every tenant is
-//! complete and logs in over AMQP on every node's own port with its stored credentials.
+//! `post-confirmation` binary, and started again after it. Every signup is answered before its
+//! deadline: done, handed to the provisioning worker, or a clear error naming the step. Once the
+//! node is back, the real `provision-worker` finishes the hand-offs (from a queue of the test's
+//! own), failed signups converge when retried, and every tenant is complete and logs in over
+//! AMQP on every node's own port with its stored credentials.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use testkit::cluster::{Cluster, Node};
-use testkit::faults::{POST_CONFIRMATION_TIMEOUT, check_clear_error};
+use testkit::faults::{HandOffQueue, POST_CONFIRMATION_TIMEOUT, check_clear_error};
 use testkit::runtime::{Answer, COGNITO_LIMIT, Function, stack_env};
 use testkit::stack::{self, Stack};
 use testkit::{amqp, events, fresh_tenant};
@@ -130,8 +132,12 @@ async fn a_node_lost_during_a_burst_of_signups_leaves_every_tenant_working_on_ev
     let stack = Stack::require();
     let cluster = cluster(&stack);
     let app = stack.app().await;
+    // Hand-offs go to a queue of this test's own, delivered to the worker below.
+    let queue = HandOffQueue::create(&stack).await;
+    let mut env = stack_env(&stack);
+    env.insert("PROVISION_QUEUE_URL".into(), queue.url.clone());
     let functions: Vec<Arc<Function>> = (0..INSTANCES)
-        .map(|_| Arc::new(Function::new("post-confirmation", stack_env(&stack))))
+        .map(|_| Arc::new(Function::new("post-confirmation", env.clone())))
         .collect();
 
     // Each node in turn is lost during a burst of its own, and returns after it.
@@ -140,8 +146,9 @@ async fn a_node_lost_during_a_burst_of_signups_leaves_every_tenant_working_on_ev
         let round = burst_losing(&functions, lost).await;
         let failed = round.iter().filter(|(_, v)| !matches!(v, Ok(true))).count();
         eprintln!(
-            "{} signups, {failed} failed while node {} was lost",
+            "{} signups, {failed} failed and {} were handed off while node {} was lost",
             round.len(),
+            queue.all().await.len(),
             lost.name
         );
         results.extend(round);
@@ -154,9 +161,22 @@ async fn a_node_lost_during_a_burst_of_signups_leaves_every_tenant_working_on_ev
         .map(|(t, _)| t)
         .collect();
 
+    // The worker finishes what was handed off, as the queue's event source would deliver it.
+    let worker = Function::new("provision-worker", env.clone());
+    let mut not_converged = Vec::new();
+    let handed = queue.all().await;
+    for chunk in handed.chunks(10) {
+        if let Err(why) = queue.deliver(&worker, chunk).await {
+            not_converged.push(format!(
+                "the worker did not finish {} hand-offs: {why}",
+                chunk.len()
+            ));
+        }
+    }
+    queue.delete().await;
+
     // Failed signups converge when retried (Cognito retries; so would the user).
     let retrier = &functions[0];
-    let mut not_converged = Vec::new();
     for tenant in &failed {
         let event = events::signup_for(tenant);
         let mut last = None;

@@ -1,32 +1,15 @@
 //! Secrets Manager (moto behind a fault proxy) misbehaving under the real `post-confirmation`
 //! binary: a black hole during a signup and at cold start (the admin secret read), throttling as
-//! AWS sends it. Each ends with a clear error before the deadline (Cognito's 5 s counted from
-//! the process start for a cold start), and the same event after recovery converges.
+//! AWS sends it. Each ends before the deadline (Cognito's 5 s counted from the process start for
+//! a cold start) with a clear error naming the step or the dependency, or with the tenant handed
+//! to the provisioning worker for that reason; after recovery it converges.
 
 use std::time::Duration;
 
+use testkit::faults::Verdict;
 use testkit::faults::{Canned, POST_CONFIRMATION_TIMEOUT, Rig, Rule};
-use testkit::runtime::{Answer, COGNITO_LIMIT, Function};
+use testkit::runtime::{Answer, COGNITO_LIMIT};
 use testkit::{events, fresh_tenant};
-use tgsearch::TenantId;
-
-async fn retry_converges(rig: &Rig, function: &Function, tenant: &TenantId) {
-    rig.heal().await;
-    let event = events::signup_for(tenant);
-    let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
-    match &outcome.answer {
-        Answer::Ok(answer) => assert_eq!(answer, &event, "Cognito needs its event back unchanged"),
-        other => {
-            let why = format!(
-                "the retry after recovery failed: {other:?}; last log lines:\n{}",
-                function.log_tail(15)
-            );
-            rig.fail(tenant, why).await
-        }
-    }
-    rig.assert_converged(tenant).await;
-    rig.teardown(tenant).await;
-}
 
 /// What names the cold start's admin secret read in an error.
 const ADMIN_SECRET_READ: &[&str] = &[
@@ -41,7 +24,7 @@ fn secrets_manager_calls() -> Rule {
 }
 
 #[tokio::test]
-async fn a_secrets_manager_that_never_answers_fails_the_secret_step_before_the_deadline() {
+async fn a_secrets_manager_that_never_answers_is_named_before_the_deadline_and_converges() {
     let rig = Rig::new().await;
     let function = rig.function("post-confirmation");
     rig.warm(&function).await;
@@ -50,13 +33,14 @@ async fn a_secrets_manager_that_never_answers_fails_the_secret_step_before_the_d
     let outcome = function
         .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
         .await;
-    rig.assert_clear_error(&outcome, COGNITO_LIMIT, &["step `secret`"], &function, &tenant)
+    let verdict = rig
+        .assert_failed_or_handed_off(&outcome, COGNITO_LIMIT, &["step `secret`"], &function, &tenant)
         .await;
-    retry_converges(&rig, &function, &tenant).await;
+    rig.converges_after_recovery(&function, &tenant, verdict).await;
 }
 
 #[tokio::test]
-async fn secrets_manager_throttling_fails_the_secret_step_before_the_deadline() {
+async fn secrets_manager_throttling_is_named_before_the_deadline_and_converges() {
     let rig = Rig::new().await;
     let function = rig.function("post-confirmation");
     rig.warm(&function).await;
@@ -66,9 +50,10 @@ async fn secrets_manager_throttling_fails_the_secret_step_before_the_deadline() 
     let outcome = function
         .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
         .await;
-    rig.assert_clear_error(&outcome, COGNITO_LIMIT, &["step `secret`"], &function, &tenant)
+    let verdict = rig
+        .assert_failed_or_handed_off(&outcome, COGNITO_LIMIT, &["step `secret`"], &function, &tenant)
         .await;
-    retry_converges(&rig, &function, &tenant).await;
+    rig.converges_after_recovery(&function, &tenant, verdict).await;
 }
 
 #[tokio::test]
@@ -129,7 +114,8 @@ async fn a_cold_start_against_a_black_holed_secrets_manager_answers_within_5_s_n
     );
     rig.assert_absent(&tenant).await;
     // Recovered: the retry (a new process, if the first one gave up) provisions the tenant.
-    retry_converges(&rig, &function, &tenant).await;
+    rig.converges_after_recovery(&function, &tenant, Verdict::Failed(error))
+        .await;
 }
 
 #[tokio::test]
@@ -146,7 +132,8 @@ async fn a_slow_cold_start_leaves_the_signup_only_what_is_left_of_cognitos_5_s()
         .await;
     assert!(outcome.cold);
     let names = [&["step `"], ADMIN_SECRET_READ].concat();
-    rig.assert_clear_error(&outcome, COGNITO_LIMIT, &names, &function, &tenant)
+    let verdict = rig
+        .assert_failed_or_handed_off(&outcome, COGNITO_LIMIT, &names, &function, &tenant)
         .await;
-    retry_converges(&rig, &function, &tenant).await;
+    rig.converges_after_recovery(&function, &tenant, verdict).await;
 }

@@ -9,7 +9,7 @@ use testkit::runtime::Answer;
 use testkit::{events, fresh_tenant};
 
 #[tokio::test]
-async fn a_lambda_deadline_shorter_than_the_budget_is_kept_and_the_step_named() {
+async fn a_lambda_deadline_shorter_than_the_budget_is_kept() {
     let rig = Rig::new().await;
     let function = rig.function("post-confirmation");
     rig.warm(&function).await;

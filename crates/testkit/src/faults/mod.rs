@@ -22,6 +22,7 @@
 //! HTTP server on an ephemeral port, which answers or forwards each request to the real server
 //! over a connection of its own (TLS to the server when its URL is `https`).
 
+mod handoff;
 mod http;
 mod rig;
 mod tls;
@@ -38,8 +39,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use self::handoff::{HandOffQueue, HandedOff};
 pub use self::http::{Canned, Rule, Seen};
-pub use self::rig::{POST_CONFIRMATION_TIMEOUT, Rig, check_clear_error};
+pub use self::rig::{POST_CONFIRMATION_TIMEOUT, Rig, Verdict, check_clear_error};
 pub use self::tls::TestCa;
 
 /// How long the proxy waits for the real server to accept a connection.

@@ -12,6 +12,7 @@ use tgsearch::credentials::TenantCredentials;
 use tgsearch::ports::CredentialStore;
 use tgsearch::status::tenant_status;
 
+use super::handoff::{HandOffQueue, HandedOff};
 use super::{Proxy, TestCa};
 use crate::amqp;
 use crate::runtime::{Function, Outcome};
@@ -33,6 +34,18 @@ pub struct Rig {
     /// to the stand-in.
     pub kube: Proxy,
     pub ca: TestCa,
+    /// The provisioning queue of this rig's functions (`PROVISION_QUEUE_URL`), its own.
+    pub queue: HandOffQueue,
+}
+
+/// How a signup under a fault ended, when it ended as it should.
+#[derive(Debug)]
+pub enum Verdict {
+    /// A clear error naming the step, before the deadline.
+    Failed(String),
+    /// Cognito's event back before the deadline, and the tenant handed to the provisioning
+    /// worker with the reason naming the step.
+    HandedOff(HandedOff),
 }
 
 impl Rig {
@@ -56,6 +69,7 @@ impl Rig {
         let kube = Proxy::https(stack.var("EKS_CLUSTER_ENDPOINT"), Some(&kube_ca), &ca)
             .await
             .expect("Kubernetes proxy");
+        let queue = HandOffQueue::create(&stack).await;
         Self {
             stack,
             app,
@@ -63,6 +77,7 @@ impl Rig {
             aws,
             kube,
             ca,
+            queue,
         }
     }
 
@@ -75,6 +90,7 @@ impl Rig {
         env.insert("AWS_ENDPOINT_URL".into(), self.aws.url());
         env.insert("EKS_CLUSTER_ENDPOINT".into(), self.kube.url());
         env.insert("EKS_CLUSTER_CA".into(), self.ca.base64());
+        env.insert("PROVISION_QUEUE_URL".into(), self.queue.url.clone());
         env
     }
 
@@ -168,6 +184,120 @@ impl Rig {
             Ok(error) => error,
             Err(why) => self.fail(tenant, why).await,
         }
+    }
+
+    /// A signup of `tenant` under a fault ended as it should: a clear error naming one of `names`,
+    /// or a hand-off whose reason names one, either before the deadline and within `limit`.
+    /// Cleans `tenant` up before failing.
+    pub async fn assert_failed_or_handed_off(
+        &self,
+        outcome: &Outcome,
+        limit: Duration,
+        names: &[&str],
+        function: &Function,
+        tenant: &TenantId,
+    ) -> Verdict {
+        let verdict = match &outcome.answer {
+            crate::runtime::Answer::Ok(_) => {
+                self.check_handed_off(outcome, limit, names, function, tenant)
+                    .await
+            }
+            _ => check_clear_error(outcome, limit, names, function).map(Verdict::Failed),
+        };
+        match verdict {
+            Ok(verdict) => verdict,
+            Err(why) => self.fail(tenant, why).await,
+        }
+    }
+
+    async fn check_handed_off(
+        &self,
+        outcome: &Outcome,
+        limit: Duration,
+        names: &[&str],
+        function: &Function,
+        tenant: &TenantId,
+    ) -> Result<Verdict, String> {
+        if !(outcome.answered_before_deadline() && outcome.answered_within(limit)) {
+            return Err(format!(
+                "the signup was answered after the deadline ({:?}, deadline {:?}); last log lines:\n{}",
+                outcome.elapsed,
+                outcome.deadline_after,
+                function.log_tail(15)
+            ));
+        }
+        let Some(handed) = self.queue.of(tenant.as_str()).await else {
+            return Err(format!(
+                "the signup was answered as done, but under the fault it could not be, and nothing was handed to the provisioning worker; last log lines:\n{}",
+                function.log_tail(15)
+            ));
+        };
+        if !names.iter().any(|n| handed.reason.contains(n)) {
+            return Err(format!(
+                "handed off with a reason that names none of {names:?}: `{}`",
+                handed.reason
+            ));
+        }
+        Ok(Verdict::HandedOff(handed))
+    }
+
+    /// After the fault: heal, let the worker finish a hand-off (as the queue's event source
+    /// would), then retry the same event (as Cognito would); each must give one complete
+    /// tenant, with one password throughout. Removes the tenant at the end.
+    pub async fn converges_after_recovery(&self, function: &Function, tenant: &TenantId, verdict: Verdict) {
+        self.heal().await;
+        let mut password = None;
+        if let Verdict::HandedOff(handed) = verdict {
+            let worker = Function::new("provision-worker", self.env());
+            if let Err(why) = self.queue.deliver(&worker, &[handed]).await {
+                self.fail(
+                    tenant,
+                    format!("the worker did not finish the handed-off tenant: {why}"),
+                )
+                .await;
+            }
+            password = Some(self.assert_converged(tenant).await.password);
+        }
+        let event = crate::events::signup_for(tenant);
+        let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
+        match &outcome.answer {
+            crate::runtime::Answer::Ok(answer) if *answer == event => {}
+            other => {
+                let why = format!(
+                    "the retry after recovery failed: {other:?}; last log lines:\n{}",
+                    function.log_tail(15)
+                );
+                self.fail(tenant, why).await
+            }
+        }
+        let creds = self.assert_converged(tenant).await;
+        if let Some(before) = password {
+            assert_eq!(before, creds.password, "the retry changed the tenant's password");
+        }
+        self.teardown(tenant).await;
+    }
+
+    /// A blip must not show: the signup answered with Cognito's event, complete at once (not
+    /// left to the worker). Cleans up before failing.
+    pub async fn assert_done_despite(&self, outcome: &Outcome, tenant: &TenantId, blip: &str) {
+        let event = crate::events::signup_for(tenant);
+        let done = matches!(&outcome.answer, crate::runtime::Answer::Ok(answer) if *answer == event);
+        if !done {
+            let error = outcome.error();
+            self.fail(tenant, format!("{blip} failed the signup: {error:?}"))
+                .await;
+        }
+        if let Some(handed) = self.queue.of(tenant.as_str()).await {
+            self.fail(
+                tenant,
+                format!(
+                    "{blip} left the signup to the worker instead of a retry: {}",
+                    handed.reason
+                ),
+            )
+            .await;
+        }
+        self.assert_converged(tenant).await;
     }
 
     /// Removes the tenant through the real servers (clean-up, not under test).
