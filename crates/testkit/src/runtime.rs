@@ -474,8 +474,9 @@ impl Api {
             .header(
                 "lambda-runtime-trace-id",
                 format!(
-                    "Root=1-00000000-{};Parent=0000000000000000;Sampled=0",
-                    &pending.id[..24].replace('-', "")
+                    "Root=1-{:08x}-{};Parent=0000000000000000;Sampled=0",
+                    deadline_ms / 1000,
+                    &pending.id.replace('-', "")[..24]
                 ),
             )
             .body(Full::new(pending.body))

@@ -312,8 +312,9 @@ impl Rig {
 }
 
 /// Checks that `outcome` is an error, answered before the function's deadline (and within
-/// `limit` of the invoke), whose text names one of `names` (e.g. ``step `vhost` ``). Returns the
-/// error text, or why the check failed (with the function's last log lines).
+/// `limit` of the invoke), whose text names one of `names` (e.g. ``step `vhost` ``); for a
+/// process that exited during its cold start, its log must. Returns the error text, or why the
+/// check failed (with the function's last log lines).
 pub fn check_clear_error(
     outcome: &Outcome,
     limit: Duration,
@@ -336,7 +337,13 @@ pub fn check_clear_error(
             function.log_tail(15)
         ));
     }
-    if !names.iter().any(|n| error.contains(n)) {
+    // A process that exits during its cold start reports nothing through the Runtime API
+    // (Lambda shows `Runtime.ExitError`); what it logged is what names the cause.
+    let explained = match outcome.answer {
+        crate::runtime::Answer::Exited { .. } => format!("{error}\n{}", function.logs()),
+        _ => error.clone(),
+    };
+    if !names.iter().any(|n| explained.contains(n)) {
         return Err(format!(
             "the error does not name any of {names:?}: `{error}`; last log lines:\n{}",
             function.log_tail(15)
