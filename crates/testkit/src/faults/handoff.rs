@@ -35,6 +35,8 @@ impl HandOffQueue {
         let url = sqs
             .create_queue()
             .queue_name(&name)
+            // A message read here stays out of sight for the whole test (no second delivery).
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "3600")
             .send()
             .await
             .unwrap_or_else(|e| panic!("create queue {name} in moto: {e}"))
@@ -68,6 +70,10 @@ impl HandOffQueue {
                 break;
             }
             for m in messages {
+                let id = m.message_id().unwrap_or_default();
+                if taken.iter().any(|t| t.message_id == id) {
+                    continue;
+                }
                 let body = m.body().unwrap_or_default().to_owned();
                 let parsed: Value = serde_json::from_str(&body).unwrap_or_default();
                 taken.push(HandedOff {
