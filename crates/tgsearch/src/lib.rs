@@ -12,6 +12,7 @@ pub mod app;
 pub mod backend;
 pub mod bootstrap;
 pub mod cluster;
+pub mod cognito_jwt;
 pub mod config;
 pub mod credentials;
 pub mod deadline;
