@@ -21,6 +21,7 @@ pub mod handlers;
 pub mod mailgun;
 pub mod ports;
 pub mod provision;
+pub mod readiness;
 pub mod reconcile;
 pub mod status;
 pub mod teardown;

@@ -16,7 +16,7 @@
 
 pub mod claims;
 pub mod jwks;
-mod verifier;
+pub(crate) mod verifier;
 
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 pub mod mailgun_webhook;
 pub mod post_confirmation;
 pub mod reconcile;
+pub mod tenant_credentials;
 pub mod teardown;
 
 use lambda_runtime::Diagnostic;
