@@ -18,7 +18,13 @@ mod rabbitmq;
 mod venvs;
 
 /// The functions the emulator serves, built before it starts so the first invoke is fast.
-pub const FUNCTIONS: &[&str] = &["post-confirmation", "teardown", "reconcile", "mailgun-webhook"];
+pub const FUNCTIONS: &[&str] = &[
+    "post-confirmation",
+    "teardown",
+    "reconcile",
+    "mailgun-webhook",
+    "tenant-credentials",
+];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,10 +77,11 @@ pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
     rabbitmq::ensure_admin(&dir, &stack, &aws, rabbit_fresh).await?;
     say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
     let pool_changed = moto::ensure_user_pool(&aws).await?;
+    let client_changed = moto::ensure_frontend_client(&aws).await?;
     moto::ensure_alerting(&aws).await?;
     // The Lambdas hold the cluster CA in their environment: a new stand-in means new Lambdas.
     if emulator {
-        lambda::ensure_lambda_emulator(&dir, &say, kube_fresh || pool_changed)?;
+        lambda::ensure_lambda_emulator(&dir, &say, kube_fresh || pool_changed || client_changed)?;
     } else if procs::stop(&dir, "lambda")? {
         say("stopped the stack's Lambda emulator: run your own `cargo lambda watch`");
     }
