@@ -90,7 +90,7 @@ pub async fn run(stack: &Stack, endpoint: &str, user: &User) -> Result<()> {
     let password = body["password"].as_str().unwrap_or_default();
     let field = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
     println!(
-        "   GET /tenant with the ID token → 200 {}: username {}, vhost {}, amqp_uri {} (no-store)",
+        "   GET /tenant with the ID token → 200 {}: username {}, vhost {}, amqp_uri {}",
         field("status"),
         field("username"),
         field("vhost"),
