@@ -115,4 +115,3 @@ pub async fn leave(stack: &Stack, user: &User) -> Result<()> {
     println!("\n   {} deleted their Cognito account", user.email);
     Ok(())
 }
-

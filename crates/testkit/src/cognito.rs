@@ -32,12 +32,13 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-fn context<T, E: std::error::Error + Send + Sync + 'static>(
+/// A Cognito call's result, its error with the whole error chain and the operation's name.
+fn context<T, E>(
     result: Result<T, aws_sdk_cognitoidentityprovider::error::SdkError<E>>,
     what: &str,
 ) -> Result<T>
 where
-    E: aws_sdk_cognitoidentityprovider::error::ProvideErrorMetadata,
+    E: std::error::Error + Send + Sync + 'static,
 {
     result.map_err(|e| anyhow::anyhow!("Cognito {what}: {}", DisplayErrorContext(&e)))
 }
@@ -68,7 +69,12 @@ pub async fn sign_up_confirmed(cognito: &Client, pool: &str, client_id: &str, la
         "AdminConfirmSignUp",
     )?;
     let user = context(
-        cognito.admin_get_user().user_pool_id(pool).username(&email).send().await,
+        cognito
+            .admin_get_user()
+            .user_pool_id(pool)
+            .username(&email)
+            .send()
+            .await,
         "AdminGetUser",
     )?;
     let sub = user

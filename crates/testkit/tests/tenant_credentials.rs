@@ -60,7 +60,8 @@ impl Frontend {
 
     /// `GET <function URL><path_and_query>` with these Authorization headers, in this order.
     async fn get(&self, path_and_query: &str, authorization: &[&str]) -> Answer {
-        self.request(reqwest::Method::GET, path_and_query, authorization).await
+        self.request(reqwest::Method::GET, path_and_query, authorization)
+            .await
     }
 
     async fn request(&self, method: reqwest::Method, path_and_query: &str, authorization: &[&str]) -> Answer {
@@ -97,10 +98,15 @@ impl Frontend {
         let mut event = events::signup_for(&user.tenant);
         event["userName"] = user.username.clone().into();
         event["request"]["userAttributes"]["email"] = user.email.clone().into();
-        invoke(&self.http, self.stack.lambda_endpoint(), "post-confirmation", &event)
-            .await
-            .unwrap()
-            .unwrap_ok();
+        invoke(
+            &self.http,
+            self.stack.lambda_endpoint(),
+            "post-confirmation",
+            &event,
+        )
+        .await
+        .unwrap()
+        .unwrap_ok();
     }
 
     /// The user leaves: their Cognito user first, then (as teardown requires) their tenant.
@@ -128,7 +134,10 @@ fn assert_unauthorized(answer: &Answer, case: &str, secrets: &[&str]) {
     );
     assert_eq!(answer.json()["error"], "invalid_token", "{case}");
     for secret in secrets {
-        assert!(!answer.text.contains(secret), "{case}: the answer echoes a secret");
+        assert!(
+            !answer.text.contains(secret),
+            "{case}: the answer echoes a secret"
+        );
     }
 }
 
@@ -241,7 +250,11 @@ async fn a_new_user_polls_until_ready_and_reaches_their_own_vhost() {
         stack::lambda_log().display(),
         stack::LAMBDA_LOG_VAR
     );
-    for secret in [tokens.id.as_str(), tokens.access.as_str(), stored.password.expose()] {
+    for secret in [
+        tokens.id.as_str(),
+        tokens.access.as_str(),
+        stored.password.expose(),
+    ] {
         assert!(!log.contains(secret), "a token or password leaked into the log");
     }
     f.remove(&user).await;
@@ -259,7 +272,9 @@ async fn tokens_that_are_not_this_apps_id_tokens_get_401() {
     let password = ok.json()["password"].as_str().unwrap().to_owned();
 
     // Genuine tokens, just not ours: another pool, another app client of our pool.
-    let other_pool = cognito::find_or_create_pool(&f.cognito, OTHER_POOL).await.unwrap();
+    let other_pool = cognito::find_or_create_pool(&f.cognito, OTHER_POOL)
+        .await
+        .unwrap();
     let other_pool_client = cognito::find_or_create_client(&f.cognito, &other_pool, OTHER_CLIENT)
         .await
         .unwrap();
@@ -301,7 +316,9 @@ async fn tokens_that_are_not_this_apps_id_tokens_get_401() {
     );
 
     // The control for the minted ones: unchanged claims signed with moto's key are accepted.
-    let reminted = f.get("/tenant", &[&bearer(&sign(&moto, "dummy", &genuine))]).await;
+    let reminted = f
+        .get("/tenant", &[&bearer(&sign(&moto, "dummy", &genuine))])
+        .await;
     assert_eq!(reminted.status, 200, "{}", reminted.text);
 
     let cases: Vec<(&str, Vec<String>)> = vec![
@@ -309,14 +326,29 @@ async fn tokens_that_are_not_this_apps_id_tokens_get_401() {
         ("empty bearer", vec!["Bearer ".into()]),
         ("not a JWT", vec![bearer("hello")]),
         ("expired", vec![bearer(&sign(&moto, "dummy", &expired))]),
-        ("signed by another key, the pool's kid", vec![bearer(&sign(&stranger_key, "dummy", &genuine))]),
-        ("signed by another key, its own kid", vec![bearer(&sign(&stranger_key, "mine", &genuine))]),
+        (
+            "signed by another key, the pool's kid",
+            vec![bearer(&sign(&stranger_key, "dummy", &genuine))],
+        ),
+        (
+            "signed by another key, its own kid",
+            vec![bearer(&sign(&stranger_key, "mine", &genuine))],
+        ),
         ("another pool", vec![bearer(&from_other_pool.id)]),
-        ("another pool's issuer", vec![bearer(&sign(&moto, "dummy", &wrong_issuer))]),
+        (
+            "another pool's issuer",
+            vec![bearer(&sign(&moto, "dummy", &wrong_issuer))],
+        ),
         ("another app client", vec![bearer(&from_other_client.id)]),
-        ("another audience", vec![bearer(&sign(&moto, "dummy", &wrong_audience))]),
+        (
+            "another audience",
+            vec![bearer(&sign(&moto, "dummy", &wrong_audience))],
+        ),
         ("the access token", vec![bearer(&tokens.access)]),
-        ("another token_use", vec![bearer(&sign(&moto, "dummy", &refresh_use))]),
+        (
+            "another token_use",
+            vec![bearer(&sign(&moto, "dummy", &refresh_use))],
+        ),
         ("payload swapped", vec![bearer(&tampered)]),
         ("not Bearer", vec![format!("Basic {}", tokens.id)]),
     ];
@@ -327,11 +359,18 @@ async fn tokens_that_are_not_this_apps_id_tokens_get_401() {
     }
 
     let log = std::fs::read_to_string(stack::lambda_log()).unwrap_or_default();
-    assert!(log.contains("token refused"), "the log at {} shows no refusal", stack::lambda_log().display());
+    assert!(
+        log.contains("token refused"),
+        "the log at {} shows no refusal",
+        stack::lambda_log().display()
+    );
     for (case, authorization) in &cases {
         for value in authorization {
             let token = value.rsplit(' ').next().unwrap();
-            assert!(token.len() < 16 || !log.contains(token), "{case}: the token reached the log");
+            assert!(
+                token.len() < 16 || !log.contains(token),
+                "{case}: the token reached the log"
+            );
         }
     }
     assert!(!log.contains(&password), "the password reached the log");
@@ -362,10 +401,17 @@ async fn crafted_requests_never_return_another_tenants_credentials() {
         let answer = f.get(&query, &[&bearer(&a.id)]).await;
         assert_eq!(answer.status, 200, "{query}: {}", answer.text);
         assert_eq!(answer.json()["username"], alice.tenant.as_str(), "{query}");
-        assert!(!answer.text.contains(bob_sub) && !answer.text.contains(&bobs_password), "{query}");
+        assert!(
+            !answer.text.contains(bob_sub) && !answer.text.contains(&bobs_password),
+            "{query}"
+        );
     }
     // Naming Bob in the path: no such resource.
-    for path in [format!("/tenant/{bob_sub}"), format!("/{bob_sub}/tenant"), format!("/tenants/{bob_sub}")] {
+    for path in [
+        format!("/tenant/{bob_sub}"),
+        format!("/{bob_sub}/tenant"),
+        format!("/tenants/{bob_sub}"),
+    ] {
         let answer = f.get(&path, &[&bearer(&a.id)]).await;
         assert_eq!(answer.status, 404, "{path}: {}", answer.text);
         assert!(!answer.text.contains(&bobs_password), "{path}");
@@ -377,7 +423,11 @@ async fn crafted_requests_never_return_another_tenants_credentials() {
     assert_unauthorized(&answer, "joined", &[&bobs_password, &a.id, &b.id]);
     let joined_spaced = format!("{}, {}", bearer(&a.id), b.id);
     let answer = f.get("/tenant", &[&joined_spaced]).await;
-    assert_unauthorized(&answer, "joined, second without scheme", &[&bobs_password, &a.id, &b.id]);
+    assert_unauthorized(
+        &answer,
+        "joined, second without scheme",
+        &[&bobs_password, &a.id, &b.id],
+    );
     // cargo-lambda's emulator passes only the first of two separate headers: whatever comes
     // back is then the first token's own tenant, never the other one's.
     for (first, second, owner) in [(&a, &b, &alice), (&b, &a, &bob)] {
@@ -389,7 +439,11 @@ async fn crafted_requests_never_return_another_tenants_credentials() {
         }
     }
     // Other methods do nothing.
-    for method in [reqwest::Method::POST, reqwest::Method::PUT, reqwest::Method::DELETE] {
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
         let answer = f.request(method.clone(), "/tenant", &[&bearer(&a.id)]).await;
         assert_eq!(answer.status, 405, "{method}: {}", answer.text);
         assert_eq!(answer.headers["allow"], "GET");
@@ -397,4 +451,3 @@ async fn crafted_requests_never_return_another_tenants_credentials() {
     f.remove(&alice).await;
     f.remove(&bob).await;
 }
-

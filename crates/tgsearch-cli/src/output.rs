@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use tgsearch::TenantId;
 use tgsearch::app::AppContext;
 use tgsearch::bootstrap::Bootstrapped;
 use tgsearch::ports::Removed;
-use tgsearch::TenantId;
 use tgsearch::provision::Provisioned;
 use tgsearch::readiness::Readiness;
 use tgsearch::reconcile::Report;
@@ -170,7 +170,9 @@ pub fn credentials(as_json: bool, show_password: bool, tenant: &TenantId, readin
             );
         }
         Readiness::Absent => {
-            return println!("tenant {tenant}: absent (no tenant; `tgsearch provision --sub {tenant}` creates it)");
+            return println!(
+                "tenant {tenant}: absent (no tenant; `tgsearch provision --sub {tenant}` creates it)"
+            );
         }
     };
     let uri = if show_password {

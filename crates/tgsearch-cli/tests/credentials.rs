@@ -65,8 +65,15 @@ async fn credentials_follow_the_tenant_from_absent_to_ready() {
     // Ready; the password only on request.
     let out = tgsearch(&["credentials", "--sub", sub]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("ready") && text(&out).contains(":********@"), "{}", text(&out));
-    assert!(!text(&out).contains(password), "the password was shown without --show-password");
+    assert!(
+        text(&out).contains("ready") && text(&out).contains(":********@"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !text(&out).contains(password),
+        "the password was shown without --show-password"
+    );
     let out = tgsearch(&["--json", "credentials", "--sub", sub]);
     let masked = json(&out);
     assert_eq!(masked["status"], "ready");

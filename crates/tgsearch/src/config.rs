@@ -298,12 +298,17 @@ impl TenantCredentialsConfig {
     pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         use crate::cognito_jwt::{issuer, jwks_url, pool_region};
         let user_pool_id = env
-            .required("USER_POOL_ID", "the Cognito user pool id, e.g. eu-west-1_AbCdEf123")?
+            .required(
+                "USER_POOL_ID",
+                "the Cognito user pool id, e.g. eu-west-1_AbCdEf123",
+            )?
             .trim()
             .to_owned();
         let region = pool_region(&user_pool_id).ok_or_else(|| ConfigError::Invalid {
             name: "USER_POOL_ID",
-            reason: format!("`{user_pool_id}` is not a user pool id (<region>_<id>, e.g. eu-west-1_AbCdEf123)"),
+            reason: format!(
+                "`{user_pool_id}` is not a user pool id (<region>_<id>, e.g. eu-west-1_AbCdEf123)"
+            ),
         })?;
         let client_id = env
             .required(
@@ -312,7 +317,11 @@ impl TenantCredentialsConfig {
             )?
             .trim()
             .to_owned();
-        if client_id.len() > 128 || !client_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '_') {
+        if client_id.len() > 128
+            || !client_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '_')
+        {
             return Err(ConfigError::Invalid {
                 name: "USER_POOL_CLIENT_ID",
                 reason: "an app client id is up to 128 letters, digits, `_` or `+`".into(),
@@ -384,7 +393,10 @@ mod tenant_credentials_tests {
         let c = config(&[
             POOL,
             CLIENT,
-            ("USER_POOL_JWKS_URL", "http://127.0.0.1:5000/eu-west-1_AbCdEf123/.well-known/jwks.json"),
+            (
+                "USER_POOL_JWKS_URL",
+                "http://127.0.0.1:5000/eu-west-1_AbCdEf123/.well-known/jwks.json",
+            ),
             ("USER_POOL_TOKEN_USE", "access"),
         ])
         .unwrap();
@@ -392,15 +404,34 @@ mod tenant_credentials_tests {
         assert_eq!(c.token_use, TokenUse::Access);
     }
 
+    /// Settings, the variable the error must name, and a word of the reason.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
     #[test]
     fn missing_and_malformed_settings_are_named() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        let cases: &[Case] = &[
             (&[CLIENT], "USER_POOL_ID", "not set"),
             (&[POOL], "USER_POOL_CLIENT_ID", "not set"),
-            (&[("USER_POOL_ID", "AbCdEf123"), CLIENT], "USER_POOL_ID", "<region>_<id>"),
-            (&[POOL, ("USER_POOL_CLIENT_ID", "a client")], "USER_POOL_CLIENT_ID", "letters"),
-            (&[POOL, CLIENT, ("USER_POOL_TOKEN_USE", "refresh")], "USER_POOL_TOKEN_USE", "`refresh`"),
-            (&[POOL, CLIENT, ("USER_POOL_JWKS_URL", "ftp://x/jwks")], "USER_POOL_JWKS_URL", "scheme"),
+            (
+                &[("USER_POOL_ID", "AbCdEf123"), CLIENT],
+                "USER_POOL_ID",
+                "<region>_<id>",
+            ),
+            (
+                &[POOL, ("USER_POOL_CLIENT_ID", "a client")],
+                "USER_POOL_CLIENT_ID",
+                "letters",
+            ),
+            (
+                &[POOL, CLIENT, ("USER_POOL_TOKEN_USE", "refresh")],
+                "USER_POOL_TOKEN_USE",
+                "`refresh`",
+            ),
+            (
+                &[POOL, CLIENT, ("USER_POOL_JWKS_URL", "ftp://x/jwks")],
+                "USER_POOL_JWKS_URL",
+                "scheme",
+            ),
         ];
         for (vars, name, reason) in cases {
             let msg = config(vars).unwrap_err().to_string();

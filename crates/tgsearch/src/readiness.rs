@@ -30,7 +30,7 @@ pub enum ReadinessError {
     #[error("the tenant's state could not be read within {ms} ms")]
     TimedOut { ms: u64 },
     #[error(transparent)]
-    Status(#[from] StatusError),
+    Status(Box<StatusError>),
     #[error("cannot read the tenant secret: {0}")]
     Secret(#[source] PortError),
     #[error("the tenant changed while it was read; ask again")]
@@ -38,6 +38,12 @@ pub enum ReadinessError {
     /// A secret edited by hand, or written for someone else: never handed out.
     #[error("the stored credentials do not belong to the tenant: {0}")]
     Foreign(String),
+}
+
+impl From<StatusError> for ReadinessError {
+    fn from(e: StatusError) -> Self {
+        ReadinessError::Status(Box::new(e))
+    }
 }
 
 impl ReadinessError {

@@ -230,7 +230,10 @@ mod tests {
             token_use: None,
             ..id_claims()
         };
-        assert_eq!(check(&none, &expected(TokenUse::Id), NOW, 5), Err(Rejection::TokenUse));
+        assert_eq!(
+            check(&none, &expected(TokenUse::Id), NOW, 5),
+            Err(Rejection::TokenUse)
+        );
     }
 
     #[test]

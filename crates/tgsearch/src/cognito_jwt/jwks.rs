@@ -59,7 +59,10 @@ pub struct HttpJwks {
 
 impl HttpJwks {
     pub fn new(http: reqwest::Client, url: impl Into<String>) -> Self {
-        Self { http, url: url.into() }
+        Self {
+            http,
+            url: url.into(),
+        }
     }
 }
 
@@ -251,10 +254,14 @@ pub(crate) mod tests {
         }
         async fn fetch(&self) -> Result<Vec<u8>, JwksError> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
-            self.document.lock().unwrap().clone().map_err(|status| JwksError::Status {
-                url: self.url().into(),
-                status,
-            })
+            self.document
+                .lock()
+                .unwrap()
+                .clone()
+                .map_err(|status| JwksError::Status {
+                    url: self.url().into(),
+                    status,
+                })
         }
     }
 

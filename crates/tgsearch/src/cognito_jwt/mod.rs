@@ -65,7 +65,15 @@ mod tests {
             Some("us-east-1")
         );
         assert_eq!(pool_region("us-gov-west-1_Abc"), Some("us-gov-west-1"));
-        for bad in ["", "AbCdEf123", "eu-west-1_", "_Abc", "eu_Abc", "eu-west-1_a/b", "EU-WEST-1_Abc"] {
+        for bad in [
+            "",
+            "AbCdEf123",
+            "eu-west-1_",
+            "_Abc",
+            "eu_Abc",
+            "eu-west-1_a/b",
+            "EU-WEST-1_Abc",
+        ] {
             assert_eq!(pool_region(bad), None, "{bad:?}");
         }
     }

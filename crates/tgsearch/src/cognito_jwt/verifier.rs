@@ -65,7 +65,12 @@ impl<F: JwksFetch> TokenVerifier<F> {
         let key = self.keys.key(&kid).await?.ok_or(Rejection::UnknownKey)?;
         let data = decode::<Claims>(token, &key, &self.validation).map_err(|e| rejection(e.kind()))?;
         let now = jsonwebtoken::get_current_timestamp();
-        Ok(claims::check(&data.claims, &self.expected, now, LEEWAY.as_secs())?)
+        Ok(claims::check(
+            &data.claims,
+            &self.expected,
+            now,
+            LEEWAY.as_secs(),
+        )?)
     }
 }
 
@@ -199,10 +204,7 @@ pub(crate) mod tests {
         let key = TestKey::generate("k1");
         let v = verifier(&key, TokenUse::Id);
         let cases = [
-            (
-                with(id_claims(), "exp", json!(now() - 60)),
-                Rejection::Expired,
-            ),
+            (with(id_claims(), "exp", json!(now() - 60)), Rejection::Expired),
             (without(id_claims(), "exp"), Rejection::MissingClaim),
             (
                 with(
@@ -213,11 +215,17 @@ pub(crate) mod tests {
                 Rejection::Issuer,
             ),
             (without(id_claims(), "iss"), Rejection::MissingClaim),
-            (with(id_claims(), "aud", json!("another-client")), Rejection::Audience),
+            (
+                with(id_claims(), "aud", json!("another-client")),
+                Rejection::Audience,
+            ),
             (access_claims(), Rejection::TokenUse),
             (with(id_claims(), "sub", json!("not-a-uuid")), Rejection::Subject),
             (without(id_claims(), "sub"), Rejection::MissingClaim),
-            (with(id_claims(), "iat", json!(now() + 600)), Rejection::IssuedInFuture),
+            (
+                with(id_claims(), "iat", json!(now() + 600)),
+                Rejection::IssuedInFuture,
+            ),
         ];
         for (claims, want) in cases {
             assert_eq!(rejection_of(&v, &key.sign(&claims)).await, want, "{claims}");
@@ -276,7 +284,11 @@ pub(crate) mod tests {
         let no_kid = encode(&header, &id_claims(), &key.encoding).unwrap();
         assert_eq!(rejection_of(&v, &no_kid).await, Rejection::NoKid);
         for garbage in ["", "a.b.c", "not a token", "...."] {
-            assert_eq!(rejection_of(&v, garbage).await, Rejection::Malformed, "{garbage:?}");
+            assert_eq!(
+                rejection_of(&v, garbage).await,
+                Rejection::Malformed,
+                "{garbage:?}"
+            );
         }
         assert_eq!(
             rejection_of(&v, &"a".repeat(MAX_TOKEN_LEN + 1)).await,
@@ -285,11 +297,7 @@ pub(crate) mod tests {
         // A genuine token with its payload swapped for another sub's.
         let genuine = key.sign(&id_claims());
         let parts: Vec<&str> = genuine.split('.').collect();
-        let other = with(
-            id_claims(),
-            "sub",
-            json!("00000000-0000-4000-8000-000000000000"),
-        );
+        let other = with(id_claims(), "sub", json!("00000000-0000-4000-8000-000000000000"));
         let forged = format!(
             "{}.{}.{}",
             parts[0],

@@ -4,8 +4,8 @@
 pub mod mailgun_webhook;
 pub mod post_confirmation;
 pub mod reconcile;
-pub mod tenant_credentials;
 pub mod teardown;
+pub mod tenant_credentials;
 
 use lambda_runtime::Diagnostic;
 

@@ -214,7 +214,9 @@ pub fn respond(outcome: &Result<Readiness, ReadinessError>) -> Response<Body> {
                            confirmed account within 15 minutes; if this persists, contact support."
             }),
         ),
-        Err(e) if e.is_transient() => unavailable("your tenant's state cannot be read right now; ask again shortly"),
+        Err(e) if e.is_transient() => {
+            unavailable("your tenant's state cannot be read right now; ask again shortly")
+        }
         Err(_) => json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"error": "internal", "message": "your tenant's stored credentials are inconsistent; an operator has been alerted through the logs"}),
@@ -223,7 +225,10 @@ pub fn respond(outcome: &Result<Readiness, ReadinessError>) -> Response<Body> {
 }
 
 /// Authenticates the caller: their tenant, or the answer that refuses them.
-async fn caller<F: JwksFetch>(verifier: &TokenVerifier<F>, request: &Request) -> Result<TenantId, Response<Body>> {
+async fn caller<F: JwksFetch>(
+    verifier: &TokenVerifier<F>,
+    request: &Request,
+) -> Result<TenantId, Response<Body>> {
     let token = bearer(request.headers()).map_err(|reason| {
         info!(%reason, "request refused");
         unauthorized()
@@ -240,7 +245,11 @@ async fn caller<F: JwksFetch>(verifier: &TokenVerifier<F>, request: &Request) ->
     })
 }
 
-async fn get_tenant<T: TenantReadiness>(tenants: &T, tenant: &TenantId, deadline: Duration) -> Response<Body> {
+async fn get_tenant<T: TenantReadiness>(
+    tenants: &T,
+    tenant: &TenantId,
+    deadline: Duration,
+) -> Response<Body> {
     let outcome = tenants.readiness(tenant, deadline).await;
     match &outcome {
         Ok(Readiness::Ready(_)) => info!(tenant = %tenant, "credentials handed out"),
@@ -285,7 +294,8 @@ mod tests {
     const OTHER: &str = "00000000-0000-4000-8000-000000000000";
 
     /// Tenants in memory: each sub's readiness.
-    struct Tenants(HashMap<String, Result<Readiness, fn() -> ReadinessError>>);
+    type Outcome = Result<Readiness, fn() -> ReadinessError>;
+    struct Tenants(HashMap<String, Outcome>);
 
     impl TenantReadiness for Tenants {
         async fn readiness(&self, tenant: &TenantId, _within: Duration) -> Result<Readiness, ReadinessError> {
@@ -342,7 +352,15 @@ mod tests {
                 Err(NoRoute::MethodNotAllowed { allow: "GET" })
             );
         }
-        for path in ["/", "", "/tenants", "/tenant/x", &format!("/tenant/{OTHER}"), "/Tenant", "//tenant"] {
+        for path in [
+            "/",
+            "",
+            "/tenants",
+            "/tenant/x",
+            &format!("/tenant/{OTHER}"),
+            "/Tenant",
+            "//tenant",
+        ] {
             assert_eq!(route(&Method::GET, path), Err(NoRoute::NotFound), "{path:?}");
         }
     }
@@ -352,7 +370,10 @@ mod tests {
         assert_eq!(request_path("/tenant", None), "/tenant");
         assert_eq!(request_path("/tenant", Some("$default")), "/tenant");
         assert_eq!(request_path("/prod/tenant", Some("prod")), "/tenant");
-        assert_eq!(request_path("/production/tenant", Some("prod")), "/production/tenant");
+        assert_eq!(
+            request_path("/production/tenant", Some("prod")),
+            "/production/tenant"
+        );
         assert_eq!(request_path("/tenant", Some("prod")), "/tenant");
         assert_eq!(request_path("", None), "/");
     }
@@ -432,9 +453,15 @@ mod tests {
             let r = handle(&ctx, get(&path, &[&token])).await.unwrap();
             assert_eq!(r.status(), 200, "{path}");
             let b = body(&r);
-            assert_eq!((b["username"].as_str(), b["password"].as_str()), (Some(SUB), Some("mine")), "{path}");
+            assert_eq!(
+                (b["username"].as_str(), b["password"].as_str()),
+                (Some(SUB), Some("mine")),
+                "{path}"
+            );
         }
-        let r = handle(&ctx, get(&format!("/tenant/{OTHER}"), &[&token])).await.unwrap();
+        let r = handle(&ctx, get(&format!("/tenant/{OTHER}"), &[&token]))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404);
         assert!(body(&r).get("password").is_none());
     }
@@ -464,7 +491,10 @@ mod tests {
             assert_eq!(r.status(), 401, "{auth:?}");
             assert_eq!(r.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
             let text = String::from_utf8_lossy(r.body().as_ref()).to_string();
-            assert!(!text.contains(&mine) && !text.contains("mine") && !text.contains("theirs"), "{text}");
+            assert!(
+                !text.contains(&mine) && !text.contains("mine") && !text.contains("theirs"),
+                "{text}"
+            );
         }
     }
 
