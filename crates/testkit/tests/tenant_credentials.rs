@@ -451,3 +451,41 @@ async fn crafted_requests_never_return_another_tenants_credentials() {
     f.remove(&alice).await;
     f.remove(&bob).await;
 }
+
+/// The JWKS adapter against moto's real endpoint, and against endpoints that fail.
+#[tokio::test]
+async fn the_pools_keys_come_from_moto_and_failures_are_not_rejections() {
+    use tgsearch::cognito_jwt::{HttpJwks, JwksError, TokenVerifier, VerifyError};
+    use tgsearch::config::TenantCredentialsConfig;
+
+    let f = Frontend::new().await;
+    let config = TenantCredentialsConfig::from(&f.stack.lookup()).expect("the stack's settings");
+    let http = tgsearch::app::http_client().unwrap();
+    let verifier = TokenVerifier::new(
+        config.expected(),
+        HttpJwks::new(http.clone(), config.jwks_url.as_str()),
+    );
+    assert_eq!(verifier.prefetch().await.unwrap(), 1, "moto publishes one key");
+    let user = f.user("jwks").await;
+    let tokens = f.sign_in(&user).await;
+    assert_eq!(verifier.verify(&tokens.id).await.unwrap(), user.tenant);
+
+    // Nothing listens there / not a JWKS: the keys are unavailable, which is not a verdict on
+    // the token (the function answers 503, not 401).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", closed.local_addr().unwrap());
+    drop(closed);
+    let not_there = TokenVerifier::new(config.expected(), HttpJwks::new(http.clone(), url));
+    let err = not_there.verify(&tokens.id).await.unwrap_err();
+    assert!(
+        matches!(err, VerifyError::KeysUnavailable(JwksError::Http { .. })),
+        "{err}"
+    );
+    let moto_root = format!("{}/", f.stack.var("AWS_ENDPOINT_URL"));
+    let not_jwks = TokenVerifier::new(config.expected(), HttpJwks::new(http, moto_root));
+    let err = not_jwks.verify(&tokens.id).await.unwrap_err();
+    assert!(matches!(err, VerifyError::KeysUnavailable(_)), "{err}");
+    cognito::delete_user(&f.cognito, &f.pool, &user.username)
+        .await
+        .unwrap();
+}

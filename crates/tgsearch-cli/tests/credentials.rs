@@ -90,6 +90,19 @@ async fn credentials_follow_the_tenant_from_absent_to_ready() {
         .unwrap();
     assert_eq!(back, b"operator check");
 
+    // Slower than the deadline: an error that says so, and no credential.
+    let out = tgsearch(&[
+        "credentials",
+        "--sub",
+        sub,
+        "--deadline-ms",
+        "1",
+        "--show-password",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("within 1 ms"), "{}", text(&out));
+    assert!(!text(&out).contains(password));
+
     let out = tgsearch(&["teardown", "--sub", sub]);
     assert!(out.status.success(), "{}", text(&out));
 }
