@@ -2,14 +2,15 @@
 //! signed-in user's own tenant connection, or that it is still being provisioned.
 
 use lambda_http::{Error, run, service_fn, tracing};
-use tgsearch::app::{AppContext, http_client, load_aws_config};
+use tgsearch::app::{AppContext, http_client, init_lambda_tracing, load_aws_config};
 use tgsearch::cognito_jwt::{HttpJwks, TokenVerifier};
 use tgsearch::config::{ProvisionerConfig, TenantCredentialsConfig};
 use tgsearch::handlers::tenant_credentials::{CredentialsContext, READINESS_DEADLINE, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    // Not the runtime's default: at TRACE it logs every raw event, bearer token included.
+    init_lambda_tracing();
     let config = TenantCredentialsConfig::from_env()?;
     let provisioner_config = ProvisionerConfig::from_env()?;
     let aws = load_aws_config().await;

@@ -99,3 +99,57 @@ impl AppContext {
         Self::new(config, &aws, http_client()?).await
     }
 }
+
+/// Whether an event may be logged at all: TRACE only from this workspace's crates. Other crates
+/// dump raw payloads at TRACE (`lambda_runtime` logs every incoming event, `Authorization`
+/// header included), and no log level may show a token or a password.
+pub fn may_log(target: &str, level: &tracing::Level) -> bool {
+    *level < tracing::Level::TRACE || target == "tgsearch" || target.starts_with("tgsearch::")
+}
+
+/// The Lambda runtime's default subscriber (level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`,
+/// else INFO; JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`), minus what [`may_log`] refuses, whatever
+/// the level asked for.
+pub fn init_lambda_tracing() {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{LevelFilter, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|l| l.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let filter = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy();
+    let guard = filter_fn(|meta| may_log(meta.target(), meta.level()));
+    let fmt = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_env_filter(filter);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
+        fmt.json().finish().with(guard).init();
+    } else {
+        fmt.finish().with(guard).init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::may_log;
+
+    #[test]
+    fn other_crates_never_log_at_trace() {
+        assert!(!may_log("lambda_runtime::layers::api_response", &Level::TRACE));
+        assert!(!may_log("aws_smithy_runtime::client::http", &Level::TRACE));
+        assert!(!may_log("tgsearchx", &Level::TRACE));
+        assert!(may_log("lambda_runtime::layers::api_response", &Level::DEBUG));
+        assert!(may_log("tgsearch::cognito_jwt::jwks", &Level::TRACE));
+        assert!(may_log("hyper", &Level::ERROR));
+    }
+}
