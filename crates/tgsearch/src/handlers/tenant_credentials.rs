@@ -538,4 +538,60 @@ mod tests {
         assert_eq!(r.status(), 503);
         assert!(body(&r).get("password").is_none());
     }
+
+    /// The fixture shared with `cargo lambda invoke` and SAM: an HTTP API (payload v2) event.
+    fn http_api_event(token: &str, stage: &str, raw_path: &str) -> Request {
+        let mut event: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../tests/events/tenant-credentials-http-api.json"
+        ))
+        .unwrap();
+        event["headers"]["authorization"] = token.into();
+        event["requestContext"]["stage"] = stage.into();
+        event["rawPath"] = raw_path.into();
+        // The authorizer's claims name another user: the function must not believe them.
+        event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = OTHER.into();
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn behind_the_http_api_the_verified_token_decides_not_the_authorizer_claims() {
+        let key = TestKey::generate("k1");
+        let ctx = ctx(&key, both_ready());
+        let token = format!("Bearer {}", key.sign(&id_claims()));
+        for (stage, raw_path) in [("$default", "/tenant"), ("prod", "/prod/tenant")] {
+            let r = handle(&ctx, http_api_event(&token, stage, raw_path))
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{stage} {raw_path}");
+            assert_eq!(body(&r)["username"], SUB);
+        }
+        let r = handle(
+            &ctx,
+            http_api_event(&token, "prod", &format!("/prod/tenant/{OTHER}")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 404);
+        // API Gateway joins a repeated header with commas.
+        let other = key.sign(&{
+            let mut c = id_claims();
+            c["sub"] = OTHER.into();
+            c
+        });
+        let joined = format!("{token},Bearer {other}");
+        let r = handle(&ctx, http_api_event(&joined, "$default", "/tenant"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        // The fixture's own token is unsigned: refused, as `cargo lambda invoke` shows.
+        let fixture: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../tests/events/tenant-credentials-http-api.json"
+        ))
+        .unwrap();
+        let unsigned = fixture["headers"]["authorization"].as_str().unwrap();
+        let r = handle(&ctx, http_api_event(unsigned, "$default", "/tenant"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
 }
