@@ -219,7 +219,7 @@ pub fn respond(outcome: &Result<Readiness, ReadinessError>) -> Response<Body> {
         }
         Err(_) => json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": "internal", "message": "your tenant's stored credentials are inconsistent; an operator has been alerted through the logs"}),
+            json!({"error": "internal", "message": "your tenant's stored credentials are inconsistent and were not handed out; the log tells an operator why"}),
         ),
     }
 }
