@@ -4,6 +4,7 @@
 //! Tests never skip when the stack is down: they fail and say `cargo xtask stack up`.
 
 pub mod amqp;
+pub mod cognito;
 pub mod events;
 pub mod lambda;
 pub mod mailgun;
