@@ -496,3 +496,83 @@ async fn the_pools_keys_come_from_moto_and_failures_are_not_rejections() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_rotation_refuses_the_old_password_and_hands_out_a_working_new_one() {
+    let f = Frontend::new().await;
+    let user = f.user("rotate").await;
+    let tokens = f.sign_in(&user).await;
+    // Not ready yet: nothing to rotate.
+    let early = f
+        .request(reqwest::Method::POST, "/tenant/rotate", &[&bearer(&tokens.id)])
+        .await;
+    assert_eq!(early.status, 404, "{}", early.text);
+    f.provision(&user).await;
+    let before = f.get("/tenant", &[&bearer(&tokens.id)]).await.json();
+    let old_uri = before["amqp_uri"].as_str().unwrap().to_owned();
+    // An open session with the old password (a leaked one, say).
+    let session = amqp::connect(&old_uri).await.unwrap();
+
+    let rotated = f
+        .request(reqwest::Method::POST, "/tenant/rotate", &[&bearer(&tokens.id)])
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    assert_eq!(rotated.headers["cache-control"], "no-store");
+    let after = rotated.json();
+    assert_ne!(after["password"], before["password"]);
+    let new_uri = after["amqp_uri"].as_str().unwrap().to_owned();
+
+    // RabbitMQ: the old password is refused, the new one works, the old session is closed.
+    assert!(
+        amqp::connect(&old_uri).await.is_err(),
+        "the old password still logs in"
+    );
+    amqp::round_trip(&new_uri, b"after rotation").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !session.is_open(),
+        "the session opened with the old password is still open"
+    );
+    // Secrets Manager, GET /tenant and the Kubernetes Secret agree on the new one.
+    let app = f.stack.app().await;
+    let stored = app
+        .provisioner
+        .store
+        .read(&user.tenant)
+        .await
+        .unwrap()
+        .ours()
+        .unwrap();
+    assert_eq!(stored.amqp_uri.expose(), new_uri);
+    assert_eq!(f.get("/tenant", &[&bearer(&tokens.id)]).await.json(), after);
+    let (secret, _, deployment) = app.provisioner.backend.get_all(&user.tenant).await.unwrap();
+    assert_eq!(secret.unwrap().data.unwrap()["AMQP_URI"].0, new_uri.as_bytes());
+    let annotations = deployment
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap_or_default();
+    assert!(
+        annotations.contains_key("kubectl.kubernetes.io/restartedAt"),
+        "the backend is restarted with the new password: {annotations:?}"
+    );
+    // Repeating it is safe: another new password, still one working tenant.
+    let again = f
+        .request(reqwest::Method::POST, "/tenant/rotate", &[&bearer(&tokens.id)])
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    amqp::round_trip(again.json()["amqp_uri"].as_str().unwrap(), b"again")
+        .await
+        .unwrap();
+    assert!(
+        tgsearch::status::tenant_status(&app.provisioner, &user.tenant)
+            .await
+            .unwrap()
+            .is_complete()
+    );
+    f.remove(&user).await;
+}

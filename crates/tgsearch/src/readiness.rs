@@ -13,6 +13,8 @@ use crate::tenant::TenantId;
 
 /// How long the frontend waits for an answer.
 pub const READINESS_DEADLINE: Duration = Duration::from_secs(1);
+/// How long a rotation may take (a status read, then four writes and a restart).
+pub const ROTATION_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Where a tenant stands, from its user's point of view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,8 @@ pub enum ReadinessError {
     Secret(#[source] PortError),
     #[error("the tenant changed while it was read; ask again")]
     Changed,
+    #[error("the rotation did not complete; ask again (it is safe to repeat): {0}")]
+    Rotation(String),
     /// A secret edited by hand, or written for someone else: never handed out.
     #[error("the stored credentials do not belong to the tenant: {0}")]
     Foreign(String),
@@ -56,6 +60,14 @@ impl ReadinessError {
 /// Reads where a tenant stands (a port, so the handler's mapping is tested with a fake).
 pub trait TenantReadiness: Send + Sync {
     fn readiness(
+        &self,
+        tenant: &TenantId,
+        within: Duration,
+    ) -> impl Future<Output = Result<Readiness, ReadinessError>> + Send;
+
+    /// Rotates a ready tenant's password and answers the new credentials; an incomplete or absent
+    /// tenant is answered as such, untouched.
+    fn rotate(
         &self,
         tenant: &TenantId,
         within: Duration,
@@ -105,6 +117,18 @@ impl TenantReadiness for LiveProvisioner {
             .map_err(|_| ReadinessError::TimedOut {
                 ms: within.as_millis() as u64,
             })?
+    }
+
+    async fn rotate(&self, tenant: &TenantId, within: Duration) -> Result<Readiness, ReadinessError> {
+        let deadline = crate::deadline::Deadline::new(within, None);
+        match self.readiness(tenant, deadline.remaining()).await? {
+            Readiness::Ready(_) => {}
+            other => return Ok(other),
+        }
+        self.rotate(tenant, &deadline)
+            .await
+            .map(Readiness::Ready)
+            .map_err(|e| ReadinessError::Rotation(e.to_string()))
     }
 }
 

@@ -1,5 +1,5 @@
-//! `GET /tenant`: a signed-in user's own tenant connection, behind API Gateway's HTTP API
-//! (payload v2) or a Lambda function URL alike.
+//! `GET /tenant`: a signed-in user's own tenant connection; `POST /tenant/rotate`: a new
+//! password for it. Behind API Gateway's HTTP API (payload v2) or a Lambda function URL alike.
 //!
 //! The tenant is always the `sub` of the verified bearer token; nothing in the path, the query
 //! or the body can name another. The function verifies the token itself (see
@@ -14,6 +14,11 @@
 //! | 503, `Retry-After` | a dependency is down or slower than [`READINESS_DEADLINE`] |
 //! | 500 | the stored credentials are not the tenant's (never handed out) |
 //! | 404 / 405 | another path / another method |
+//!
+//! `POST /tenant/rotate` answers 200 with the new credentials (the old password is refused from
+//! then on, its open connections are closed, the backend restarts with the new one), 409 with
+//! `Retry-After` while the tenant is incomplete, 404 without a tenant, 503 when a step did not
+//! complete (repeating it is safe).
 //!
 //! Every answer carries `Cache-Control: no-store`. Logs name the tenant and the outcome, never a
 //! token or a password.
@@ -51,6 +56,7 @@ pub struct CredentialsContext<F, T> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     GetTenant,
+    Rotate,
 }
 
 /// Why a request has no route.
@@ -69,6 +75,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
     match (path, method) {
         ("/tenant", &Method::GET) => Ok(Route::GetTenant),
         ("/tenant", _) => Err(NoRoute::MethodNotAllowed { allow: "GET" }),
+        ("/tenant/rotate", &Method::POST) => Ok(Route::Rotate),
+        ("/tenant/rotate", _) => Err(NoRoute::MethodNotAllowed { allow: "POST" }),
         _ => Err(NoRoute::NotFound),
     }
 }
@@ -261,6 +269,26 @@ async fn get_tenant<T: TenantReadiness>(
     respond(&outcome)
 }
 
+async fn rotate<T: TenantReadiness>(tenants: &T, tenant: &TenantId) -> Response<Body> {
+    let outcome = tenants.rotate(tenant, crate::readiness::ROTATION_DEADLINE).await;
+    match &outcome {
+        Ok(Readiness::Ready(_)) => {
+            info!(tenant = %tenant, "password rotated; new credentials handed out");
+            respond(&outcome)
+        }
+        Ok(Readiness::Provisioning) => with_retry(
+            StatusCode::CONFLICT,
+            RETRY_PROVISIONING_SECS,
+            json!({"error": "not_ready", "message": "your tenant is still being provisioned: rotate once `GET /tenant` answers ready"}),
+        ),
+        Ok(Readiness::Absent) => respond(&outcome),
+        Err(e) => {
+            warn!(tenant = %tenant, error = %e, "rotation incomplete");
+            unavailable("the rotation did not complete; repeat it (it is safe to repeat)")
+        }
+    }
+}
+
 pub async fn handle<F: JwksFetch, T: TenantReadiness>(
     ctx: &CredentialsContext<F, T>,
     request: Request,
@@ -275,6 +303,7 @@ pub async fn handle<F: JwksFetch, T: TenantReadiness>(
     };
     Ok(match route {
         Route::GetTenant => get_tenant(&ctx.tenants, &tenant, ctx.deadline).await,
+        Route::Rotate => rotate(&ctx.tenants, &tenant).await,
     })
 }
 
@@ -303,6 +332,13 @@ mod tests {
                 None => Ok(Readiness::Absent),
                 Some(Ok(r)) => Ok(r.clone()),
                 Some(Err(make)) => Err(make()),
+            }
+        }
+
+        async fn rotate(&self, tenant: &TenantId, within: Duration) -> Result<Readiness, ReadinessError> {
+            match self.readiness(tenant, within).await? {
+                Readiness::Ready(_) => Ok(Readiness::Ready(creds(tenant.as_str(), "rotated"))),
+                other => Ok(other),
             }
         }
     }
