@@ -113,3 +113,50 @@ fn a_malformed_sub_is_refused_before_anything_is_read() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("not a tenant id"), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn rotate_gives_a_ready_tenant_a_new_password_and_refuses_the_old_one() {
+    let stack = Stack::require();
+    let app = stack.app().await;
+    let tenant = fresh_tenant();
+    let sub = tenant.as_str();
+    let out = tgsearch(&["rotate", "--sub", sub]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "absent: nothing to rotate: {}",
+        text(&out)
+    );
+    let deadline = tgsearch::deadline::Deadline::new(std::time::Duration::from_secs(10), None);
+    let old = app
+        .provisioner
+        .provision(&tenant, &deadline)
+        .await
+        .unwrap()
+        .credentials;
+
+    let out = tgsearch(&["--json", "rotate", "--sub", sub, "--show-password"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let new = json(&out);
+    assert_ne!(new["password"].as_str(), Some(old.password.expose()));
+    let masked = tgsearch(&["rotate", "--sub", sub]);
+    assert!(
+        !text(&masked).contains(new["password"].as_str().unwrap()),
+        "shown without asking"
+    );
+    assert!(
+        amqp::connect(old.amqp_uri.expose()).await.is_err(),
+        "the old password still works"
+    );
+    let stored = app.provisioner.store.read(&tenant).await.unwrap().ours().unwrap();
+    amqp::round_trip(stored.amqp_uri.expose(), b"rotated")
+        .await
+        .unwrap();
+    assert!(
+        tgsearch::status::tenant_status(&app.provisioner, &tenant)
+            .await
+            .unwrap()
+            .is_complete()
+    );
+    app.provisioner.teardown(&tenant, &deadline).await.unwrap();
+}
