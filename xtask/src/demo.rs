@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use testkit::lambda::{Invocation, invoke};
-use testkit::{amqp, events, fresh_tenant};
+use testkit::{amqp, events};
 use tgsearch::adapters::rabbitmq::AdminCredentials;
 use tgsearch::credentials::TenantCredentials;
 use tgsearch::ports::CredentialStore;
@@ -17,7 +17,8 @@ pub async fn run(keep: bool) -> Result<()> {
     let app = stack.app().await;
     let http = reqwest::Client::new();
     let endpoint = stack.lambda_endpoint().to_owned();
-    let tenant = fresh_tenant();
+    let user = crate::demo_frontend::sign_up(&stack).await?;
+    let tenant = user.tenant.clone();
 
     println!("\n1. Cognito confirms a new user; it invokes post-confirmation (sub {tenant})");
     let event = events::signup_for(&tenant);
@@ -114,13 +115,16 @@ pub async fn run(keep: bool) -> Result<()> {
         ),
     }
 
+    crate::demo_frontend::run(&stack, &endpoint, &user).await?;
+
     if keep {
         println!(
-            "\n4. Kept. Inspect with `tgsearch status --sub {tenant}`, remove with `tgsearch teardown --sub {tenant}`"
+            "\n5. Kept. Inspect with `tgsearch status --sub {tenant}`, remove with `tgsearch teardown --sub {tenant}`"
         );
         return Ok(());
     }
-    println!("\n4. The teardown Lambda removes the tenant");
+    crate::demo_frontend::leave(&stack, &user).await?;
+    println!("\n5. The teardown Lambda removes the tenant");
     let done = invoke(
         &http,
         &endpoint,

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod demo_frontend;
 mod demo_mailgun;
 mod procs;
 mod stack;

@@ -5,6 +5,7 @@
 
 pub mod amqp;
 pub mod cluster;
+pub mod cognito;
 pub mod events;
 pub mod faults;
 pub mod lambda;

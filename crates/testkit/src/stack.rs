@@ -104,6 +104,25 @@ pub fn provision_queue_file() -> PathBuf {
     dir().join("provision-queue-url")
 }
 
+/// The id of the frontend's app client in that pool (written by `stack up`).
+pub fn user_pool_client_file() -> PathBuf {
+    dir().join("user-pool-client-id")
+}
+
+/// The name of the frontend's app client `stack up` creates in the stack's pool.
+pub const FRONTEND_CLIENT_NAME: &str = "tgsearch-frontend";
+
+/// Variable naming the log file of the Lambda emulator the tests talk to (default: the stack's).
+pub const LAMBDA_LOG_VAR: &str = "TGSEARCH_LAMBDA_LOG";
+
+/// The log of the Lambda emulator the tests talk to: the stack's `lambda.log`, or
+/// `$TGSEARCH_LAMBDA_LOG` for a developer's own `cargo lambda watch`.
+pub fn lambda_log() -> PathBuf {
+    std::env::var_os(LAMBDA_LOG_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir().join("lambda.log"))
+}
+
 /// The stand-in's CA (written when it starts) and the kubeconfig `stack up` writes.
 pub fn kube_ca_file() -> PathBuf {
     dir().join("kube/ca.pem")
@@ -120,6 +139,10 @@ pub fn exports() -> BTreeMap<&'static str, String> {
     let ca = std::fs::read(kube_ca_file())
         .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
         .unwrap_or_default();
+    let pool = std::fs::read_to_string(user_pool_file())
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     BTreeMap::from([
         ("EKS_CLUSTER_NAME", CLUSTER_NAME.into()),
         ("EKS_CLUSTER_ENDPOINT", format!("https://{HOST}:{KUBE_PORT}")),
@@ -142,12 +165,18 @@ pub fn exports() -> BTreeMap<&'static str, String> {
             "ALERT_TOPIC_ARN",
             format!("arn:aws:sns:{REGION}:{ACCOUNT}:{ALERT_TOPIC}"),
         ),
+        ("USER_POOL_ID", pool.clone()),
         (
-            "USER_POOL_ID",
-            std::fs::read_to_string(user_pool_file())
+            "USER_POOL_CLIENT_ID",
+            std::fs::read_to_string(user_pool_client_file())
                 .unwrap_or_default()
                 .trim()
                 .to_owned(),
+        ),
+        // moto serves every pool's keys at its own address; the issuer in its tokens is AWS's.
+        (
+            "USER_POOL_JWKS_URL",
+            format!("http://{HOST}:{MOTO_PORT}/{pool}/.well-known/jwks.json"),
         ),
         ("AWS_ENDPOINT_URL", aws),
         ("AWS_REGION", REGION.into()),
@@ -217,6 +246,16 @@ impl Stack {
             "the Lambda emulator does not answer at {url}: {NOT_RUNNING}"
         );
         url
+    }
+
+    /// The frontend's app client in the stack's user pool; panics with how to create it.
+    pub fn frontend_client_id(&self) -> &str {
+        let id = self.var("USER_POOL_CLIENT_ID");
+        assert!(
+            !id.is_empty(),
+            "the stack has no frontend app client (USER_POOL_CLIENT_ID): run `cargo xtask stack up`"
+        );
+        id
     }
 
     pub fn var(&self, name: &str) -> &str {

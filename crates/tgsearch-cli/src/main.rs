@@ -57,6 +57,29 @@ enum Command {
         #[arg(long)]
         sub: TenantId,
     },
+    /// What the tenant-credentials function would answer the tenant's user (`GET /tenant`):
+    /// ready with its connection, provisioning, or absent. Same check, no token. The password is
+    /// shown only with --show-password (masked in `amqp_uri` otherwise). Exit code 3 when not ready.
+    Credentials {
+        #[arg(long)]
+        sub: TenantId,
+        /// Print the password and the full amqp_uri (mind your terminal's scrollback).
+        #[arg(long)]
+        show_password: bool,
+        /// How long the readiness check may take, in milliseconds (the function allows 1000).
+        #[arg(long, default_value_t = tgsearch::readiness::READINESS_DEADLINE.as_millis() as u64)]
+        deadline_ms: u64,
+    },
+    /// Give a ready tenant a new password (what `POST /tenant/rotate` does for its user): stored
+    /// first, the RabbitMQ user re-created (its open connections close), the Kubernetes Secret
+    /// updated, the backend restarted. Safe to repeat. Exit code 3 when the tenant is not ready.
+    Rotate {
+        #[arg(long)]
+        sub: TenantId,
+        /// Print the new password and the full amqp_uri.
+        #[arg(long)]
+        show_password: bool,
+    },
     /// Repair drift: provision confirmed users of USER_POOL_ID that lack resources, remove the
     /// resources of users that no longer exist.
     Reconcile {
@@ -168,6 +191,33 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             output::status(cli.json, &status);
             // Scripts can test completeness through the exit code.
             Ok(if status.is_complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Command::Credentials {
+            sub,
+            show_password,
+            deadline_ms,
+        } => {
+            use tgsearch::readiness::{Readiness, TenantReadiness};
+            let app = AppContext::from_env().await?;
+            let within = std::time::Duration::from_millis(deadline_ms);
+            let readiness = app.provisioner.readiness(&sub, within).await?;
+            output::credentials(cli.json, show_password, &sub, &readiness);
+            Ok(if matches!(readiness, Readiness::Ready(_)) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Command::Rotate { sub, show_password } => {
+            use tgsearch::readiness::{ROTATION_DEADLINE, Readiness, TenantReadiness};
+            let app = AppContext::from_env().await?;
+            let outcome = TenantReadiness::rotate(&app.provisioner, &sub, ROTATION_DEADLINE).await?;
+            output::credentials(cli.json, show_password, &sub, &outcome);
+            Ok(if matches!(outcome, Readiness::Ready(_)) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(3)

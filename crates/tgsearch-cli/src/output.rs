@@ -1,11 +1,14 @@
-//! What the CLI prints: a short human summary, or JSON with `--json`. Never a password.
+//! What the CLI prints: a short human summary, or JSON with `--json`. Never a password, except
+//! `credentials --show-password`.
 
 use std::time::Duration;
 
+use tgsearch::TenantId;
 use tgsearch::app::AppContext;
 use tgsearch::bootstrap::Bootstrapped;
 use tgsearch::ports::{Converged, Removed};
 use tgsearch::provision::Provisioned;
+use tgsearch::readiness::Readiness;
 use tgsearch::reconcile::Report;
 use tgsearch::status::TenantStatus;
 use tgsearch::teardown::TornDown;
@@ -189,5 +192,59 @@ pub fn reconciled(as_json: bool, report: &Report) {
             "  next run      {} (out of time)",
             list(&report.left_for_next_run)
         );
+    }
+}
+
+/// `credentials`: what `GET /tenant` would answer. With `show_password`, the JSON is the
+/// function's own answer (plus `sub`); without it, the password is left out and masked in
+/// `amqp_uri`.
+pub fn credentials(as_json: bool, show_password: bool, tenant: &TenantId, readiness: &Readiness) {
+    let c = match readiness {
+        Readiness::Ready(c) => c,
+        Readiness::Provisioning if as_json => {
+            return json(serde_json::json!({ "sub": tenant.as_str(), "status": "provisioning" }));
+        }
+        Readiness::Absent if as_json => {
+            return json(serde_json::json!({ "sub": tenant.as_str(), "status": "absent" }));
+        }
+        Readiness::Provisioning => {
+            return println!(
+                "tenant {tenant}: provisioning (incomplete in some system; `tgsearch status --sub {tenant}` shows which)"
+            );
+        }
+        Readiness::Absent => {
+            return println!(
+                "tenant {tenant}: absent (no tenant; `tgsearch provision --sub {tenant}` creates it)"
+            );
+        }
+    };
+    let uri = if show_password {
+        c.amqp_uri.expose().to_owned()
+    } else {
+        c.amqp_uri
+            .expose()
+            .replacen(&format!(":{}@", c.password.expose()), ":********@", 1)
+    };
+    if as_json {
+        let mut value = serde_json::json!({
+            "sub": tenant.as_str(),
+            "status": "ready",
+            "username": c.username,
+            "vhost": c.vhost,
+            "amqp_uri": uri,
+        });
+        if show_password {
+            value["password"] = c.password.expose().into();
+        }
+        return json(value);
+    }
+    println!("tenant {tenant}: ready");
+    println!("  username  {}", c.username);
+    println!("  vhost     {}", c.vhost);
+    println!("  amqp_uri  {uri}");
+    if show_password {
+        println!("  password  {}", c.password.expose());
+    } else {
+        println!("  password  hidden (--show-password shows it)");
     }
 }

@@ -411,3 +411,169 @@ impl HandOffConfig {
         })
     }
 }
+
+/// What the tenant-credentials function needs besides the provisioner's settings: whose tokens
+/// it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantCredentialsConfig {
+    /// `USER_POOL_ID`: the user pool, `<region>_<id>`.
+    pub user_pool_id: String,
+    /// `USER_POOL_CLIENT_ID`: the frontend's app client; tokens of other clients are refused.
+    pub client_id: String,
+    /// `https://cognito-idp.<region>.amazonaws.com/<pool>`, the region taken from the pool id.
+    pub issuer: String,
+    /// `USER_POOL_JWKS_URL`: where the pool's signing keys are; default `<issuer>/.well-known/jwks.json`.
+    pub jwks_url: Url,
+    /// `USER_POOL_TOKEN_USE`: `id` (default) or `access`, the one kind of token accepted.
+    pub token_use: crate::cognito_jwt::TokenUse,
+}
+
+impl TenantCredentialsConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&Env::process())
+    }
+
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        use crate::cognito_jwt::{issuer, jwks_url, pool_region};
+        let user_pool_id = env
+            .required(
+                "USER_POOL_ID",
+                "the Cognito user pool id, e.g. eu-west-1_AbCdEf123",
+            )?
+            .trim()
+            .to_owned();
+        let region = pool_region(&user_pool_id).ok_or_else(|| ConfigError::Invalid {
+            name: "USER_POOL_ID",
+            reason: format!(
+                "`{user_pool_id}` is not a user pool id (<region>_<id>, e.g. eu-west-1_AbCdEf123)"
+            ),
+        })?;
+        let client_id = env
+            .required(
+                "USER_POOL_CLIENT_ID",
+                "the frontend's app client id in the user pool",
+            )?
+            .trim()
+            .to_owned();
+        if client_id.len() > 128
+            || !client_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '_')
+        {
+            return Err(ConfigError::Invalid {
+                name: "USER_POOL_CLIENT_ID",
+                reason: "an app client id is up to 128 letters, digits, `_` or `+`".into(),
+            });
+        }
+        let issuer = issuer(region, &user_pool_id);
+        let jwks_url = match env.optional("USER_POOL_JWKS_URL") {
+            Some(raw) => parse_url("USER_POOL_JWKS_URL", &raw, &["https", "http"])?,
+            None => parse_url("USER_POOL_JWKS_URL", &jwks_url(&issuer), &["https"])?,
+        };
+        let token_use = match env.optional("USER_POOL_TOKEN_USE") {
+            None => crate::cognito_jwt::TokenUse::Id,
+            Some(raw) => raw.parse().map_err(|reason| ConfigError::Invalid {
+                name: "USER_POOL_TOKEN_USE",
+                reason,
+            })?,
+        };
+        Ok(Self {
+            user_pool_id,
+            client_id,
+            issuer,
+            jwks_url,
+            token_use,
+        })
+    }
+
+    /// What a token must say to be accepted.
+    pub fn expected(&self) -> crate::cognito_jwt::Expected {
+        crate::cognito_jwt::Expected {
+            issuer: self.issuer.clone(),
+            client_id: self.client_id.clone(),
+            token_use: self.token_use,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tenant_credentials_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::cognito_jwt::TokenUse;
+
+    fn config(vars: &[(&str, &str)]) -> Result<TenantCredentialsConfig, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        TenantCredentialsConfig::from(&Env::from_lookup(move |name| map.get(name).cloned()))
+    }
+
+    const POOL: (&str, &str) = ("USER_POOL_ID", "eu-west-1_AbCdEf123");
+    const CLIENT: (&str, &str) = ("USER_POOL_CLIENT_ID", "1example23456789abcdefghij");
+
+    #[test]
+    fn the_issuer_and_keys_follow_from_the_pool() {
+        let c = config(&[POOL, CLIENT]).unwrap();
+        assert_eq!(
+            c.issuer,
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
+        );
+        assert_eq!(
+            c.jwks_url.as_str(),
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123/.well-known/jwks.json"
+        );
+        assert_eq!(c.token_use, TokenUse::Id);
+        assert_eq!(c.expected().client_id, CLIENT.1);
+    }
+
+    #[test]
+    fn the_keys_url_and_the_token_kind_can_be_set() {
+        let c = config(&[
+            POOL,
+            CLIENT,
+            (
+                "USER_POOL_JWKS_URL",
+                "http://127.0.0.1:5000/eu-west-1_AbCdEf123/.well-known/jwks.json",
+            ),
+            ("USER_POOL_TOKEN_USE", "access"),
+        ])
+        .unwrap();
+        assert_eq!(c.jwks_url.host_str(), Some("127.0.0.1"));
+        assert_eq!(c.token_use, TokenUse::Access);
+    }
+
+    /// Settings, the variable the error must name, and a word of the reason.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
+    #[test]
+    fn missing_and_malformed_settings_are_named() {
+        let cases: &[Case] = &[
+            (&[CLIENT], "USER_POOL_ID", "not set"),
+            (&[POOL], "USER_POOL_CLIENT_ID", "not set"),
+            (
+                &[("USER_POOL_ID", "AbCdEf123"), CLIENT],
+                "USER_POOL_ID",
+                "<region>_<id>",
+            ),
+            (
+                &[POOL, ("USER_POOL_CLIENT_ID", "a client")],
+                "USER_POOL_CLIENT_ID",
+                "letters",
+            ),
+            (
+                &[POOL, CLIENT, ("USER_POOL_TOKEN_USE", "refresh")],
+                "USER_POOL_TOKEN_USE",
+                "`refresh`",
+            ),
+            (
+                &[POOL, CLIENT, ("USER_POOL_JWKS_URL", "ftp://x/jwks")],
+                "USER_POOL_JWKS_URL",
+                "scheme",
+            ),
+        ];
+        for (vars, name, reason) in cases {
+            let msg = config(vars).unwrap_err().to_string();
+            assert!(msg.contains(name) && msg.contains(reason), "{msg}");
+        }
+    }
+}

@@ -196,6 +196,17 @@ impl TenantBroker for MemoryBroker {
         })
     }
 
+    async fn recreate_user(&self, tenant: &TenantId, password: &Password) -> Result<(), PortError> {
+        self.users.lock().unwrap().insert(
+            tenant.rabbitmq_user().into(),
+            MemoryUser {
+                password: password.clone(),
+                tags: vec![],
+            },
+        );
+        Ok(())
+    }
+
     async fn remove_vhost(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         self.enter(Step::Vhost).await?;
         let mut vhosts = self.vhosts.lock().unwrap();

@@ -187,6 +187,15 @@ pub trait TenantBroker: Send + Sync {
 
     /// Removes the tenant's vhost (queues and all) when it carries the `tgsearch` tag.
     fn remove_vhost(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
+
+    /// Re-creates the tenant's user (provably ours) with a new `password` and its permission:
+    /// deleting the user is what makes RabbitMQ close every connection it has open, so a leaked
+    /// password keeps no session.
+    fn recreate_user(
+        &self,
+        tenant: &TenantId,
+        password: &Password,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// The tenant's backend on the cluster: its Secret, its data volume, its Deployment.

@@ -132,6 +132,31 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
         })
     }
 
+    /// Gives the tenant a new password (a user who believes theirs leaked): stored first, so a
+    /// failed rotation converges on the next try or the next reconcile; then RabbitMQ (the user is
+    /// re-created, which closes its open connections) and the Kubernetes Secret; then the backend
+    /// restarts with the new one. The old password is refused afterwards.
+    pub async fn rotate(
+        &self,
+        tenant: &TenantId,
+        deadline: &Deadline,
+    ) -> Result<TenantCredentials, StepError> {
+        let new = TenantCredentials::new(tenant, generate_password(), &self.amqp_url);
+        deadline
+            .run(Step::Secret, || self.store.replace(tenant, &new))
+            .await?;
+        tokio::try_join!(
+            deadline.run(Step::User, || self.broker.recreate_user(tenant, &new.password)),
+            deadline.run(Step::KubeSecret, || self
+                .backend
+                .ensure_secret(tenant, &new.amqp_uri)),
+        )?;
+        deadline
+            .run(Step::Deployment, || self.backend.restart(tenant))
+            .await?;
+        Ok(new)
+    }
+
     /// The stored credentials, created when absent, and repaired when they no longer say what
     /// they must: the tenant's own user and vhost, and an `amqp_uri` rebuilt from the stored
     /// password and the configured broker (so a hand-edited secret cannot point a tenant at

@@ -74,9 +74,17 @@ pub struct TenantStatus {
     /// Every permission the tenant's user holds (anything beyond its own vhost is drift).
     pub permissions: Vec<Permission>,
     pub deployment: Option<DeploymentSummary>,
+    /// The stored credentials as read (never serialized, never shown).
+    #[serde(skip)]
+    credentials: Option<TenantCredentials>,
 }
 
 impl TenantStatus {
+    /// The stored credentials that were checked, when they are the provisioner's.
+    pub fn credentials(&self) -> Option<&TenantCredentials> {
+        self.credentials.as_ref()
+    }
+
     /// Everything is there and what it must be: the tenant can connect.
     pub fn is_complete(&self) -> bool {
         self.resources.iter().all(|r| r.state == State::Ok)
@@ -297,14 +305,17 @@ pub async fn tenant_status(
         },
     });
 
-    let secret = match stored {
-        Found::Ours(c) => Some(SecretSummary {
-            name: secret_name,
-            broker: broker_of(&c),
-            username: c.username,
-            vhost: c.vhost,
-        }),
-        _ => None,
+    let (secret, credentials) = match stored {
+        Found::Ours(c) => (
+            Some(SecretSummary {
+                name: secret_name,
+                broker: broker_of(&c),
+                username: c.username.clone(),
+                vhost: c.vhost.clone(),
+            }),
+            Some(c),
+        ),
+        _ => (None, None),
     };
     Ok(TenantStatus {
         sub: tenant.to_string(),
@@ -312,6 +323,7 @@ pub async fn tenant_status(
         secret,
         permissions,
         deployment: summary,
+        credentials,
     })
 }
 

@@ -26,6 +26,7 @@ pub const FUNCTIONS: &[&str] = &[
     "reconcile",
     "mailgun-webhook",
     "provision-worker",
+    "tenant-credentials",
 ];
 
 pub fn workspace_root() -> PathBuf {
@@ -92,11 +93,16 @@ pub async fn up_with(quiet: bool, emulator: bool, cluster: bool) -> Result<Stack
     rabbitmq::ensure_admin(&dir, &stack, &aws, rabbit_fresh).await?;
     say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
     let pool_changed = moto::ensure_user_pool(&aws).await?;
+    let client_changed = moto::ensure_frontend_client(&aws).await?;
     moto::ensure_alerting(&aws).await?;
     let queue_changed = moto::ensure_provision_queue(&aws).await?;
     // The Lambdas hold the cluster CA in their environment: a new stand-in means new Lambdas.
     if emulator {
-        lambda::ensure_lambda_emulator(&dir, &say, kube_fresh || pool_changed || queue_changed)?;
+        lambda::ensure_lambda_emulator(
+            &dir,
+            &say,
+            kube_fresh || pool_changed || client_changed || queue_changed,
+        )?;
         poller::ensure_poller(&dir, &say)?;
     } else {
         if procs::stop(&dir, "lambda")? {

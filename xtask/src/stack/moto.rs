@@ -62,6 +62,22 @@ pub(super) async fn ensure_user_pool(aws: &aws_config::SdkConfig) -> Result<bool
     Ok(changed)
 }
 
+/// Finds or creates the frontend's app client in the stack's user pool (public: no secret;
+/// password sign-in allowed so tests and the demo can sign in without SRP) and records its id
+/// for `stack env`. Returns whether the id changed.
+pub(super) async fn ensure_frontend_client(aws: &aws_config::SdkConfig) -> Result<bool> {
+    let pool = fs::read_to_string(stack::user_pool_file())?;
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(aws);
+    let id =
+        testkit::cognito::find_or_create_client(&cognito, pool.trim(), stack::FRONTEND_CLIENT_NAME).await?;
+    let file = stack::user_pool_client_file();
+    let changed = fs::read_to_string(&file).ok().as_deref() != Some(id.as_str());
+    if changed {
+        fs::write(&file, &id)?;
+    }
+    Ok(changed)
+}
+
 /// The alert topic, a Mailgun signing key and the webhook's delivery ledger table, in moto
 /// (which forgets them when it restarts).
 pub(super) async fn ensure_alerting(aws: &aws_config::SdkConfig) -> Result<()> {

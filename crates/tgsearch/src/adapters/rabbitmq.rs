@@ -551,6 +551,24 @@ impl crate::ports::TenantBroker for ManagementClient {
         self.delete_user(tenant.rabbitmq_user()).await.map_err(port)
     }
 
+    async fn recreate_user(&self, tenant: &TenantId, password: &Password) -> Result<(), PortError> {
+        let Some((user, permissions, tagged)) = self.observe_user(tenant).await.map_err(port)? else {
+            return Err("the tenant's RabbitMQ user does not exist; provision the tenant first".into());
+        };
+        if let Some(why) = user_not_ours(&user, Some(password), tagged, &permissions) {
+            return Err(foreign("RabbitMQ user", tenant.rabbitmq_user(), why));
+        }
+        // The management API lists connections only after a statistics interval (seconds); a
+        // deleted user's connections are closed at once.
+        self.delete_user(tenant.rabbitmq_user()).await.map_err(port)?;
+        self.put_user(tenant.rabbitmq_user(), password, &[])
+            .await
+            .map_err(port)?;
+        self.put_permission(tenant.vhost(), tenant.rabbitmq_user(), ".*", ".*", ".*")
+            .await
+            .map_err(port)
+    }
+
     async fn remove_vhost(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         match self.get_vhost(tenant.vhost()).await.map_err(port)? {
             None => Ok(Removed::AlreadyAbsent),

@@ -6,6 +6,7 @@ pub mod post_confirmation;
 pub mod provision_worker;
 pub mod reconcile;
 pub mod teardown;
+pub mod tenant_credentials;
 
 use lambda_runtime::Diagnostic;
 

@@ -1,0 +1,33 @@
+//! tenant-credentials (API Gateway HTTP API or Lambda function URL): `GET /tenant` answers the
+//! signed-in user's own tenant connection, or that it is still being provisioned.
+
+use lambda_http::{Error, run, service_fn, tracing};
+use tgsearch::app::{AppContext, http_client, load_aws_config};
+use tgsearch::cognito_jwt::{HttpJwks, TokenVerifier};
+use tgsearch::config::{ProvisionerConfig, TenantCredentialsConfig};
+use tgsearch::handlers::tenant_credentials::{CredentialsContext, READINESS_DEADLINE, handle};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    // Not the runtime's default: at TRACE it logs every raw event, bearer token included.
+    tgsearch::telemetry::init();
+    let config = TenantCredentialsConfig::from_env()?;
+    let provisioner_config = ProvisionerConfig::from_env()?;
+    let aws = load_aws_config().await;
+    let http = http_client()?;
+    let app = AppContext::new(provisioner_config, &aws, http.clone())
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
+    let verifier = TokenVerifier::new(config.expected(), HttpJwks::new(http, config.jwks_url.as_str()));
+    // Best effort: a pool whose keys cannot be fetched now is fetched again on the first request.
+    match verifier.prefetch().await {
+        Ok(keys) => tracing::info!(keys, token_use = %config.token_use, "user pool keys loaded"),
+        Err(e) => tracing::warn!(error = %e, "user pool keys not loaded at cold start"),
+    }
+    let ctx = CredentialsContext {
+        verifier,
+        tenants: app.provisioner,
+        deadline: READINESS_DEADLINE,
+    };
+    run(service_fn(|request| handle(&ctx, request))).await
+}

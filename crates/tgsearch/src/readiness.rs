@@ -1,0 +1,184 @@
+//! Whether a tenant is ready for its user, and if so its connection: what `GET /tenant` and
+//! `tgsearch credentials` answer. Ready means complete in every system, the same check as
+//! `tgsearch status`; the answer comes within a deadline or not at all, never half.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::app::LiveProvisioner;
+use crate::credentials::TenantCredentials;
+use crate::ports::PortError;
+use crate::status::{StatusError, tenant_status};
+use crate::tenant::TenantId;
+
+/// How long the frontend waits for an answer.
+pub const READINESS_DEADLINE: Duration = Duration::from_secs(1);
+/// How long a rotation may take (a status read, then four writes and a restart).
+pub const ROTATION_DEADLINE: Duration = Duration::from_secs(4);
+
+/// Where a tenant stands, from its user's point of view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Complete in every system: here is the connection.
+    Ready(TenantCredentials),
+    /// Some of it exists: provisioning is under way (or being repaired).
+    Provisioning,
+    /// Nothing of it exists.
+    Absent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadinessError {
+    #[error("the tenant's state could not be read within {ms} ms")]
+    TimedOut { ms: u64 },
+    #[error(transparent)]
+    Status(Box<StatusError>),
+    #[error("cannot read the tenant secret: {0}")]
+    Secret(#[source] PortError),
+    #[error("the tenant changed while it was read; ask again")]
+    Changed,
+    #[error("the rotation did not complete; ask again (it is safe to repeat): {0}")]
+    Rotation(String),
+    /// A secret edited by hand, or written for someone else: never handed out.
+    #[error("the stored credentials do not belong to the tenant: {0}")]
+    Foreign(String),
+}
+
+impl From<StatusError> for ReadinessError {
+    fn from(e: StatusError) -> Self {
+        ReadinessError::Status(Box::new(e))
+    }
+}
+
+impl ReadinessError {
+    /// A dependency that is down, slow or mid-change: asking again later can succeed.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, ReadinessError::Foreign(_))
+    }
+}
+
+/// Reads where a tenant stands (a port, so the handler's mapping is tested with a fake).
+pub trait TenantReadiness: Send + Sync {
+    fn readiness(
+        &self,
+        tenant: &TenantId,
+        within: Duration,
+    ) -> impl Future<Output = Result<Readiness, ReadinessError>> + Send;
+
+    /// Rotates a ready tenant's password and answers the new credentials; an incomplete or absent
+    /// tenant is answered as such, untouched.
+    fn rotate(
+        &self,
+        tenant: &TenantId,
+        within: Duration,
+    ) -> impl Future<Output = Result<Readiness, ReadinessError>> + Send;
+}
+
+/// The verdict from what was read: the status' two verdicts and the stored credentials, read
+/// concurrently (so they may disagree when the tenant changes in between).
+pub fn verdict(
+    tenant: &TenantId,
+    complete: bool,
+    absent: bool,
+    stored: Option<TenantCredentials>,
+) -> Result<Readiness, ReadinessError> {
+    match (complete, absent, stored) {
+        (true, _, Some(credentials)) => {
+            if credentials.username != tenant.rabbitmq_user() || credentials.vhost != tenant.vhost() {
+                return Err(ReadinessError::Foreign(format!(
+                    "they name user `{}` and vhost `{}`",
+                    credentials.username, credentials.vhost
+                )));
+            }
+            Ok(Readiness::Ready(credentials))
+        }
+        // Complete a moment ago, its secret gone now: being torn down, or a race.
+        (true, _, None) => Err(ReadinessError::Changed),
+        (false, true, None) => Ok(Readiness::Absent),
+        // Its secret appeared after the status was read: provisioning has begun.
+        (false, _, _) => Ok(Readiness::Provisioning),
+    }
+}
+
+impl TenantReadiness for LiveProvisioner {
+    async fn readiness(&self, tenant: &TenantId, within: Duration) -> Result<Readiness, ReadinessError> {
+        // One read of everything: the credentials handed out are the ones the status checked.
+        let read = async {
+            let status = tenant_status(self, tenant).await?;
+            verdict(
+                tenant,
+                status.is_complete(),
+                status.is_absent(),
+                status.credentials().cloned(),
+            )
+        };
+        tokio::time::timeout(within, read)
+            .await
+            .map_err(|_| ReadinessError::TimedOut {
+                ms: within.as_millis() as u64,
+            })?
+    }
+
+    async fn rotate(&self, tenant: &TenantId, within: Duration) -> Result<Readiness, ReadinessError> {
+        let deadline = crate::deadline::Deadline::new(within, None);
+        match self.readiness(tenant, deadline.remaining()).await? {
+            Readiness::Ready(_) => {}
+            other => return Ok(other),
+        }
+        self.rotate(tenant, &deadline)
+            .await
+            .map(Readiness::Ready)
+            .map_err(|e| ReadinessError::Rotation(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::Password;
+
+    fn tenant(s: &str) -> TenantId {
+        TenantId::parse(s).unwrap()
+    }
+
+    const A: &str = "4f1c2b3a-9d8e-4f7a-8b6c-5d4e3f2a1b0c";
+    const B: &str = "00000000-0000-4000-8000-000000000000";
+
+    fn creds(of: &str) -> TenantCredentials {
+        let broker = reqwest::Url::parse("amqp://mq:5672").unwrap();
+        TenantCredentials::new(&tenant(of), Password::new("p4ssw0rd"), &broker)
+    }
+
+    #[test]
+    fn a_complete_tenant_with_its_own_secret_is_ready() {
+        let got = verdict(&tenant(A), true, false, Some(creds(A))).unwrap();
+        assert_eq!(got, Readiness::Ready(creds(A)));
+    }
+
+    #[test]
+    fn another_tenants_secret_is_never_handed_out() {
+        let err = verdict(&tenant(A), true, false, Some(creds(B))).unwrap_err();
+        assert!(matches!(err, ReadinessError::Foreign(_)), "{err}");
+        assert!(!err.is_transient());
+        assert!(!err.to_string().contains("p4ssw0rd"), "{err}");
+    }
+
+    #[test]
+    fn incomplete_absent_and_changing_tenants() {
+        assert_eq!(
+            verdict(&tenant(A), false, false, Some(creds(A))).unwrap(),
+            Readiness::Provisioning
+        );
+        assert_eq!(
+            verdict(&tenant(A), false, false, None).unwrap(),
+            Readiness::Provisioning
+        );
+        assert_eq!(verdict(&tenant(A), false, true, None).unwrap(), Readiness::Absent);
+        assert_eq!(
+            verdict(&tenant(A), false, true, Some(creds(A))).unwrap(),
+            Readiness::Provisioning
+        );
+        let err = verdict(&tenant(A), true, false, None).unwrap_err();
+        assert!(matches!(err, ReadinessError::Changed) && err.is_transient());
+    }
+}
