@@ -4,17 +4,17 @@
 //! the field and does not echo a huge input back, and nothing is created (or removed) in any
 //! system: checked in RabbitMQ, Secrets Manager and Kubernetes with independent clients.
 //!
-//! Functions still to come get a test here when they land, built from the same pieces:
-//! - `tenant-credentials` (API Gateway HTTP API, `GET /tenant`): the JWT's `sub` claim through
-//!   [`hostile_subs`], and malformed, truncated and oversized requests, each refused naming the
-//!   claim or field, nothing returned of another tenant;
-//! - `provision-worker`: its message's `sub` through [`hostile_subs`] with
-//!   [`assert_nothing_named`], and malformed, truncated, oversized and wrongly typed messages.
+//! `provision-worker` gets its hostile messages through a queue of the test's own and the real
+//! binary (`testkit::runtime`). Still to add, from the same pieces: `tenant-credentials`
+//! (`GET /tenant` behind the JWT authorizer): malformed, truncated and oversized requests and
+//! tokens, each refused naming what was wrong, nothing returned of any tenant.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use testkit::faults::HandOffQueue;
 use testkit::lambda::{Invocation, invoke};
+use testkit::runtime::{Function, stack_env};
 use testkit::stack::Stack;
 use testkit::{events, fresh_tenant};
 use tgsearch::TenantId;
@@ -461,4 +461,66 @@ async fn mailgun_webhook_refuses_malformed_truncated_oversized_and_mistyped_bodi
         }
     }
     Problems(problems).assert_none("mailgun-webhook");
+}
+
+#[tokio::test]
+async fn provision_worker_refuses_hostile_messages_and_creates_nothing() {
+    let h = Harness::new().await;
+    let queue = HandOffQueue::create(&h.stack).await;
+    let mut env = stack_env(&h.stack);
+    env.insert("PROVISION_QUEUE_URL".into(), queue.url.clone());
+    let worker = Function::new("provision-worker", env);
+    let real = tenant_with_letters();
+    let mut bodies: Vec<(String, String)> = hostile_subs(&real)
+        .into_iter()
+        .map(|(case, sub)| (case.to_owned(), json!({"sub": sub, "reason": "test"}).to_string()))
+        .collect();
+    let good = json!({"sub": real.as_str(), "reason": "test"}).to_string();
+    for (case, body) in [
+        ("not JSON", "sub=1".to_owned()),
+        ("truncated", good[..good.len() / 2].to_owned()),
+        ("sub is a number", r#"{"sub": 5}"#.to_owned()),
+        ("no sub", "{}".to_owned()),
+        ("an array", json!([{"sub": real.as_str()}]).to_string()),
+        (
+            "oversized reason",
+            json!({"sub": "not-a-uuid", "reason": "x".repeat(200 * 1024)}).to_string(),
+        ),
+    ] {
+        bodies.push((case.to_owned(), body));
+    }
+    let mut sent = Vec::new();
+    for (case, body) in &bodies {
+        sent.push((queue.send(body).await, case.clone()));
+    }
+    let messages = queue.all().await;
+    let failed = queue.failures(&worker, &messages).await;
+    queue.delete().await;
+    let failed = failed.unwrap_or_else(|why| panic!("{why}"));
+    let accepted: Vec<&String> = sent
+        .iter()
+        .filter(|(id, _)| !failed.contains(id))
+        .map(|(_, case)| case)
+        .collect();
+    assert!(
+        accepted.is_empty(),
+        "hostile messages taken as done: {accepted:?}"
+    );
+    for (case, sub) in hostile_subs(&real) {
+        h.assert_nothing_named(&sub, case).await;
+    }
+    let status = tenant_status(&h.app.provisioner, &real).await.unwrap();
+    assert!(
+        status.is_absent(),
+        "a hostile message provisioned the real tenant: {status}"
+    );
+    let logs = worker.logs();
+    assert!(
+        logs.contains("`sub`"),
+        "the worker's log does not name the field `sub`"
+    );
+    assert!(
+        !logs.contains(&"x".repeat(1024)),
+        "the worker's log echoes an oversized message"
+    );
 }

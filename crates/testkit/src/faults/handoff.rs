@@ -115,25 +115,45 @@ impl HandOffQueue {
         json!({ "Records": records })
     }
 
+    /// Sends `body` as a message (as post-confirmation would, or as anyone with access could).
+    pub async fn send(&self, body: &str) -> String {
+        self.sqs
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("send to {}: {e}", self.name))
+            .message_id()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Delivers `messages` to `worker` (the real `provision-worker`) as the event source would;
+    /// returns the ids of the messages it reported as failed, or why it did not answer.
+    pub async fn failures(&self, worker: &Function, messages: &[HandedOff]) -> Result<Vec<String>, String> {
+        let outcome = worker
+            .invoke(&self.event(messages), Duration::from_secs(60))
+            .await;
+        match &outcome.answer {
+            Answer::Ok(answer) => Ok(answer["batchItemFailures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                .collect()),
+            other => Err(format!(
+                "provision-worker: {other:?}; last log lines:\n{}",
+                worker.log_tail(15)
+            )),
+        }
+    }
+
     /// Delivers `messages` to `worker` (the real `provision-worker`) as the event source would,
     /// and removes them from the queue when the worker reports no failure, as it would. Returns
     /// the failures the worker reported, or why it did not answer.
     pub async fn deliver(&self, worker: &Function, messages: &[HandedOff]) -> Result<(), String> {
-        let outcome = worker
-            .invoke(&self.event(messages), Duration::from_secs(60))
-            .await;
-        let failures = match &outcome.answer {
-            Answer::Ok(answer) => answer["batchItemFailures"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
-            other => {
-                return Err(format!(
-                    "provision-worker: {other:?}; last log lines:\n{}",
-                    worker.log_tail(15)
-                ));
-            }
-        };
+        let failures = self.failures(worker, messages).await?;
         if !failures.is_empty() {
             return Err(format!(
                 "provision-worker reported failures {failures:?}; last log lines:\n{}",
