@@ -183,6 +183,10 @@ pub async fn tenant_status(
     resources.push(match &vhost {
         None => check.missing(),
         Some(_) if !tagged => check.is(State::Foreign, "it has no `tgsearch` tag"),
+        Some(v) if !v.stopped_on().is_empty() => check.is(
+            State::Drift,
+            format!("stopped on {}: clients routed there get \"vhost is down\"", v.stopped_on().join(", ")),
+        ),
         Some(_) => check.ok(),
     });
     resources.push(user_status(

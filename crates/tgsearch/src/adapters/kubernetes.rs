@@ -56,13 +56,15 @@ impl KubeError {
         }
     }
 
-    /// A failure a retry may fix: no answer, throttling (429), a conflict with a concurrent
-    /// writer (409), a server error.
+    /// A failure a retry may fix: no answer, throttling (429), a concurrent writer that changed
+    /// the object under us (409 "the object has been modified"), a server error. A 409 apply
+    /// conflict with another field manager is no such thing: it stays until a person looks.
     pub fn is_transient(&self) -> bool {
         match self {
             // An apply the server cannot even type (an unknown field) answers 500, for ever.
             KubeError::Api { message, .. } if message.contains("field not declared in schema") => false,
-            KubeError::Api { code, .. } => matches!(code, 408 | 409 | 429) || *code >= 500,
+            KubeError::Api { code: 409, message, .. } => message.contains("the object has been modified"),
+            KubeError::Api { code, .. } => matches!(code, 408 | 429) || *code >= 500,
             // Not a network failure: the token could not be signed, the config is wrong.
             KubeError::Transport {
                 source: kube::Error::Auth(_) | kube::Error::InferConfig(_) | kube::Error::SerdeError(_),

@@ -101,6 +101,21 @@ pub struct Vhost {
     pub description: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Per node: `running`, `stopped` (its supervisor failed there, e.g. created while the node
+    /// was leaving the cluster: clients routed to that node get "vhost is down") or `nodedown`.
+    #[serde(default)]
+    pub cluster_state: std::collections::BTreeMap<String, String>,
+}
+
+impl Vhost {
+    /// Nodes that are up but do not run the vhost.
+    pub fn stopped_on(&self) -> Vec<&str> {
+        self.cluster_state
+            .iter()
+            .filter(|(_, state)| state.as_str() == "stopped")
+            .map(|(node, _)| node.as_str())
+            .collect()
+    }
 }
 
 /// A user as the API reports it. The password hash is salted (RabbitMQ's
@@ -325,6 +340,17 @@ impl ManagementClient {
             .unwrap_or_default())
     }
 
+    /// Starts a vhost that is stopped on `node` (`POST /api/vhosts/{name}/start/{node}`).
+    pub async fn start_vhost(&self, name: &str, node: &str) -> Result<(), RabbitMqError> {
+        self.send(
+            Method::POST,
+            format!("/api/vhosts/{}/start/{}", enc(name), enc(node)),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn delete_vhost(&self, name: &str) -> Result<Removed, RabbitMqError> {
         self.delete(format!("/api/vhosts/{}", enc(name))).await
     }
@@ -476,20 +502,38 @@ impl ManagementClient {
 
 impl crate::ports::TenantBroker for ManagementClient {
     async fn ensure_vhost(&self, tenant: &TenantId) -> Result<Converged, PortError> {
-        match self.get_vhost(tenant.vhost()).await.map_err(port)? {
-            Some(v) if v.is_tenant_vhost() => Ok(Converged::Unchanged),
-            Some(_) => Err(foreign(
-                "vhost",
-                tenant.vhost(),
-                format!("it has no `{TENANT_VHOST_TAG}` tag"),
-            )),
+        let vhost = match self.get_vhost(tenant.vhost()).await.map_err(port)? {
+            Some(v) if v.is_tenant_vhost() => v,
+            Some(_) => {
+                return Err(foreign(
+                    "vhost",
+                    tenant.vhost(),
+                    format!("it has no `{TENANT_VHOST_TAG}` tag"),
+                ));
+            }
             None => {
                 self.put_vhost(tenant.vhost(), TENANT_VHOST_TAG, &[TENANT_VHOST_TAG])
                     .await
                     .map_err(port)?;
-                Ok(Converged::Created)
+                // A vhost created while a node was leaving can be left stopped there.
+                let created = self.get_vhost(tenant.vhost()).await.map_err(port)?;
+                match created {
+                    Some(v) if !v.stopped_on().is_empty() => v,
+                    _ => return Ok(Converged::Created),
+                }
             }
+        };
+        let stopped: Vec<String> = vhost.stopped_on().iter().map(|n| n.to_string()).collect();
+        if stopped.is_empty() {
+            return Ok(Converged::Unchanged);
         }
+        for node in &stopped {
+            self.start_vhost(tenant.vhost(), node).await.map_err(port)?;
+        }
+        Ok(Converged::Repaired(format!(
+            "it was stopped on {} and is started again",
+            stopped.join(", ")
+        )))
     }
 
     async fn ensure_user(&self, tenant: &TenantId, password: &Password) -> Result<Converged, PortError> {

@@ -21,6 +21,8 @@ pub enum EventError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("event field `{field}` is invalid: {reason}")]
+    Field { field: String, reason: String },
     #[error("event field `{field}` is missing")]
     Missing { field: &'static str },
     #[error("event field `{field}` is invalid: {source}")]
@@ -61,6 +63,26 @@ impl From<HandlerError> for Diagnostic {
             error_message: err.to_string(),
         }
     }
+}
+
+/// Reads `raw` as a `T`, naming the field that does not fit (its path, e.g.
+/// `request.userAttributes.sub`) and never quoting more than a little of the input.
+pub fn parse_event<T: serde::de::DeserializeOwned>(
+    raw: &serde_json::Value,
+    expected: &'static str,
+) -> Result<T, EventError> {
+    serde_path_to_error::deserialize(raw).map_err(|e| {
+        let field = e.path().to_string();
+        let reason: String = e.inner().to_string().chars().take(160).collect();
+        if field.is_empty() || field == "." {
+            EventError::Shape {
+                expected,
+                source: serde_json::Error::io(std::io::Error::other(reason)),
+            }
+        } else {
+            EventError::Field { field, reason }
+        }
+    })
 }
 
 fn tenant_from(field: &'static str, value: Option<&str>) -> Result<crate::TenantId, EventError> {

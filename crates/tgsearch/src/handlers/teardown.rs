@@ -10,7 +10,7 @@ use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
-use super::{HandlerError, tenant_from};
+use super::{EventError, HandlerError, parse_event, tenant_from};
 use crate::deadline::Deadline;
 use crate::ports::{CredentialStore, TenantBackend, TenantBroker, UserDirectory};
 use crate::provision::Provisioner;
@@ -30,9 +30,17 @@ pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, D: Us
     provisioner: &Provisioner<S, B, K>,
     directory: &D,
     budget: Duration,
-    event: LambdaEvent<TeardownRequest>,
+    event: LambdaEvent<serde_json::Value>,
 ) -> Result<TornDown, HandlerError> {
-    let (payload, context) = event.into_parts();
+    let (raw, context) = event.into_parts();
+    if !raw.is_object() {
+        return Err(EventError::Shape {
+            expected: r#"teardown ({"sub": "<uuid>", "force": false})"#,
+            source: serde_json::Error::io(std::io::Error::other("the event must be a JSON object with `sub`")),
+        }
+        .into());
+    }
+    let payload: TeardownRequest = parse_event(&raw, "teardown")?;
     let tenant = tenant_from("sub", payload.sub.as_deref())?;
     let deadline = Deadline::new(budget, Some(context.deadline));
     let user = deadline
