@@ -105,6 +105,11 @@ pub fn build(arch: Arch, release: bool, say: &impl Fn(&str)) -> Result<Built> {
             .args(["--parameter-overrides", &format!("Architecture={}", arch.sam())])
             .stdout(log.try_clone()?)
             .stderr(log);
+        // cargo-lambda builds into CARGO_TARGET_DIR (shared with every other build) unless
+        // TGSEARCH_SAM_TARGET_DIR names one of their own.
+        if let Some(dir) = std::env::var_os("TGSEARCH_SAM_TARGET_DIR") {
+            sam.env("CARGO_TARGET_DIR", dir);
+        }
         if release {
             sam.env_remove("SAM_BUILD_MODE");
         } else {

@@ -65,9 +65,11 @@ pub struct Local<'a> {
 }
 
 impl Local<'_> {
-    fn command(&self, subcommand: &str) -> Command {
+    /// `sam local <subcommand> [function]` with the shared options (which must follow the
+    /// function: `--parameter-overrides` takes every word after it).
+    fn command(&self, subcommand: &str, function: Option<&str>) -> Command {
         let mut sam = sam_command();
-        sam.args(["local", subcommand, "--template-file"])
+        sam.args(["local", subcommand]).args(function).arg("--template-file")
             .arg(&self.built.template)
             .arg("--env-vars")
             .arg(&self.env_vars)
@@ -80,8 +82,8 @@ impl Local<'_> {
     /// logs and its own on stderr, which passes through).
     pub fn invoke(&self, function: &str, event: &Path) -> Result<Value> {
         self.built.require(function)?;
-        let mut sam = self.command("invoke");
-        sam.arg(function).arg("--event").arg(event).stderr(Stdio::inherit());
+        let mut sam = self.command("invoke", Some(function));
+        sam.arg("--event").arg(event).stderr(Stdio::inherit());
         let out = sam.output().context("cannot run sam local invoke")?;
         let answer = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
@@ -104,7 +106,7 @@ impl Local<'_> {
     }
 
     fn server_command(&self, server: Server, port: u16) -> Command {
-        let mut sam = self.command(server.subcommand());
+        let mut sam = self.command(server.subcommand(), None);
         sam.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
         sam
     }
