@@ -25,14 +25,18 @@ fn root() -> PathBuf {
 }
 
 fn require_docker() {
-    let out = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
     match out {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(
             "the Docker engine is needed: `sam local` runs the functions in containers, and `docker info` failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ),
-        Err(e) => panic!("the Docker engine is needed: `sam local` runs the functions in containers, and `docker` cannot run: {e}"),
+        Err(e) => panic!(
+            "the Docker engine is needed: `sam local` runs the functions in containers, and `docker` cannot run: {e}"
+        ),
     }
 }
 
@@ -149,7 +153,14 @@ fn aws_lambda_invoke(endpoint: &str, function: &str, payload: &Value) -> (Value,
     let (payload_file, answer_file) = (dir.join("payload.json"), dir.join("answer.json"));
     fs::write(&payload_file, payload.to_string()).unwrap();
     let out = Command::new(testkit::stack::awscli_bin().join("aws"))
-        .args(["lambda", "invoke", "--endpoint-url", endpoint, "--function-name", function])
+        .args([
+            "lambda",
+            "invoke",
+            "--endpoint-url",
+            endpoint,
+            "--function-name",
+            function,
+        ])
         .arg("--payload")
         .arg(format!("file://{}", payload_file.display()))
         .arg(&answer_file)
@@ -181,19 +192,40 @@ async fn sam_builds_invokes_and_serves_the_functions_in_containers() {
     // 1. sam build of every function of template.yml whose binary is in the workspace.
     xtask_sam(&["build"], Duration::from_secs(40 * 60));
     let built: Value =
-        serde_json::from_slice(&fs::read(root().join(".aws-sam/build/tgsearch-built.json")).unwrap()).unwrap();
-    let functions: Vec<&str> = built["functions"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
-    for function in ["PostConfirmationFunction", "TeardownFunction", "ReconcileFunction", "MailgunWebhookFunction"] {
+        serde_json::from_slice(&fs::read(root().join(".aws-sam/build/tgsearch-built.json")).unwrap())
+            .unwrap();
+    let functions: Vec<&str> = built["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for function in [
+        "PostConfirmationFunction",
+        "TeardownFunction",
+        "ReconcileFunction",
+        "MailgunWebhookFunction",
+    ] {
         assert!(functions.contains(&function), "{function} was not built: {built}");
-        let bootstrap = root().join(".aws-sam/functions").join(function).join(function).join("bootstrap");
+        let bootstrap = root()
+            .join(".aws-sam/functions")
+            .join(function)
+            .join(function)
+            .join("bootstrap");
         assert!(bootstrap.exists(), "sam build left no {}", bootstrap.display());
     }
 
     // 2. The base image, built from Debian's packages (or found by its content tag).
     let image = String::from_utf8(xtask_sam(&["image"], Duration::from_secs(20 * 60)).stdout).unwrap();
     let image = image.trim();
-    assert!(image.starts_with("tgsearch/lambda-provided-al2023:debian-"), "{image}");
-    let inspected = Command::new("docker").args(["image", "inspect", image]).output().unwrap();
+    assert!(
+        image.starts_with("tgsearch/lambda-provided-al2023:debian-"),
+        "{image}"
+    );
+    let inspected = Command::new("docker")
+        .args(["image", "inspect", image])
+        .output()
+        .unwrap();
     assert!(inspected.status.success(), "docker does not know {image}");
 
     // 3. sam local invoke of post-confirmation with the signup fixture of a fresh user.
@@ -202,20 +234,38 @@ async fn sam_builds_invokes_and_serves_the_functions_in_containers() {
     let event_file = std::env::temp_dir().join(format!("tgsearch-sam-signup-{tenant}.json"));
     fs::write(&event_file, event.to_string()).unwrap();
     let out = xtask_sam(
-        &["invoke", "PostConfirmationFunction", "--event", event_file.to_str().unwrap()],
+        &[
+            "invoke",
+            "PostConfirmationFunction",
+            "--event",
+            event_file.to_str().unwrap(),
+        ],
         Duration::from_secs(5 * 60),
     );
     let _ = fs::remove_file(&event_file);
-    let answer: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("sam local invoke printed no JSON answer ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sam local invoke printed no JSON answer ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
     assert_eq!(answer, event, "Cognito needs its event back unchanged");
 
     // What the container made, seen by independent clients: every resource, and the stored
     // credentials log in to the tenant's own vhost over AMQP.
     let status = tenant_status(&app.provisioner, &tenant).await.unwrap();
     assert!(status.is_complete(), "{status}");
-    let creds = app.provisioner.store.read(&tenant).await.unwrap().ours().expect("the tenant secret exists");
-    let body = amqp::round_trip(creds.amqp_uri.expose(), tenant.as_str().as_bytes()).await.unwrap();
+    let creds = app
+        .provisioner
+        .store
+        .read(&tenant)
+        .await
+        .unwrap()
+        .ours()
+        .expect("the tenant secret exists");
+    let body = amqp::round_trip(creds.amqp_uri.expose(), tenant.as_str().as_bytes())
+        .await
+        .unwrap();
     assert_eq!(body, tenant.as_str().as_bytes());
 
     // The other functions with their fixtures: the Mailgun fixture is not signed with the stack's
@@ -227,7 +277,11 @@ async fn sam_builds_invokes_and_serves_the_functions_in_containers() {
     // 4. sam local start-lambda, and teardown through it with the AWS CLI (the fixture tenant has
     // no user in the stack's pool, so teardown proceeds).
     let server = StartLambda::start();
-    let (status, answer) = aws_lambda_invoke(&server.endpoint(), "TeardownFunction", &serde_json::json!({ "sub": tenant.as_str() }));
+    let (status, answer) = aws_lambda_invoke(
+        &server.endpoint(),
+        "TeardownFunction",
+        &serde_json::json!({ "sub": tenant.as_str() }),
+    );
     assert_eq!(status["StatusCode"], 200, "{status}");
     assert!(status.get("FunctionError").is_none(), "teardown failed: {answer}");
     assert_eq!(answer["sub"], tenant.as_str(), "{answer}");

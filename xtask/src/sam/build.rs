@@ -47,9 +47,13 @@ pub fn template_functions() -> Result<Vec<Function>> {
 /// The last build, or what to run when there is none.
 pub fn last() -> Result<Built> {
     let text = fs::read(manifest()).context("nothing is built yet: run `cargo xtask sam build`")?;
-    let built: Built = serde_json::from_slice(&text).context("`.aws-sam/build` is from another tool: run `cargo xtask sam build`")?;
+    let built: Built = serde_json::from_slice(&text)
+        .context("`.aws-sam/build` is from another tool: run `cargo xtask sam build`")?;
     if !built.template.exists() {
-        bail!("{} is gone: run `cargo xtask sam build`", built.template.display());
+        bail!(
+            "{} is gone: run `cargo xtask sam build`",
+            built.template.display()
+        );
     }
     Ok(built)
 }
@@ -68,7 +72,9 @@ fn workspace_binaries() -> Result<BTreeSet<String>> {
     let mut binaries = BTreeSet::new();
     for package in metadata["packages"].as_array().into_iter().flatten() {
         for target in package["targets"].as_array().into_iter().flatten() {
-            if target["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin"))
+            if target["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
                 && let Some(name) = target["name"].as_str()
             {
                 binaries.insert(name.to_owned());
@@ -100,11 +106,17 @@ pub fn build(arch: Arch, release: bool, say: &impl Fn(&str)) -> Result<Built> {
         let log_path = per_function.join(format!("{}.log", f.logical_id));
         let log = fs::File::create(&log_path)?;
         let mut sam = sam_command();
-        sam.args(["build", &f.logical_id, "--template-file", "template.yml", "--build-dir"])
-            .arg(&dir)
-            .args(["--parameter-overrides", &format!("Architecture={}", arch.sam())])
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        sam.args([
+            "build",
+            &f.logical_id,
+            "--template-file",
+            "template.yml",
+            "--build-dir",
+        ])
+        .arg(&dir)
+        .args(["--parameter-overrides", &format!("Architecture={}", arch.sam())])
+        .stdout(log.try_clone()?)
+        .stderr(log);
         // cargo-lambda builds into CARGO_TARGET_DIR (shared with every other build) unless
         // TGSEARCH_SAM_TARGET_DIR names one of their own.
         if let Some(dir) = std::env::var_os("TGSEARCH_SAM_TARGET_DIR") {
@@ -141,7 +153,12 @@ pub fn build(arch: Arch, release: bool, say: &impl Fn(&str)) -> Result<Built> {
         &built_yaml,
         &present
             .iter()
-            .map(|f| (f.logical_id.clone(), format!("../functions/{0}/{0}", f.logical_id)))
+            .map(|f| {
+                (
+                    f.logical_id.clone(),
+                    format!("../functions/{0}/{0}", f.logical_id),
+                )
+            })
             .collect::<Vec<_>>(),
         &missing.iter().map(|f| f.logical_id.clone()).collect::<Vec<_>>(),
         &workspace_root(),

@@ -79,7 +79,9 @@ pub fn require_docker() -> Result<()> {
             "the Docker engine is needed for `sam local` (its functions run in containers), and `docker info` failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ),
-        Err(e) => bail!("the Docker engine is needed for `sam local`, and the `docker` client cannot run: {e}"),
+        Err(e) => {
+            bail!("the Docker engine is needed for `sam local`, and the `docker` client cannot run: {e}")
+        }
     }
 }
 
@@ -101,7 +103,9 @@ pub fn ensure(dir: &Path, arch: Arch, say: &impl Fn(&str)) -> Result<String> {
     };
     let reference = format!("{REPOSITORY}:{}", recipe.tag());
     if !image_exists(&reference)? {
-        say(&format!("building the Lambda base image {reference} from Debian's packages (once)"));
+        say(&format!(
+            "building the Lambda base image {reference} from Debian's packages (once)"
+        ));
         build(dir, &recipe, &reference)?;
     }
     forget_stale_rapid_image(dir, &reference, arch)?;
@@ -112,7 +116,8 @@ fn build(dir: &Path, recipe: &Recipe, reference: &str) -> Result<()> {
     ensure_debootstrap()?;
     let rootfs = dir.join(format!("rootfs-{}", recipe.tag()));
     if rootfs.exists() {
-        fs::remove_dir_all(&rootfs).with_context(|| format!("removing the half-built {}", rootfs.display()))?;
+        fs::remove_dir_all(&rootfs)
+            .with_context(|| format!("removing the half-built {}", rootfs.display()))?;
     }
     let result = build_in(&rootfs, recipe, reference);
     let _ = fs::remove_dir_all(&rootfs);
@@ -188,7 +193,11 @@ fn forget_stale_rapid_image(dir: &Path, reference: &str, arch: Arch) -> Result<(
     }
     let rapid = format!("{REPOSITORY}:rapid-{}", arch.sam());
     if image_exists(&rapid)? {
-        procs::run(Command::new("docker").args(["image", "rm", "--force", &rapid]).stdout(Stdio::null()))?;
+        procs::run(
+            Command::new("docker")
+                .args(["image", "rm", "--force", &rapid])
+                .stdout(Stdio::null()),
+        )?;
     }
     fs::write(stamp, wanted)?;
     Ok(())
@@ -203,7 +212,11 @@ fn ensure_debootstrap() -> Result<()> {
     if !procs::is_root() {
         bail!(
             "building the Lambda base image needs root (debootstrap makes a chroot); run `cargo xtask sam image` as root{}",
-            if found { "" } else { " with Debian's debootstrap installed" }
+            if found {
+                ""
+            } else {
+                " with Debian's debootstrap installed"
+            }
         );
     }
     if !found {
@@ -227,7 +240,9 @@ fn host_suite() -> Result<String> {
             .map(|v| v.trim_matches('"').to_owned())
     };
     if field("ID=").as_deref() != Some("debian") {
-        bail!("the Lambda base image is built with Debian's debootstrap and keyring: this needs a Debian host");
+        bail!(
+            "the Lambda base image is built with Debian's debootstrap and keyring: this needs a Debian host"
+        );
     }
     field("VERSION_CODENAME=")
         .filter(|c| !c.is_empty())

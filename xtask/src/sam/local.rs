@@ -30,7 +30,9 @@ pub fn require_stack() -> Result<()> {
         ("the Kubernetes API stand-in", KUBE_PORT),
     ] {
         if !port_open(port) {
-            bail!("{what} does not answer on 127.0.0.1:{port}: start the local stack with `cargo xtask stack up`");
+            bail!(
+                "{what} does not answer on 127.0.0.1:{port}: start the local stack with `cargo xtask stack up`"
+            );
         }
     }
     Ok(())
@@ -43,7 +45,12 @@ pub fn write_env_vars(dir: &Path) -> Result<PathBuf> {
     let mut vars: Map<String, Value> = stack::exports()
         .into_iter()
         .filter(|(name, _)| !HOST_ONLY.contains(name))
-        .map(|(name, value)| (name.to_owned(), Value::String(std::env::var(name).unwrap_or(value))))
+        .map(|(name, value)| {
+            (
+                name.to_owned(),
+                Value::String(std::env::var(name).unwrap_or(value)),
+            )
+        })
         .collect();
     vars.insert(
         "RUST_LOG".into(),
@@ -53,7 +60,10 @@ pub fn write_env_vars(dir: &Path) -> Result<PathBuf> {
     // The stack's (test) AWS credentials are in it: readable by this user only.
     fs::write(&path, b"")?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
-    fs::write(&path, serde_json::to_vec_pretty(&serde_json::json!({ "Parameters": vars }))?)?;
+    fs::write(
+        &path,
+        serde_json::to_vec_pretty(&serde_json::json!({ "Parameters": vars }))?,
+    )?;
     Ok(path)
 }
 
@@ -69,12 +79,23 @@ impl Local<'_> {
     /// function: `--parameter-overrides` takes every word after it).
     fn command(&self, subcommand: &str, function: Option<&str>) -> Command {
         let mut sam = sam_command();
-        sam.args(["local", subcommand]).args(function).arg("--template-file")
+        sam.args(["local", subcommand])
+            .args(function)
+            .arg("--template-file")
             .arg(&self.built.template)
             .arg("--env-vars")
             .arg(&self.env_vars)
-            .args(["--docker-network", "host", "--invoke-image", self.image, "--skip-pull-image"])
-            .args(["--parameter-overrides", &format!("Architecture={}", self.built.arch.sam())]);
+            .args([
+                "--docker-network",
+                "host",
+                "--invoke-image",
+                self.image,
+                "--skip-pull-image",
+            ])
+            .args([
+                "--parameter-overrides",
+                &format!("Architecture={}", self.built.arch.sam()),
+            ]);
         sam
     }
 
@@ -137,7 +158,11 @@ impl Local<'_> {
                 );
             }
             if started.elapsed() > Duration::from_secs(60) {
-                bail!("sam local {} did not listen on {port} within 60 s; see {}", server.subcommand(), log.display());
+                bail!(
+                    "sam local {} did not listen on {port} within 60 s; see {}",
+                    server.subcommand(),
+                    log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -183,10 +208,22 @@ impl Drop for Background {
 
 /// `aws lambda invoke --endpoint-url` (the AWS CLI of the stack's `venv-awscli`): the function's
 /// answer, or its error as the CLI reports it.
-pub fn aws_lambda_invoke(endpoint: &str, function: &str, payload: &Path, dir: &Path) -> Result<(Value, Value)> {
+pub fn aws_lambda_invoke(
+    endpoint: &str,
+    function: &str,
+    payload: &Path,
+    dir: &Path,
+) -> Result<(Value, Value)> {
     let answer_file = dir.join(format!("{function}.answer.json"));
     let out = Command::new(stack::awscli_bin().join("aws"))
-        .args(["lambda", "invoke", "--endpoint-url", endpoint, "--function-name", function])
+        .args([
+            "lambda",
+            "invoke",
+            "--endpoint-url",
+            endpoint,
+            "--function-name",
+            function,
+        ])
         .arg("--payload")
         .arg(format!("file://{}", payload.display()))
         .arg(&answer_file)
@@ -206,6 +243,7 @@ pub fn aws_lambda_invoke(endpoint: &str, function: &str, payload: &Path, dir: &P
     let status: Value = serde_json::from_slice(&out.stdout).context("the AWS CLI printed no JSON status")?;
     let answer = fs::read(&answer_file).with_context(|| format!("reading {}", answer_file.display()))?;
     let _ = fs::remove_file(&answer_file);
-    let answer = serde_json::from_slice(&answer).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer).into()));
+    let answer = serde_json::from_slice(&answer)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer).into()));
     Ok((status, answer))
 }

@@ -223,7 +223,10 @@ fn ready(arch: Arch) -> Result<(Built, String)> {
     require_venv_sam()?;
     let built = build::last()?;
     if built.arch != arch {
-        bail!("the last build is for {}: run `cargo xtask sam build`", built.arch.sam());
+        bail!(
+            "the last build is for {}: run `cargo xtask sam build`",
+            built.arch.sam()
+        );
     }
     let image = image::ensure(&state_dir()?, arch, &say)?;
     local::require_stack()?;
@@ -305,7 +308,9 @@ fn require_routes(built: &Built) -> Result<Vec<(String, String)>> {
         .flat_map(|f| f.http_routes)
         .collect();
     if routes.is_empty() {
-        bail!("no built function has an HttpApi route (the tenant API's tenant-credentials is not in this workspace yet?)");
+        bail!(
+            "no built function has an HttpApi route (the tenant API's tenant-credentials is not in this workspace yet?)"
+        );
     }
     Ok(routes)
 }
@@ -319,30 +324,45 @@ async fn all(arch: Arch, release: bool, port: u16) -> Result<()> {
     say(&format!("sam build: {:.1}s", step.elapsed().as_secs_f64()));
     let step = Instant::now();
     let image = image::ensure(&dir, arch, &say)?;
-    say(&format!("base image {image}: {:.1}s", step.elapsed().as_secs_f64()));
+    say(&format!(
+        "base image {image}: {:.1}s",
+        step.elapsed().as_secs_f64()
+    ));
     let local = local_for(&built, &image)?;
 
     let step = Instant::now();
     invoke_every_function(&local, &built)?;
-    say(&format!("sam local invoke, every function: {:.1}s", step.elapsed().as_secs_f64()));
+    say(&format!(
+        "sam local invoke, every function: {:.1}s",
+        step.elapsed().as_secs_f64()
+    ));
 
     let step = Instant::now();
     let endpoint = format!("http://127.0.0.1:{port}");
     {
         let _server = local.start(Server::Lambda, port, &dir.join("start-lambda.log"))?;
         for (function, event) in [
-            ("PostConfirmationFunction", default_event("PostConfirmationFunction")?),
+            (
+                "PostConfirmationFunction",
+                default_event("PostConfirmationFunction")?,
+            ),
             ("TeardownFunction", default_event("TeardownFunction")?),
         ] {
             built.require(function)?;
             let (status, answer) = local::aws_lambda_invoke(&endpoint, function, &event, &dir)?;
-            println!("aws lambda invoke {function} --endpoint-url {endpoint}: {status} {}", short(&answer));
+            println!(
+                "aws lambda invoke {function} --endpoint-url {endpoint}: {status} {}",
+                short(&answer)
+            );
             if status.get("FunctionError").is_some() {
                 bail!("{function} failed through start-lambda: {answer}");
             }
         }
     }
-    say(&format!("sam local start-lambda + AWS CLI: {:.1}s", step.elapsed().as_secs_f64()));
+    say(&format!(
+        "sam local start-lambda + AWS CLI: {:.1}s",
+        step.elapsed().as_secs_f64()
+    ));
 
     match require_routes(&built) {
         Ok(routes) => {
@@ -378,7 +398,10 @@ mod tests {
             ("reconcile", "reconcile-schedule.json"),
             ("mailgun-webhook", "mailgun-webhook-url.json"),
         ] {
-            assert_eq!(fixture(binary).unwrap(), workspace_root().join("tests/events").join(file));
+            assert_eq!(
+                fixture(binary).unwrap(),
+                workspace_root().join("tests/events").join(file)
+            );
         }
         assert_eq!(fixture("no-such-function"), None);
     }

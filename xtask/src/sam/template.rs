@@ -110,8 +110,8 @@ pub fn merge_built(
     unbuilt: &[String],
     unbuilt_code: &Path,
 ) -> Result<String> {
-    let mut template: Value =
-        serde_saphyr::from_str(built_template_yaml).context("SAM's built template is not YAML serde-saphyr reads")?;
+    let mut template: Value = serde_saphyr::from_str(built_template_yaml)
+        .context("SAM's built template is not YAML serde-saphyr reads")?;
     let resources = template
         .get_mut("Resources")
         .and_then(Value::as_object_mut)
@@ -173,14 +173,22 @@ mod tests {
                 ("POST".to_owned(), "/tenant/rotate".to_owned())
             ]
         );
-        assert!(functions.iter().filter(|f| f.binary != "tenant-credentials").all(|f| f.http_routes.is_empty()));
+        assert!(
+            functions
+                .iter()
+                .filter(|f| f.binary != "tenant-credentials")
+                .all(|f| f.http_routes.is_empty())
+        );
     }
 
     #[test]
     fn a_function_without_a_binary_is_named_in_the_error() {
         let text = "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Metadata:\n      BuildMethod: rust-cargolambda\n    Properties:\n      CodeUri: !Ref Nowhere\n";
         let err = functions(text, Path::new("t.yml")).unwrap_err().to_string();
-        assert!(err.contains("t.yml: function Fn has no `Metadata.BuildProperties.Binary`"), "{err}");
+        assert!(
+            err.contains("t.yml: function Fn has no `Metadata.BuildProperties.Binary`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -194,7 +202,10 @@ mod tests {
         )
         .unwrap();
         let merged: Value = serde_json::from_str(&merged).unwrap();
-        assert_eq!(merged["Resources"]["A"]["Properties"]["CodeUri"], "../functions/A/A");
+        assert_eq!(
+            merged["Resources"]["A"]["Properties"]["CodeUri"],
+            "../functions/A/A"
+        );
         assert_eq!(merged["Resources"]["A"]["Properties"]["Handler"], "bootstrap");
         assert_eq!(merged["Resources"]["B"]["Properties"]["CodeUri"], "/src");
         assert_eq!(merged["Resources"]["Q"]["Type"], "AWS::SQS::Queue");
