@@ -22,6 +22,7 @@ Anything else, including an unknown SAM version, runs SAM unchanged apart from t
 which check that the code they wrap is still there and fail with a message if it is not.
 """
 
+import os
 import random
 import socket
 import sys
@@ -46,8 +47,6 @@ def _require(owner, name):
 
 
 def _port_range():
-    import os
-
     text = os.environ.get("TGSEARCH_SAM_PORTS", "5000-9000")
     try:
         first, last = (int(p) for p in text.split("-", 1))
