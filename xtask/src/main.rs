@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask demo|test|bench|stack up|down|env`.
+//! Project automation: `cargo xtask demo|test|bench|stack up|down|env|sam`.
 
 use std::process::{Command, ExitCode};
 
@@ -10,6 +10,7 @@ mod demo;
 mod demo_frontend;
 mod demo_mailgun;
 mod procs;
+mod sam;
 mod stack;
 
 #[derive(Parser)]
@@ -53,6 +54,12 @@ enum Task {
     Stack {
         #[command(subcommand)]
         action: StackAction,
+    },
+    /// The functions built by `sam build` and run in containers by `sam local` against the
+    /// local stack (default: all of it, `sam all`).
+    Sam {
+        #[command(subcommand)]
+        action: Option<sam::SamAction>,
     },
 }
 
@@ -122,6 +129,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             return cargo_with_stack(&["test", "--workspace"], &args);
         }
         Task::Bench { signups, size } => bench::run(signups, size).await?,
+        Task::Sam { action } => sam::run(action).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
