@@ -23,5 +23,6 @@ async fn main() -> Result<(), Error> {
         sync: handoff.sync,
         cold_start: &cold_start,
     };
+    cold_start.initialized();
     run(service_fn(|event| handle(&ctx, event))).await
 }

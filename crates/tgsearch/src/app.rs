@@ -72,11 +72,14 @@ pub async fn load_aws_config() -> SdkConfig {
         .await
 }
 
-/// When the process started, and whether it has answered its first invocation: the first
-/// answer must reach Cognito within 5 s of the start, cold start included.
+/// How long the process took to start (its INIT phase), and whether it has answered its first
+/// invocation: on an on-demand cold start Cognito's 5 s began when that invocation started the
+/// process, so the first answer has what is left after the init. (An init done ahead of time,
+/// as Lambda sometimes does, is not counted twice: only the init's own duration is.)
 #[derive(Debug)]
 pub struct ColdStart {
     started: std::time::Instant,
+    init: std::sync::OnceLock<Duration>,
     answered: std::sync::atomic::AtomicBool,
 }
 
@@ -85,20 +88,27 @@ impl ColdStart {
     pub fn now() -> Self {
         Self {
             started: std::time::Instant::now(),
+            init: std::sync::OnceLock::new(),
             answered: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
+    /// Call when the init is done, right before the runtime loop starts.
+    pub fn initialized(&self) {
+        let _ = self.init.set(self.started.elapsed());
+    }
+
     /// The budget of an invocation: `configured`, and for the first one of the process no more
-    /// than what is left of Cognito's 5 s since the process started.
+    /// than what its init left of Cognito's 5 s.
     pub fn budget(&self, configured: Duration) -> Duration {
         use std::sync::atomic::Ordering;
         if self.answered.swap(true, Ordering::AcqRel) {
             return configured;
         }
+        let init = self.init.get().copied().unwrap_or_else(|| self.started.elapsed());
         let left = COGNITO_LIMIT
             .saturating_sub(crate::deadline::RESPONSE_MARGIN)
-            .saturating_sub(self.started.elapsed());
+            .saturating_sub(init);
         configured.min(left)
     }
 }

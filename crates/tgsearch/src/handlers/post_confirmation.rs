@@ -36,11 +36,39 @@ pub fn tenant_of(event: &PostConfirmationEvent) -> Result<Option<TenantId>, Even
 
 /// Parses the raw event into its `aws_lambda_events` type, naming the field that does not fit.
 pub fn parse(raw: &serde_json::Value) -> Result<PostConfirmationEvent, EventError> {
-    if !raw.is_object() {
+    let Some(object) = raw.as_object() else {
         return Err(EventError::Shape {
             expected: "Cognito post-confirmation",
             source: serde_json::Error::io(std::io::Error::other("the event must be a JSON object")),
         });
+    };
+    // The header's fields are flattened into the typed event, where a type error loses its
+    // path: check them here, so the error names the field.
+    for field in ["version", "region", "userPoolId", "userName"] {
+        match object.get(field) {
+            None | Some(serde_json::Value::Null | serde_json::Value::String(_)) => {}
+            Some(_) => {
+                return Err(EventError::Field {
+                    field: field.into(),
+                    reason: "expected a string".into(),
+                });
+            }
+        }
+    }
+    match object.get("triggerSource") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(s))
+            if matches!(
+                s.as_str(),
+                "PostConfirmation_ConfirmSignUp" | "PostConfirmation_ConfirmForgotPassword"
+            ) => {}
+        Some(_) => {
+            return Err(EventError::Field {
+                field: "triggerSource".into(),
+                reason: "expected PostConfirmation_ConfirmSignUp or PostConfirmation_ConfirmForgotPassword"
+                    .into(),
+            });
+        }
     }
     super::parse_event(raw, "Cognito post-confirmation")
 }
@@ -159,6 +187,14 @@ mod tests {
         raw["triggerSource"] = "PreSignUp_SignUp".into();
         let err = parse(&raw).unwrap_err().to_string();
         assert!(err.contains("event field `triggerSource` is invalid"), "{err}");
+        raw["triggerSource"] = 7.into();
+        let err = parse(&raw).unwrap_err().to_string();
+        assert!(err.contains("event field `triggerSource` is invalid"), "{err}");
+        raw["triggerSource"] = "PostConfirmation_ConfirmSignUp".into();
+        raw["userName"] = serde_json::json!({"sub": "x"});
+        let err = parse(&raw).unwrap_err().to_string();
+        assert_eq!(err, "event field `userName` is invalid: expected a string");
+        raw["userName"] = "alice".into();
         raw["triggerSource"] = serde_json::Value::Null;
         let err = tenant_of(&parse(&raw).unwrap()).unwrap_err().to_string();
         assert_eq!(err, "event field `triggerSource` is missing");
