@@ -43,12 +43,19 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Bring the stack up and measure post-confirmation latency (p50/p99, per step).
+    /// Release builds on the local stack: cold starts, warm latency with the per-step split,
+    /// bursts with the hand-off, peak RSS, EKS tokens; a table, and JSON in <target>/bench/.
     Bench {
-        /// Fresh signups to measure.
-        #[arg(long, default_value_t = 60)]
+        /// Fresh signups measured one at a time (and again 20 in flight).
+        #[arg(long, default_value_t = 100)]
         signups: usize,
-        /// Also cross-build the arm64 release bootstrap and report its zipped size.
+        /// Bursts of confirmations at once.
+        #[arg(long, value_delimiter = ',', default_value = "20,50,200")]
+        burst: Vec<usize>,
+        /// Also measure the vhost cost against 0 to 2,000 vhosts on the broker (minutes).
+        #[arg(long)]
+        vhost_scaling: bool,
+        /// Also cross-build the arm64 release bootstraps and report their zipped sizes.
         #[arg(long)]
         size: bool,
     },
@@ -130,7 +137,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             stack::up_with(false, true, !single_node).await?;
             return cargo_with_stack(&["test", "--workspace"], &args);
         }
-        Task::Bench { signups, size } => bench::run(signups, size).await?,
+        Task::Bench {
+            signups,
+            burst,
+            vhost_scaling,
+            size,
+        } => {
+            bench::run(bench::Options {
+                signups,
+                bursts: burst,
+                vhost_scaling,
+                size,
+            })
+            .await?
+        }
         Task::Sam { action } => sam::run(action).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -168,6 +168,38 @@ impl Function {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
+    /// The same function with another build of its binary (e.g. `<target>/release/<name>`).
+    pub fn with_binary(name: &str, binary: PathBuf, env: BTreeMap<String, String>) -> Self {
+        assert!(binary.exists(), "{} is missing: build it first", binary.display());
+        Self {
+            binary,
+            ..Self::new_unchecked(name, env)
+        }
+    }
+
+    fn new_unchecked(name: &str, env: BTreeMap<String, String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            binary: PathBuf::new(),
+            env,
+            instance: tokio::sync::Mutex::new(None),
+            logs: Arc::default(),
+        }
+    }
+
+    /// The running process's peak resident memory (`VmHWM`), in KiB.
+    pub async fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.instance.lock().await.as_ref()?.pid?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Stops the running process, if any: the next invocation is a cold start.
     pub async fn stop(&self) {
         if let Some(instance) = self.instance.lock().await.take() {
@@ -291,6 +323,7 @@ impl Function {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(collect(err, self.logs.clone()));
         }
+        let pid = child.id();
         let (exited_tx, exited) = watch::channel(None);
         let (kill, kill_rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -307,6 +340,7 @@ impl Function {
         Ok(Instance {
             api,
             server,
+            pid,
             exited,
             kill: Some(kill),
         })
@@ -343,6 +377,7 @@ fn strip_ansi(line: &str) -> String {
 struct Instance {
     api: Arc<Api>,
     server: JoinHandle<()>,
+    pid: Option<u32>,
     exited: watch::Receiver<Option<String>>,
     kill: Option<oneshot::Sender<()>>,
 }

@@ -25,15 +25,31 @@ async fn a_slow_broker_gets_the_signup_handed_off_and_the_worker_finishes_it() {
     let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     match &outcome.answer {
         Answer::Ok(answer) => assert_eq!(*answer, event, "Cognito gets its event back"),
-        other => panic!("a slow broker failed the trigger: {other:?}\n{}", function.log_tail(10)),
+        other => panic!(
+            "a slow broker failed the trigger: {other:?}\n{}",
+            function.log_tail(10)
+        ),
     }
     assert!(outcome.answered_within(COGNITO_LIMIT), "{:?}", outcome.elapsed);
-    let handed = rig.queue.of(tenant.as_str()).await.expect("the tenant was handed off");
+    let handed = rig
+        .queue
+        .of(tenant.as_str())
+        .await
+        .expect("the tenant was handed off");
     assert!(handed.reason.contains("step `"), "{}", handed.reason);
     // Meanwhile: provisioning, with the password already fixed.
     let status = tenant_status(&rig.app.provisioner, &tenant).await.unwrap();
     assert!(status.is_provisioning(), "{status}");
-    let password = rig.app.provisioner.store.read(&tenant).await.unwrap().ours().unwrap().password;
+    let password = rig
+        .app
+        .provisioner
+        .store
+        .read(&tenant)
+        .await
+        .unwrap()
+        .ours()
+        .unwrap()
+        .password;
 
     // The broker recovers; the event source delivers the hand-off to the worker.
     rig.heal().await;
@@ -101,13 +117,28 @@ async fn what_the_worker_cannot_finish_is_reported_and_retried_later() {
     assert_eq!(handed.message_id, id);
     let worker = rig.function("provision-worker");
     let poison = rig.queue.send(r#"{"not": "a hand-off"}"#).await;
-    let poisoned = rig.queue.all().await.into_iter().find(|m| m.message_id == poison).unwrap();
-    let failures = rig.queue.failures(&worker, &[handed.clone(), poisoned]).await.unwrap();
+    let poisoned = rig
+        .queue
+        .all()
+        .await
+        .into_iter()
+        .find(|m| m.message_id == poison)
+        .unwrap();
+    let failures = rig
+        .queue
+        .failures(&worker, &[handed.clone(), poisoned])
+        .await
+        .unwrap();
     assert_eq!(failures.len(), 2, "both are reported as failed: {failures:?}");
     assert!(failures.contains(&id) && failures.contains(&poison));
     assert!(worker.logs().contains("foreign vhost"), "{}", worker.log_tail(10));
     // Once the way is clear, the next delivery finishes it.
-    rig.app.provisioner.broker.delete_vhost(tenant.vhost()).await.unwrap();
+    rig.app
+        .provisioner
+        .broker
+        .delete_vhost(tenant.vhost())
+        .await
+        .unwrap();
     rig.queue.deliver(&worker, &[handed]).await.unwrap();
     rig.assert_converged(&tenant).await;
     rig.teardown(&tenant).await;
@@ -128,7 +159,11 @@ async fn the_stacks_event_source_delivers_hand_offs_to_the_worker() {
         .expect("the stack's provisioning queue: run `cargo xtask stack up`");
     let mut complete = false;
     for _ in 0..60 {
-        if tenant_status(&rig.app.provisioner, &tenant).await.unwrap().is_complete() {
+        if tenant_status(&rig.app.provisioner, &tenant)
+            .await
+            .unwrap()
+            .is_complete()
+        {
             complete = true;
             break;
         }
@@ -138,7 +173,17 @@ async fn the_stacks_event_source_delivers_hand_offs_to_the_worker() {
         complete,
         "the stack's poller did not get the tenant provisioned within 60 s (see poller.log)"
     );
-    let creds = rig.app.provisioner.store.read(&tenant).await.unwrap().ours().unwrap();
-    amqp::round_trip(creds.amqp_uri.expose(), b"from the worker").await.unwrap();
+    let creds = rig
+        .app
+        .provisioner
+        .store
+        .read(&tenant)
+        .await
+        .unwrap()
+        .ours()
+        .unwrap();
+    amqp::round_trip(creds.amqp_uri.expose(), b"from the worker")
+        .await
+        .unwrap();
     rig.teardown(&tenant).await;
 }

@@ -185,7 +185,10 @@ pub async fn tenant_status(
         Some(_) if !tagged => check.is(State::Foreign, "it has no `tgsearch` tag"),
         Some(v) if !v.stopped_on().is_empty() => check.is(
             State::Drift,
-            format!("stopped on {}: clients routed there get \"vhost is down\"", v.stopped_on().join(", ")),
+            format!(
+                "stopped on {}: clients routed there get \"vhost is down\"",
+                v.stopped_on().join(", ")
+            ),
         ),
         Some(_) => check.ok(),
     });

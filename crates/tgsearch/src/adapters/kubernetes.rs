@@ -63,7 +63,9 @@ impl KubeError {
         match self {
             // An apply the server cannot even type (an unknown field) answers 500, for ever.
             KubeError::Api { message, .. } if message.contains("field not declared in schema") => false,
-            KubeError::Api { code: 409, message, .. } => message.contains("the object has been modified"),
+            KubeError::Api {
+                code: 409, message, ..
+            } => message.contains("the object has been modified"),
             KubeError::Api { code, .. } => matches!(code, 408 | 429) || *code >= 500,
             // Not a network failure: the token could not be signed, the config is wrong.
             KubeError::Transport {

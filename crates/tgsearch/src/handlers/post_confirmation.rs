@@ -120,7 +120,7 @@ pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, Q: Pr
             let steps: Vec<String> = done
                 .timings
                 .iter()
-                .map(|t| format!("{}={}ms", t.step, t.micros / 1000))
+                .map(|t| format!("{}={:.1}ms", t.step, t.micros as f64 / 1000.0))
                 .collect();
             info!(
                 tenant = %tenant,

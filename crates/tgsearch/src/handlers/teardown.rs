@@ -36,7 +36,9 @@ pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, D: Us
     if !raw.is_object() {
         return Err(EventError::Shape {
             expected: r#"teardown ({"sub": "<uuid>", "force": false})"#,
-            source: serde_json::Error::io(std::io::Error::other("the event must be a JSON object with `sub`")),
+            source: serde_json::Error::io(std::io::Error::other(
+                "the event must be a JSON object with `sub`",
+            )),
         }
         .into());
     }

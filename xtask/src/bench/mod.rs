@@ -1,0 +1,111 @@
+//! `cargo xtask bench`: release builds on the local stack, measured as a user (Cognito, Mailgun)
+//! and an operator would; printed as tables and written as JSON to `<target>/bench/`.
+//!
+//! - the broker's floor: a bare vhost PUT on the same broker, in the same run (the targets are
+//!   ratios to it, since it grows with the vhosts on the node);
+//! - every function under the Lambda Runtime API: cold start (process start to first answer),
+//!   warm post-confirmation one at a time and 20 in flight with the per-step split, teardown,
+//!   the webhook, peak RSS;
+//! - bursts of N confirmations at once (`--burst 20,50,200`) with the hand-off to the worker;
+//! - optionally the vhost cost against 0 to 2,000 vhosts (`--vhost-scaling`) and the zipped
+//!   arm64 bootstraps (`--size`);
+//! - `tgsearch eks-token` against `aws eks get-token`, and the criterion benches.
+//!
+//! Speed goals live here, never as timed assertions in tests.
+
+mod burst;
+mod functions;
+mod size;
+mod stats;
+mod tokens;
+mod vhosts;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::stack;
+use stats::Report;
+
+pub struct Options {
+    pub signups: usize,
+    pub bursts: Vec<usize>,
+    pub vhost_scaling: bool,
+    pub size: bool,
+}
+
+/// Builds the release binaries the bench runs.
+fn build_release() -> Result<()> {
+    let mut build = std::process::Command::new("cargo");
+    build
+        .current_dir(stack::workspace_root())
+        .args(["build", "--quiet", "--release"]);
+    for package in size::FUNCTIONS.iter().chain(&["tgsearch-cli"]) {
+        build.args(["--package", package]);
+    }
+    eprintln!("bench: building the release binaries (a few minutes the first time)");
+    crate::procs::run(&mut build)
+}
+
+pub async fn run(options: Options) -> Result<()> {
+    // One node, fresh: the floor and the ratios are measured on the broker the signups use.
+    let stack = stack::up(true, true).await?;
+    build_release()?;
+    let app = stack.app().await;
+    let mut report = Report::default();
+    report.put(
+        "machine",
+        json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "profile": "release"}),
+    );
+
+    let floor = vhosts::put_floor(&app.provisioner.broker, options.signups, &mut report).await?;
+    let (_, warm) = functions::run(&stack, options.signups, &mut report).await?;
+    report.target(
+        "warm post-confirmation p50 at most 1.2x the bare vhost PUT's",
+        warm.p50.as_secs_f64() <= 1.2 * floor.p50.as_secs_f64(),
+        format!(
+            "{} vs {} ({:.2}x)",
+            stats::ms(warm.p50),
+            stats::ms(floor.p50),
+            warm.p50.as_secs_f64() / floor.p50.as_secs_f64()
+        ),
+    );
+    report.target(
+        "warm post-confirmation p99 at most 1.5x the bare vhost PUT's",
+        warm.p99.as_secs_f64() <= 1.5 * floor.p99.as_secs_f64(),
+        format!(
+            "{} vs {} ({:.2}x)",
+            stats::ms(warm.p99),
+            stats::ms(floor.p99),
+            warm.p99.as_secs_f64() / floor.p99.as_secs_f64()
+        ),
+    );
+    for n in &options.bursts {
+        burst::run(&stack, &app, *n, &mut report).await?;
+    }
+    if options.vhost_scaling {
+        vhosts::scaling(&app.provisioner.broker, &mut report).await?;
+    }
+    println!();
+    tokens::eks_token_processes(20, &mut report)?;
+    if options.size {
+        size::zips(&mut report)?;
+    } else {
+        println!(
+            "\nzipped arm64 bootstraps: `cargo xtask bench --size` (cross-builds for arm64, ~9 min cold)"
+        );
+    }
+    tokens::criterion_benches()?;
+    report.print_targets();
+
+    let dir = stack::target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let text = serde_json::to_string_pretty(&report.json())?;
+    let file = dir.join(format!("bench-{stamp}.json"));
+    std::fs::write(&file, &text).with_context(|| format!("writing {}", file.display()))?;
+    std::fs::write(dir.join("latest.json"), &text)?;
+    println!("\nwritten to {} (and latest.json)", file.display());
+    Ok(())
+}
