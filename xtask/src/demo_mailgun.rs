@@ -50,5 +50,6 @@ pub async fn run() -> Result<()> {
     );
     let (code, answer) = post(&stack, "application/json", forged.to_string().into_bytes()).await;
     println!("   → {code} {answer} (406: Mailgun, or anyone, must not retry it)");
+    probe.close(&stack).await;
     Ok(())
 }

@@ -116,7 +116,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Task::Stack {
             action: StackAction::Up { no_emulator, cluster },
         } => {
-            stack::up_with(false, !no_emulator, cluster).await?;
+            stack::up_with(false, !no_emulator, cluster, false).await?;
             eprintln!("stack: point your shell at it with: eval \"$(cargo xtask stack env)\"");
         }
         Task::Stack {
@@ -134,7 +134,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => demo_mailgun::run().await?,
         Task::Demo { keep, .. } => demo::run(keep).await?,
         Task::Test { single_node, args } => {
-            stack::up_with(false, true, !single_node).await?;
+            stack::up_with(false, true, !single_node, false).await?;
             return cargo_with_stack(&["test", "--workspace"], &args);
         }
         Task::Bench {

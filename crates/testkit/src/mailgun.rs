@@ -35,6 +35,7 @@ pub fn webhook(key: &str, at: SystemTime, token: &str, event: Value) -> Value {
 /// A queue subscribed to the alert topic (SNS envelopes, so the subject can be read).
 pub struct AlertProbe {
     queue: String,
+    subscription: String,
 }
 
 /// One alert as a person receives it: the SNS subject and the message.
@@ -59,15 +60,34 @@ impl AlertProbe {
             .unwrap()
             .to_owned();
         let arn = format!("arn:aws:sqs:{}:{}:{name}", stack::REGION, stack::ACCOUNT);
-        aws_sdk_sns::Client::new(&aws)
+        let subscription = aws_sdk_sns::Client::new(&aws)
             .subscribe()
             .topic_arn(stack.var("ALERT_TOPIC_ARN"))
             .protocol("sqs")
             .endpoint(arn)
+            .return_subscription_arn(true)
             .send()
             .await
-            .expect("the stack's alert topic: run `cargo xtask stack up`");
-        Self { queue }
+            .expect("the stack's alert topic: run `cargo xtask stack up`")
+            .subscription_arn()
+            .unwrap_or_default()
+            .to_owned();
+        Self { queue, subscription }
+    }
+
+    /// Unsubscribes and deletes the queue (every subscription makes each alert slower in moto).
+    pub async fn close(self, stack: &Stack) {
+        let aws = stack.aws().await;
+        let _ = aws_sdk_sns::Client::new(&aws)
+            .unsubscribe()
+            .subscription_arn(&self.subscription)
+            .send()
+            .await;
+        let _ = aws_sdk_sqs::Client::new(&aws)
+            .delete_queue()
+            .queue_url(&self.queue)
+            .send()
+            .await;
     }
 
     /// The alerts about `recipient` that reached the queue so far (waits a few seconds).

@@ -52,6 +52,7 @@ async fn a_lost_mail_alerts_once_however_often_it_is_delivered() {
     assert_eq!(alert.alert["code"], 550);
     assert_eq!(alert.alert["recipient_domain"], "example.com");
     assert_eq!(alert.alert["message_id"], format!("{who}.1@tgsearch.io"));
+    probe.close(&stack).await;
 }
 
 #[tokio::test]
@@ -68,6 +69,7 @@ async fn eight_deliveries_at_once_on_several_containers_alert_once() {
     let alerted = answers.iter().filter(|(_, a)| a["status"] == "alerted").count();
     assert_eq!(alerted, 1, "{answers:?}");
     assert_eq!(probe.alerts_about(&stack, &who).await.len(), 1);
+    probe.close(&stack).await;
 }
 
 #[tokio::test]
@@ -87,6 +89,7 @@ async fn a_retry_signed_three_hours_ago_is_accepted_and_alerts_once() {
         );
     }
     assert_eq!(probe.alerts_about(&stack, &who).await.len(), 1);
+    probe.close(&stack).await;
 }
 
 #[tokio::test]
@@ -158,6 +161,7 @@ async fn what_can_never_succeed_is_refused_with_406_and_alerts_nothing() {
     // The function's log never shows the key.
     let log = std::fs::read_to_string(stack::dir().join("lambda.log")).unwrap_or_default();
     assert!(!log.contains(&key), "the signing key leaked into the logs");
+    probe.close(&stack).await;
 }
 
 #[tokio::test]
@@ -174,6 +178,7 @@ async fn a_token_replayed_with_another_event_is_refused() {
     let (code, answer) = post(&stack, &replay.to_string()).await;
     assert_eq!(code, 406, "{answer}");
     assert!(probe.alerts_about(&stack, &forged).await.is_empty());
+    probe.close(&stack).await;
 }
 
 #[tokio::test]
@@ -212,6 +217,7 @@ async fn deliveries_and_temporary_failures_are_ignored_but_too_old_alerts() {
     let alerts = probe.alerts_about(&stack, &who).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].alert["reason"], "old");
+    probe.close(&stack).await;
 }
 
 #[tokio::test]
@@ -263,4 +269,5 @@ async fn a_legacy_form_encoded_webhook_alerts_once() {
         "{}",
         alerts[0].subject
     );
+    probe.close(&stack).await;
 }

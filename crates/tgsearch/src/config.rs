@@ -387,12 +387,12 @@ pub struct HandOffConfig {
     /// `PROVISION_QUEUE_URL`: the SQS queue the provisioning worker reads.
     pub queue_url: String,
     /// `PROVISION_SYNC_MS`: how long post-confirmation provisions before it hands the rest to the
-    /// queue (default 700 ms, so Cognito's answer stays well under a second).
+    /// queue (default 500 ms, so Cognito's answer stays well under a second, bursts included).
     pub sync: Duration,
 }
 
 /// Default of `PROVISION_SYNC_MS`.
-pub const DEFAULT_PROVISION_SYNC_MS: u64 = 700;
+pub const DEFAULT_PROVISION_SYNC_MS: u64 = 500;
 
 impl HandOffConfig {
     pub fn from_env() -> Result<Self, ConfigError> {

@@ -138,6 +138,10 @@ impl TenantBroker for MemoryBroker {
         }
     }
 
+    async fn ensure_vhost_running(&self, _tenant: &TenantId) -> Result<Converged, PortError> {
+        Ok(Converged::Unchanged)
+    }
+
     async fn ensure_user(&self, tenant: &TenantId, password: &Password) -> Result<Converged, PortError> {
         self.enter(Step::User).await?;
         let existing = self.users.lock().unwrap().get(tenant.rabbitmq_user()).cloned();

@@ -164,6 +164,13 @@ pub trait TenantBroker: Send + Sync {
     /// The vhost `<sub>`, tagged `tgsearch`; an untagged one of that name is [`Foreign`].
     fn ensure_vhost(&self, tenant: &TenantId) -> impl Future<Output = Result<Converged, PortError>> + Send;
 
+    /// The vhost runs on every node that is up: one left stopped on a node (created while that
+    /// node was leaving the cluster) is started there again.
+    fn ensure_vhost_running(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Converged, PortError>> + Send;
+
     /// The tag-less user `<sub>` with `password`; a user of that name that is not provably ours
     /// is [`Foreign`].
     fn ensure_user(

@@ -108,10 +108,12 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
         let ((vhost, vhost_t), (volume, volume_t), (stored, [secret, user, kube_secret])) =
             tokio::try_join!(vhost, volume, from_secret)?;
 
-        // The Deployment names the Secret and the volume; the permission needs user and vhost.
-        let (permission, deployment) = tokio::try_join!(
+        // The Deployment names the Secret and the volume; the permission needs user and vhost;
+        // and the vhost must run on every node (checked here, off the vhost's own path).
+        let (permission, deployment, (running, _)) = tokio::try_join!(
             deadline.run(Step::Permission, || self.broker.ensure_permission(tenant)),
             deadline.run(Step::Deployment, || self.backend.ensure_deployment(tenant)),
+            deadline.run(Step::Vhost, || self.broker.ensure_vhost_running(tenant)),
         )?;
 
         let steps = [
@@ -123,12 +125,17 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
             (Step::Permission, permission),
             (Step::Deployment, deployment),
         ];
+        let mut changes: Vec<(Step, Converged)> =
+            steps.iter().map(|(step, (c, _))| (*step, c.clone())).collect();
+        if running != Converged::Unchanged {
+            changes.push((Step::Vhost, running));
+        }
         Ok(Provisioned {
             tenant: tenant.clone(),
             credentials: stored.credentials,
             created_secret: stored.created,
             timings: steps.iter().map(|(_, (_, t))| *t).collect(),
-            changes: steps.into_iter().map(|(step, (c, _))| (step, c)).collect(),
+            changes,
         })
     }
 

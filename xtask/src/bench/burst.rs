@@ -17,17 +17,25 @@ use tgsearch::app::AppContext;
 use tgsearch::deadline::Deadline;
 use tgsearch::status::tenant_status;
 
-use super::functions::{TIMEOUT, instance, warm_up_event};
+use super::functions::{TIMEOUT, instance, warm_up};
 use super::stats::{Report, Stats, ms};
 
 /// How long the bench waits for every tenant of a burst to be complete.
 const COMPLETE_WITHIN: Duration = Duration::from_secs(120);
 
 pub async fn run(stack: &Stack, app: &AppContext, n: usize, report: &mut Report) -> Result<()> {
+    // Warm instances (connections open), warmed on one complete tenant of their own.
+    let existing = fresh_tenant();
+    app.provisioner
+        .provision(&existing, &Deadline::new(Duration::from_secs(30), None))
+        .await?;
     let pool: Vec<Function> = (0..n).map(|_| instance(stack, "post-confirmation")).collect();
     futures::stream::iter(&pool)
-        .for_each_concurrent(8, |f| async move {
-            let _ = f.invoke(&warm_up_event(), TIMEOUT).await;
+        .for_each_concurrent(8, |f| {
+            let existing = &existing;
+            async move {
+                let _ = warm_up(f, existing).await;
+            }
         })
         .await;
     let tenants: Vec<_> = (0..n).map(|_| fresh_tenant()).collect();
@@ -103,6 +111,7 @@ pub async fn run(stack: &Stack, app: &AppContext, n: usize, report: &mut Report)
     for f in &pool {
         f.stop().await;
     }
+    let _ = app.provisioner.teardown(&existing, &deadline()).await;
 
     let answers = Stats::of(answers).expect("n > 0");
     println!(

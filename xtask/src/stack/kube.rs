@@ -14,21 +14,38 @@ use testkit::stack::{
 use super::{target_dir, with_env, workspace_root};
 use crate::procs::{self, port_open};
 
-/// Starts the Kubernetes API stand-in unless it runs. Returns `true` when it started (with a
-/// new CA).
-pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
-    let binary = target_dir().join("debug/kube-standin");
+/// Starts the Kubernetes API stand-in unless it runs (its debug build, or its release build,
+/// which the bench builds). Returns `true` when it started (with a new CA).
+pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str), release: bool) -> Result<bool> {
+    let profile = if release { "release" } else { "debug" };
+    if release {
+        let mut build = Command::new("cargo");
+        build.current_dir(workspace_root()).args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "kube-standin",
+        ]);
+        procs::run(&mut build)?;
+    }
+    let binary = target_dir().join(profile).join("kube-standin");
     let started = fs::metadata(dir.join("kube.pid")).and_then(|m| m.modified()).ok();
     let built = fs::metadata(&binary).and_then(|m| m.modified()).ok();
     let rebuilt = matches!((built, started), (Some(b), Some(s)) if b > s);
-    if port_open(KUBE_PORT) && !rebuilt && stack::kube_ca_file().exists() {
+    let running = fs::read_to_string(dir.join("kube.profile")).ok();
+    if port_open(KUBE_PORT)
+        && !rebuilt
+        && running.as_deref() == Some(profile)
+        && stack::kube_ca_file().exists()
+    {
         return Ok(false);
     }
     procs::stop(dir, "kube")?;
     if port_open(KUBE_PORT) {
         bail!("port {KUBE_PORT} is taken by another process (a local cluster?); stop it and run again");
     }
-    say("starting the Kubernetes API stand-in");
+    say(&format!("starting the Kubernetes API stand-in ({profile} build)"));
     let _ = fs::remove_file(stack::kube_ca_file());
     let mut standin = Command::new(&binary);
     standin
@@ -51,6 +68,7 @@ pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str)) -> Result<boo
         format!("{KUBE_ADMIN_ACCESS_KEY_ID}:{KUBE_ADMIN_SECRET_ACCESS_KEY}:{KUBE_ADMIN_USER}|system:masters"),
     );
     procs::spawn(dir, "kube", &mut standin)?;
+    fs::write(dir.join("kube.profile"), profile)?;
     procs::wait_for(dir, "kube", Duration::from_secs(30), || {
         port_open(KUBE_PORT) && stack::kube_ca_file().exists()
     })?;

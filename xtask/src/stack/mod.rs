@@ -61,12 +61,13 @@ pub fn with_env(command: &mut Command) -> &mut Command {
 /// Brings the stack up with a single RabbitMQ node. `emulator: false` leaves the Lambda emulator
 /// stopped, for developers who run their own `cargo lambda watch`.
 pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
-    up_with(quiet, emulator, false).await
+    up_with(quiet, emulator, false, false).await
 }
 
 /// Brings the stack up; `cluster: true` runs RabbitMQ as a 3-node cluster behind HAProxy
-/// (switching between the two restarts RabbitMQ).
-pub async fn up_with(quiet: bool, emulator: bool, cluster: bool) -> Result<Stack> {
+/// (switching between the two restarts RabbitMQ); `release_standin: true` runs the Kubernetes
+/// API stand-in's release build (the bench: EKS's API server is no debug build either).
+pub async fn up_with(quiet: bool, emulator: bool, cluster: bool, release_standin: bool) -> Result<Stack> {
     let dir = stack::dir();
     fs::create_dir_all(&dir)?;
     let say = |msg: &str| {
@@ -85,7 +86,7 @@ pub async fn up_with(quiet: bool, emulator: bool, cluster: bool) -> Result<Stack
     };
     moto::ensure_moto(&dir, &say)?;
     build_binaries()?;
-    let kube_fresh = kube::ensure_kube_standin(&dir, &say)?;
+    let kube_fresh = kube::ensure_kube_standin(&dir, &say, release_standin)?;
     kube::write_kubeconfig()?;
     let stack = Stack::require();
     // One AWS configuration for every moto call below.

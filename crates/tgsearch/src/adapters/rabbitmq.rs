@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::credentials::{Password, URI_COMPONENT};
-use crate::ports::{Converged, Foreign, PortError, Removed};
+use crate::ports::{Converged, Foreign, PortError, Removed, Transient};
 use crate::tenant::TenantId;
 
 /// Credentials of a RabbitMQ user that may call the management API.
@@ -502,26 +502,28 @@ impl ManagementClient {
 
 impl crate::ports::TenantBroker for ManagementClient {
     async fn ensure_vhost(&self, tenant: &TenantId) -> Result<Converged, PortError> {
-        let vhost = match self.get_vhost(tenant.vhost()).await.map_err(port)? {
-            Some(v) if v.is_tenant_vhost() => v,
-            Some(_) => {
-                return Err(foreign(
-                    "vhost",
-                    tenant.vhost(),
-                    format!("it has no `{TENANT_VHOST_TAG}` tag"),
-                ));
-            }
+        match self.get_vhost(tenant.vhost()).await.map_err(port)? {
+            Some(v) if v.is_tenant_vhost() => Ok(Converged::Unchanged),
+            Some(_) => Err(foreign(
+                "vhost",
+                tenant.vhost(),
+                format!("it has no `{TENANT_VHOST_TAG}` tag"),
+            )),
             None => {
                 self.put_vhost(tenant.vhost(), TENANT_VHOST_TAG, &[TENANT_VHOST_TAG])
                     .await
                     .map_err(port)?;
-                // A vhost created while a node was leaving can be left stopped there.
-                let created = self.get_vhost(tenant.vhost()).await.map_err(port)?;
-                match created {
-                    Some(v) if !v.stopped_on().is_empty() => v,
-                    _ => return Ok(Converged::Created),
-                }
+                Ok(Converged::Created)
             }
+        }
+    }
+
+    async fn ensure_vhost_running(&self, tenant: &TenantId) -> Result<Converged, PortError> {
+        let Some(vhost) = self.get_vhost(tenant.vhost()).await.map_err(port)? else {
+            return Err(Transient::wrap(
+                "the vhost vanished while being checked; retry",
+                None,
+            ));
         };
         let stopped: Vec<String> = vhost.stopped_on().iter().map(|n| n.to_string()).collect();
         if stopped.is_empty() {
