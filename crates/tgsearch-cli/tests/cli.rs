@@ -1,26 +1,11 @@
 //! The `tgsearch` binary against the local stack, as an operator runs it.
 
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Command;
+
+use common::{text, tgsearch};
 use testkit::fresh_tenant;
-use testkit::stack::{self, Stack};
-
-fn tgsearch(args: &[&str]) -> Output {
-    Stack::require();
-    Command::new(env!("CARGO_BIN_EXE_tgsearch"))
-        .args(args)
-        .envs(stack::exports())
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn provision_status_teardown_round_trip() {

@@ -1,31 +1,11 @@
 //! `tgsearch credentials`: what `GET /tenant` answers, for operators, against the local stack.
 
-use std::process::{Command, Output};
+mod common;
 
-use serde_json::Value;
-use testkit::stack::{self, Stack};
+use common::{json, text, tgsearch};
+use testkit::stack::Stack;
 use testkit::{amqp, fresh_tenant};
 use tgsearch::ports::{CredentialStore, TenantBroker};
-
-fn tgsearch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tgsearch"))
-        .args(args)
-        .envs(stack::exports())
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
-}
 
 #[tokio::test]
 async fn credentials_follow_the_tenant_from_absent_to_ready() {

@@ -2,7 +2,11 @@
 //! tenant, resources of deleted users go, unconfirmed users are left alone, and a run that would
 //! remove too much is refused.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::text;
 
 use aws_sdk_cognitoidentityprovider::Client;
 use aws_sdk_cognitoidentityprovider::types::{AttributeType, MessageActionType};
@@ -58,21 +62,9 @@ async fn user(cognito: &Client, pool: &str, confirmed: bool) -> TenantId {
     TenantId::parse(sub.value().unwrap()).unwrap()
 }
 
+/// `tgsearch` with `pool` as its user pool.
 fn tgsearch(pool: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tgsearch"))
-        .args(args)
-        .envs(stack::exports())
-        .env("USER_POOL_ID", pool)
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::tgsearch_with(&[("USER_POOL_ID", pool)], args)
 }
 
 #[tokio::test]
