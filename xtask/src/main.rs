@@ -135,7 +135,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Task::Demo { keep, .. } => demo::run(keep).await?,
         Task::Test { single_node, args } => {
             stack::up_with(false, true, !single_node, false).await?;
-            return cargo_with_stack(&["test", "--workspace"], &args);
+            return cargo_with_stack(&["test", "--workspace", "--no-fail-fast"], &args);
         }
         Task::Bench {
             signups,

@@ -118,9 +118,12 @@ pub fn stop(dir: &Path, name: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Runs a command to completion, failing with its name when it fails.
+/// Runs `command` to completion, failing with its name when it fails. Its standard output goes
+/// to our standard error, so that what an xtask prints on its own standard output (`stack env`,
+/// `sam image`) stays machine-readable.
 pub fn run(command: &mut Command) -> Result<()> {
     let status = command
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| format!("cannot run {command:?}"))?;
     if !status.success() {

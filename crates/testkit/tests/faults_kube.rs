@@ -85,7 +85,7 @@ async fn kubernetes_answering_500_every_time_is_named_before_the_deadline_and_co
 #[tokio::test]
 async fn one_500_from_kubernetes_does_not_fail_a_signup() {
     let rig = Rig::new().await;
-    let function = rig.function("post-confirmation");
+    let function = rig.patient_post_confirmation();
     rig.warm(&function).await;
     rig.kube
         .answer(Rule::on("PATCH", DEPLOYMENTS).times(1).respond(Canned::kube(500)));

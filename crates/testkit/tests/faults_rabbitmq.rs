@@ -52,7 +52,7 @@ async fn a_management_api_that_never_answers_is_named_before_the_deadline_and_co
 #[tokio::test]
 async fn one_reset_connection_to_the_management_api_does_not_fail_a_signup() {
     let rig = Rig::new().await;
-    let function = rig.function("post-confirmation");
+    let function = rig.patient_post_confirmation();
     rig.warm(&function).await;
     // The next request the function sends is lost in flight: its connection is reset.
     rig.management.reset_next(1);
@@ -67,7 +67,7 @@ async fn one_reset_connection_to_the_management_api_does_not_fail_a_signup() {
 #[tokio::test]
 async fn one_500_from_the_management_api_does_not_fail_a_signup() {
     let rig = Rig::new().await;
-    let function = rig.function("post-confirmation");
+    let function = rig.patient_post_confirmation();
     rig.warm(&function).await;
     rig.management.answer(Rule::on("PUT", "/api/vhosts/*").times(1));
     let tenant = fresh_tenant();
