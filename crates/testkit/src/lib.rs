@@ -12,6 +12,7 @@ pub mod lambda;
 pub mod mailgun;
 pub mod probe;
 pub mod runtime;
+pub mod settle;
 pub mod stack;
 pub mod tls;
 

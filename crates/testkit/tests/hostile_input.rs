@@ -10,6 +10,7 @@
 //! tokens, each refused naming what was wrong, nothing returned of any tenant.
 
 use std::time::Duration;
+use testkit::settle::until_complete;
 
 use serde_json::{Value, json};
 use testkit::faults::HandOffQueue;
@@ -303,6 +304,7 @@ async fn teardown_refuses_hostile_tenant_ids_and_removes_nothing() {
     h.invoke("post-confirmation", &events::signup_for(&real))
         .await
         .unwrap_ok();
+    until_complete(&h.app.provisioner, &real).await;
     let mut problems = Problems::default();
     for (case, sub) in hostile_subs(&real) {
         problems.check(h.invoke("teardown", &json!({ "sub": sub })).await, case, "sub");

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use testkit::lambda::{Invocation, invoke};
+use testkit::settle::until_complete;
 use testkit::stack::Stack;
 use testkit::{amqp, events, fresh_tenant};
 use tgsearch::TenantId;
@@ -64,8 +65,7 @@ impl Harness {
     /// Exactly one consistent tenant: secret, vhost, tag-less user, one permission, and the
     /// stored password logs in over AMQP.
     async fn assert_one_working_tenant(&self, tenant: &TenantId) -> TenantCredentials {
-        let status = tenant_status(&self.app.provisioner, tenant).await.unwrap();
-        assert!(status.is_complete(), "{status}");
+        until_complete(&self.app.provisioner, tenant).await;
         let creds = self.stored(tenant).await;
         let body = amqp::round_trip(creds.amqp_uri.expose(), tenant.as_str().as_bytes())
             .await
@@ -101,6 +101,7 @@ async fn a_new_user_gets_an_isolated_working_tenant() {
     // Isolation: not the default vhost, not another tenant's vhost, not the management API.
     let neighbour = fresh_tenant();
     h.invoke(&events::signup_for(&neighbour)).await.unwrap_ok();
+    until_complete(&h.app.provisioner, &neighbour).await;
     for vhost in ["/", neighbour.vhost()] {
         let refused = amqp::connect_to_vhost(creds.amqp_uri.expose(), vhost).await;
         assert!(refused.is_err(), "the tenant opened vhost {vhost}");

@@ -13,6 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use testkit::settle::until_complete;
 
 use serde_json::Value;
 use testkit::stack::Stack;
@@ -253,8 +254,7 @@ async fn sam_builds_invokes_and_serves_the_functions_in_containers() {
 
     // What the container made, seen by independent clients: every resource, and the stored
     // credentials log in to the tenant's own vhost over AMQP.
-    let status = tenant_status(&app.provisioner, &tenant).await.unwrap();
-    assert!(status.is_complete(), "{status}");
+    until_complete(&app.provisioner, &tenant).await;
     let creds = app
         .provisioner
         .store

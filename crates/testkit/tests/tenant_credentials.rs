@@ -16,6 +16,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde_json::{Value, json};
 use testkit::cognito::{self, Tokens, User};
 use testkit::lambda::invoke;
+use testkit::settle::until_complete;
 use testkit::stack::{self, Stack};
 use testkit::{amqp, events};
 use tgsearch::ports::{CredentialStore, TenantBroker};
@@ -42,6 +43,8 @@ struct Frontend {
     cognito: Client,
     pool: String,
     client_id: String,
+    /// Straight to the real servers, for checks.
+    app: tgsearch::app::AppContext,
 }
 
 impl Frontend {
@@ -49,7 +52,9 @@ impl Frontend {
         let stack = Stack::require();
         stack.lambda_endpoint();
         let cognito = Client::new(&stack.aws().await);
+        let app = stack.app().await;
         Self {
+            app,
             pool: stack.var("USER_POOL_ID").to_owned(),
             client_id: stack.frontend_client_id().to_owned(),
             stack,
@@ -107,6 +112,8 @@ impl Frontend {
         .await
         .unwrap()
         .unwrap_ok();
+        // Done, or handed to the worker: complete once the stack's poller has run it.
+        until_complete(&self.app.provisioner, &user.tenant).await;
     }
 
     /// The user leaves: their Cognito user first, then (as teardown requires) their tenant.

@@ -1,0 +1,246 @@
+//! The management API client: one authenticated HTTP call per method.
+
+use reqwest::{Method, StatusCode, Url};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::{Permission, RabbitMqError, User, Vhost, retry_after};
+use crate::credentials::{Password, URI_COMPONENT};
+use crate::ports::Removed;
+
+/// Credentials of a RabbitMQ user that may call the management API.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AdminCredentials {
+    pub username: String,
+    pub password: Password,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The management API client. Cheap to clone: the `reqwest::Client` inside is shared.
+#[derive(Clone)]
+pub struct ManagementClient {
+    http: reqwest::Client,
+    base: Url,
+    admin: AdminCredentials,
+}
+
+impl std::fmt::Debug for ManagementClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagementClient")
+            .field("base", &self.base.as_str())
+            .field("user", &self.admin.username)
+            .finish_non_exhaustive()
+    }
+}
+
+fn enc(name: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(name, URI_COMPONENT)
+}
+
+impl ManagementClient {
+    pub fn new(http: reqwest::Client, base: Url, admin: AdminCredentials) -> Self {
+        Self { http, base, admin }
+    }
+
+    /// The user this client authenticates as.
+    pub fn username(&self) -> &str {
+        &self.admin.username
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// The same API with other credentials (e.g. to check what a tenant's user may do).
+    pub fn with_credentials(&self, admin: AdminCredentials) -> Self {
+        Self {
+            admin,
+            ..self.clone()
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<serde_json::Value>,
+    ) -> Result<reqwest::Response, RabbitMqError> {
+        // `base` may carry a path prefix (a management UI behind a proxy): keep it.
+        let url = format!("{}{}", self.base.as_str().trim_end_matches('/'), path);
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .basic_auth(&self.admin.username, Some(self.admin.password.expose()));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|source| RabbitMqError::Transport {
+            method: method.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers());
+        let text = response.text().await.unwrap_or_default();
+        let reason = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) if !b.reason.is_empty() => b.reason,
+            Ok(b) if !b.error.is_empty() => b.error,
+            _ => text.chars().take(300).collect(),
+        };
+        Err(RabbitMqError::Api {
+            method,
+            path,
+            status,
+            reason,
+            retry_after,
+        })
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: String) -> Result<Option<T>, RabbitMqError> {
+        match self.send(Method::GET, path.clone(), None).await {
+            Ok(response) => response
+                .json()
+                .await
+                .map(Some)
+                .map_err(|source| RabbitMqError::Decode {
+                    method: Method::GET,
+                    path,
+                    source,
+                }),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put(&self, path: String, body: serde_json::Value) -> Result<(), RabbitMqError> {
+        self.send(Method::PUT, path, Some(body)).await.map(drop)
+    }
+
+    async fn delete(&self, path: String) -> Result<Removed, RabbitMqError> {
+        match self.send(Method::DELETE, path, None).await {
+            Ok(_) => Ok(Removed::Deleted),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(Removed::AlreadyAbsent),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates or updates a vhost (PUT is idempotent).
+    pub async fn put_vhost(&self, name: &str, description: &str, tags: &[&str]) -> Result<(), RabbitMqError> {
+        let body = serde_json::json!({ "description": description, "tags": tags.join(",") });
+        self.put(format!("/api/vhosts/{}", enc(name)), body).await
+    }
+
+    pub async fn get_vhost(&self, name: &str) -> Result<Option<Vhost>, RabbitMqError> {
+        self.get_json(format!("/api/vhosts/{}", enc(name))).await
+    }
+
+    /// Every vhost's name, description and tags, without the message statistics that make
+    /// `/api/vhosts` costly with thousands of vhosts.
+    pub async fn list_vhosts(&self) -> Result<Vec<Vhost>, RabbitMqError> {
+        Ok(self
+            .get_json("/api/vhosts?disable_stats=true&columns=name,description,tags".into())
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Starts a vhost that is stopped on `node` (`POST /api/vhosts/{name}/start/{node}`).
+    pub async fn start_vhost(&self, name: &str, node: &str) -> Result<(), RabbitMqError> {
+        self.send(
+            Method::POST,
+            format!("/api/vhosts/{}/start/{}", enc(name), enc(node)),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn delete_vhost(&self, name: &str) -> Result<Removed, RabbitMqError> {
+        self.delete(format!("/api/vhosts/{}", enc(name))).await
+    }
+
+    /// Creates or updates a user with `password` and `tags` (empty: no management access).
+    pub async fn put_user(
+        &self,
+        name: &str,
+        password: &Password,
+        tags: &[&str],
+    ) -> Result<(), RabbitMqError> {
+        let body = serde_json::json!({ "password": password.expose(), "tags": tags.join(",") });
+        self.put(format!("/api/users/{}", enc(name)), body).await
+    }
+
+    pub async fn get_user(&self, name: &str) -> Result<Option<User>, RabbitMqError> {
+        self.get_json(format!("/api/users/{}", enc(name))).await
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>, RabbitMqError> {
+        Ok(self.get_json("/api/users".into()).await?.unwrap_or_default())
+    }
+
+    pub async fn delete_user(&self, name: &str) -> Result<Removed, RabbitMqError> {
+        self.delete(format!("/api/users/{}", enc(name))).await
+    }
+
+    pub async fn put_permission(
+        &self,
+        vhost: &str,
+        user: &str,
+        configure: &str,
+        write: &str,
+        read: &str,
+    ) -> Result<(), RabbitMqError> {
+        let body = serde_json::json!({ "configure": configure, "write": write, "read": read });
+        self.put(format!("/api/permissions/{}/{}", enc(vhost), enc(user)), body)
+            .await
+    }
+
+    pub async fn delete_permission(&self, vhost: &str, user: &str) -> Result<Removed, RabbitMqError> {
+        self.delete(format!("/api/permissions/{}/{}", enc(vhost), enc(user)))
+            .await
+    }
+
+    pub async fn get_permission(&self, vhost: &str, user: &str) -> Result<Option<Permission>, RabbitMqError> {
+        self.get_json(format!("/api/permissions/{}/{}", enc(vhost), enc(user)))
+            .await
+    }
+
+    /// Every permission on the broker.
+    pub async fn list_permissions(&self) -> Result<Vec<Permission>, RabbitMqError> {
+        Ok(self
+            .get_json("/api/permissions".into())
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// All permissions of `user`, on every vhost.
+    pub async fn user_permissions(&self, user: &str) -> Result<Vec<Permission>, RabbitMqError> {
+        Ok(self
+            .get_json(format!("/api/users/{}/permissions", enc(user)))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The user these credentials authenticate as; fails with 401 for wrong credentials and for
+    /// users without a management tag.
+    pub async fn whoami(&self) -> Result<User, RabbitMqError> {
+        let path = "/api/whoami".to_string();
+        self.send(Method::GET, path.clone(), None)
+            .await?
+            .json()
+            .await
+            .map_err(|source| RabbitMqError::Decode {
+                method: Method::GET,
+                path,
+                source,
+            })
+    }
+}

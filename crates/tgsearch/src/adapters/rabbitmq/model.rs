@@ -1,0 +1,143 @@
+//! What the management API reports: vhosts, users (with the salted hash that proves a password
+//! without revealing it), permissions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::credentials::Password;
+
+/// A virtual host as the API reports it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Vhost {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Per node: `running`, `stopped` (its supervisor failed there, e.g. created while the node
+    /// was leaving the cluster: clients routed to that node get "vhost is down") or `nodedown`.
+    #[serde(default)]
+    pub cluster_state: std::collections::BTreeMap<String, String>,
+}
+
+impl Vhost {
+    /// Nodes that are up but do not run the vhost.
+    pub fn stopped_on(&self) -> Vec<&str> {
+        self.cluster_state
+            .iter()
+            .filter(|(_, state)| state.as_str() == "stopped")
+            .map(|(node, _)| node.as_str())
+            .collect()
+    }
+}
+
+/// A user as the API reports it. The password hash is salted (RabbitMQ's
+/// `rabbit_password_hashing_*`): it proves a password without revealing it, and is never shown.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    #[serde(default, deserialize_with = "tags_from_list_or_string")]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    password_hash: String,
+    #[serde(default)]
+    hashing_algorithm: String,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
+}
+
+impl User {
+    /// Whether `password` is this user's: RabbitMQ stores base64(salt ++ H(salt ++ password))
+    /// with a 4-byte salt and H from `hashing_algorithm` (SHA-256 by default, SHA-512 where
+    /// configured). Compared in constant time. `false` for users without a password and for the
+    /// legacy MD5 scheme (RabbitMQ before 3.6).
+    pub fn has_password(&self, password: &Password) -> bool {
+        use base64::Engine;
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let Ok(stored) = base64::engine::general_purpose::STANDARD.decode(self.password_hash.trim()) else {
+            return false;
+        };
+        if stored.len() <= 4 {
+            return false;
+        }
+        let (salt, hash) = stored.split_at(4);
+        let computed: Vec<u8> = match self.hashing_algorithm.as_str() {
+            "rabbit_password_hashing_sha256" | "" => sha2::Sha256::new()
+                .chain_update(salt)
+                .chain_update(password.expose())
+                .finalize()
+                .to_vec(),
+            "rabbit_password_hashing_sha512" => sha2::Sha512::new()
+                .chain_update(salt)
+                .chain_update(password.expose())
+                .finalize()
+                .to_vec(),
+            _ => return false,
+        };
+        computed.len() == hash.len() && bool::from(computed.ct_eq(hash))
+    }
+}
+
+/// A user's permission on one vhost.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Permission {
+    pub user: String,
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+// RabbitMQ 3.x reports tags as a comma-separated string, 3.9+ as a list: accept both.
+fn tags_from_list_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Tags {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match Tags::deserialize(d)? {
+        Tags::List(list) => list,
+        Tags::Csv(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn user(hash: &str, algorithm: &str) -> User {
+        User {
+            name: "u".into(),
+            tags: vec![],
+            password_hash: hash.into(),
+            hashing_algorithm: algorithm.into(),
+        }
+    }
+
+    #[test]
+    fn a_password_is_checked_against_rabbitmqs_salted_hash() {
+        // Made by RabbitMQ 3.10 for password `s3cret`.
+        let u = user(
+            "u4ztcx2N6czrDkKFH0fMqJnGWuxFBW7SpHbbs4jHbIl414OC",
+            "rabbit_password_hashing_sha256",
+        );
+        assert!(u.has_password(&Password::new("s3cret")));
+        assert!(!u.has_password(&Password::new("s3cret ")));
+        assert!(!user("", "rabbit_password_hashing_sha256").has_password(&Password::new("")));
+        assert!(!user("bm90IGJhc2U2NA", "rabbit_password_hashing_md5").has_password(&Password::new("x")));
+        assert!(!format!("{u:?}").contains("u4zt"), "the hash is never shown");
+    }
+}
