@@ -1,11 +1,16 @@
 //! The RabbitMQ management adapter against the stack's real RabbitMQ.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use testkit::fresh_tenant;
 use testkit::stack::Stack;
-use tgsearch::adapters::rabbitmq::AdminCredentials;
+use tgsearch::adapters::rabbitmq::{AdminCredentials, missing_built_in_exchanges};
+use tgsearch::app::ADMIN_SECRET_SHAPE;
 use tgsearch::credentials::{Password, generate_password};
+use tgsearch::deadline::{Deadline, Step};
 use tgsearch::ports::{Converged, Foreign, Removed, TenantBroker};
+use tgsearch::status::tenant_status;
 
 #[tokio::test]
 async fn tenant_resources_are_created_idempotently_and_removed_once() {
@@ -188,4 +193,91 @@ async fn errors_keep_the_status_and_rabbitmqs_reason() {
         !err.to_string().contains("wrong"),
         "the password must not appear: {err}"
     );
+}
+
+/// `PUT /api/vhosts/<name>` (tagged as a tenant's) from a client that gives up after `after`,
+/// as a deadline or the signup's synchronous window would: the connection closes mid-request.
+async fn put_vhost_given_up_after(
+    base: &reqwest::Url,
+    admin: &AdminCredentials,
+    name: &str,
+    after: Duration,
+) {
+    let url = format!("{}/api/vhosts/{name}", base.as_str().trim_end_matches('/'));
+    let _ = reqwest::Client::new()
+        .put(url)
+        .basic_auth(&admin.username, Some(admin.password.expose()))
+        .json(&serde_json::json!({"description": "tgsearch", "tags": "tgsearch"}))
+        .timeout(after)
+        .send()
+        .await;
+}
+
+#[tokio::test]
+async fn a_vhost_whose_creation_was_cut_short_is_seen_and_created_again() {
+    let stack = Stack::require();
+    let app = stack.app().await;
+    let rabbit = &app.provisioner.broker;
+    let admin: AdminCredentials = app
+        .provisioner
+        .store
+        .read_json(testkit::stack::ADMIN_SECRET_ID, ADMIN_SECRET_SHAPE)
+        .await
+        .unwrap()
+        .expect("the admin secret");
+
+    // Cut creations short at growing delays until one leaves a vhost without its built-in
+    // exchanges (RabbitMQ stops declaring them when the client goes away).
+    let mut cut_short = None;
+    for step in 0..120u64 {
+        let tenant = fresh_tenant();
+        let after = Duration::from_micros(1_000 + step * 500);
+        put_vhost_given_up_after(rabbit.base_url(), &admin, tenant.vhost(), after).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match rabbit.vhost_exchanges(tenant.vhost()).await.unwrap() {
+            Some(exchanges) if !missing_built_in_exchanges(&exchanges).is_empty() => {
+                cut_short = Some(tenant);
+                break;
+            }
+            Some(_) => {
+                rabbit.delete_vhost(tenant.vhost()).await.unwrap();
+            }
+            None => {}
+        }
+    }
+    let tenant = cut_short
+        .expect("no PUT /api/vhosts given up after 1 to 60 ms left a vhost without its built-in exchanges");
+
+    // Seen by status, as a drift provisioning repairs.
+    let status = tenant_status(&app.provisioner, &tenant).await.unwrap();
+    assert!(!status.is_complete(), "{status}");
+    assert!(status.to_string().contains("cut short"), "{status}");
+
+    // Provisioning re-creates it (it holds no queue), and the tenant works over AMQP.
+    let deadline = Deadline::new(Duration::from_secs(30), None);
+    let provisioned = app.provisioner.provision(&tenant, &deadline).await.unwrap();
+    let vhost_change = provisioned
+        .changes
+        .iter()
+        .find(|(step, c)| *step == Step::Vhost && matches!(c, Converged::Repaired(_)));
+    assert!(
+        matches!(vhost_change, Some((_, Converged::Repaired(what))) if what.contains("cut short")),
+        "{:?}",
+        provisioned.changes
+    );
+    let exchanges = rabbit.vhost_exchanges(tenant.vhost()).await.unwrap().unwrap();
+    assert_eq!(missing_built_in_exchanges(&exchanges), Vec::<&str>::new());
+    let status = tenant_status(&app.provisioner, &tenant).await.unwrap();
+    assert!(status.is_complete(), "{status}");
+    let echoed = testkit::amqp::round_trip(
+        provisioned.credentials.amqp_uri.expose(),
+        tenant.as_str().as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(echoed, tenant.as_str().as_bytes());
+
+    // A whole vhost is left as it is.
+    assert_eq!(rabbit.ensure_vhost(&tenant).await.unwrap(), Converged::Unchanged);
+    app.provisioner.teardown(&tenant, &deadline).await.unwrap();
 }

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::adapters::kubernetes::{KubeError, not_ours};
-use crate::adapters::rabbitmq::{Permission, RabbitMqError, User, user_not_ours};
+use crate::adapters::rabbitmq::{Permission, RabbitMqError, User, missing_built_in_exchanges, user_not_ours};
 use crate::app::LiveProvisioner;
 use crate::backend::{self, AMQP_URI_KEY, CONTAINER, DATA_VOLUME, quantity_bytes};
 use crate::credentials::TenantCredentials;
@@ -145,15 +145,23 @@ pub async fn tenant_status(
 ) -> Result<TenantStatus, StatusError> {
     use crate::ports::CredentialStore;
     let (secrets, rabbitmq, kube) = (&provisioner.store, &provisioner.broker, &provisioner.backend);
-    let (stored, vhost, user, permissions, objects) = tokio::join!(
+    let (stored, (vhost, exchanges), user, permissions, objects) = tokio::join!(
         secrets.read(tenant),
-        rabbitmq.get_vhost(tenant.vhost()),
+        async {
+            tokio::join!(
+                rabbitmq.get_vhost(tenant.vhost()),
+                rabbitmq.vhost_exchanges(tenant.vhost())
+            )
+        },
         rabbitmq.get_user(tenant.rabbitmq_user()),
         rabbitmq.user_permissions(tenant.rabbitmq_user()),
         kube.get_all(tenant),
     );
     let stored = stored.map_err(StatusError::Secret)?;
     let (vhost, user, permissions) = (vhost?, user?, permissions?);
+    let missing_exchanges = exchanges?
+        .map(|e| missing_built_in_exchanges(&e))
+        .unwrap_or_default();
     let (kube_secret, volume, deployment) = objects?;
     let settings = kube.settings();
     let secret_name = secrets.tenant_secret_name(tenant);
@@ -183,6 +191,13 @@ pub async fn tenant_status(
     resources.push(match &vhost {
         None => check.missing(),
         Some(_) if !tagged => check.is(State::Foreign, "it has no `tgsearch` tag"),
+        Some(_) if !missing_exchanges.is_empty() => check.is(
+            State::Drift,
+            format!(
+                "its creation was cut short: built-in exchanges missing ({}), so publishing to a queue by name fails",
+                missing_exchanges.join(", ")
+            ),
+        ),
         Some(v) if !v.stopped_on().is_empty() => check.is(
             State::Drift,
             format!(

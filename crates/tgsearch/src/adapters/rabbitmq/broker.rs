@@ -2,7 +2,7 @@
 //! permission) as the [`TenantBroker`] port: observed before it is written, never adopted when
 //! it is not provably ours.
 
-use super::{ManagementClient, Permission, RabbitMqError, User, port};
+use super::{ManagementClient, Permission, RabbitMqError, User, missing_built_in_exchanges, port};
 use crate::credentials::Password;
 use crate::ports::{Converged, Foreign, PortError, Removed, TenantBroker, Transient};
 use crate::tenant::TenantId;
@@ -74,19 +74,84 @@ impl ManagementClient {
     }
 }
 
+/// How long a vhost found without its built-in exchanges is watched before it counts as cut
+/// short: another invocation may be creating it right now (RabbitMQ declares the exchanges one
+/// by one after the vhost itself), which takes milliseconds.
+const CUT_SHORT_RECHECKS: [std::time::Duration; 2] = [
+    std::time::Duration::from_millis(300),
+    std::time::Duration::from_millis(700),
+];
+
+impl ManagementClient {
+    /// Creates the tenant's vhost in a task of its own, so that a caller that gives up (the
+    /// signup's synchronous window, a deadline) does not close the connection while RabbitMQ is
+    /// still declaring the vhost's exchanges and starting it on every node: the management API
+    /// stops its work half-way when the client goes away, and leaves the vhost cut short.
+    async fn create_vhost(&self, tenant: &TenantId) -> Result<(), PortError> {
+        let client = self.clone();
+        let name = tenant.vhost().to_owned();
+        tokio::spawn(async move {
+            client
+                .put_vhost(&name, TENANT_VHOST_TAG, &[TENANT_VHOST_TAG])
+                .await
+        })
+        .await
+        .map_err(|e| PortError::from(format!("creating the vhost stopped: {e}")))?
+        .map_err(port)
+    }
+
+    /// The built-in exchanges `tenant`'s vhost lacks.
+    async fn missing_exchanges(&self, tenant: &TenantId) -> Result<Vec<&'static str>, PortError> {
+        match self.vhost_exchanges(tenant.vhost()).await.map_err(port)? {
+            Some(exchanges) => Ok(missing_built_in_exchanges(&exchanges)),
+            None => Err(Transient::wrap(
+                "the vhost vanished while being checked; retry",
+                None,
+            )),
+        }
+    }
+
+    /// An existing tenant vhost is whole: one whose creation was cut short (built-in exchanges
+    /// missing, still so after [`CUT_SHORT_RECHECKS`]) is deleted and created again while it
+    /// holds no queue, so nothing is lost; with queues, it is left for a person.
+    async fn ensure_vhost_whole(&self, tenant: &TenantId) -> Result<Converged, PortError> {
+        let mut missing = self.missing_exchanges(tenant).await?;
+        for pause in CUT_SHORT_RECHECKS {
+            if missing.is_empty() {
+                return Ok(Converged::Unchanged);
+            }
+            tokio::time::sleep(pause).await;
+            missing = self.missing_exchanges(tenant).await?;
+        }
+        if missing.is_empty() {
+            return Ok(Converged::Unchanged);
+        }
+        let missing = missing.join(", ");
+        let queues = self.vhost_queue_count(tenant.vhost()).await.map_err(port)?;
+        if queues > 0 {
+            return Ok(Converged::NeedsPerson(format!(
+                "its creation was cut short (built-in exchanges missing: {missing}) and it holds {queues} queue(s): move their messages out, delete the vhost and run reconcile"
+            )));
+        }
+        self.delete_vhost(tenant.vhost()).await.map_err(port)?;
+        self.create_vhost(tenant).await?;
+        Ok(Converged::Repaired(format!(
+            "its creation had been cut short (built-in exchanges missing: {missing}); it held no queue and is created again"
+        )))
+    }
+}
+
 impl TenantBroker for ManagementClient {
     async fn ensure_vhost(&self, tenant: &TenantId) -> Result<Converged, PortError> {
         match self.get_vhost(tenant.vhost()).await.map_err(port)? {
-            Some(v) if v.is_tenant_vhost() => Ok(Converged::Unchanged),
+            Some(v) if v.is_tenant_vhost() => self.ensure_vhost_whole(tenant).await,
             Some(_) => Err(foreign(
                 "vhost",
                 tenant.vhost(),
                 format!("it has no `{TENANT_VHOST_TAG}` tag"),
             )),
             None => {
-                self.put_vhost(tenant.vhost(), TENANT_VHOST_TAG, &[TENANT_VHOST_TAG])
-                    .await
-                    .map_err(port)?;
+                self.create_vhost(tenant).await?;
                 Ok(Converged::Created)
             }
         }

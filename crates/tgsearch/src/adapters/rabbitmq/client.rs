@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::{Permission, RabbitMqError, User, Vhost, retry_after};
+use super::{Exchange, Permission, RabbitMqError, User, Vhost, retry_after};
 use crate::credentials::{Password, URI_COMPONENT};
 use crate::ports::Removed;
 
@@ -150,6 +150,26 @@ impl ManagementClient {
             .get_json("/api/vhosts?disable_stats=true&columns=name,description,tags".into())
             .await?
             .unwrap_or_default())
+    }
+
+    /// The names of the exchanges in vhost `name`; `None` when there is no such vhost.
+    pub async fn vhost_exchanges(&self, name: &str) -> Result<Option<Vec<Exchange>>, RabbitMqError> {
+        self.get_json(format!(
+            "/api/exchanges/{}?disable_stats=true&columns=name",
+            enc(name)
+        ))
+        .await
+    }
+
+    /// How many queues vhost `name` holds (0 when there is no such vhost).
+    pub async fn vhost_queue_count(&self, name: &str) -> Result<usize, RabbitMqError> {
+        Ok(self
+            .get_json::<Vec<serde_json::Value>>(format!(
+                "/api/queues/{}?disable_stats=true&columns=name",
+                enc(name)
+            ))
+            .await?
+            .map_or(0, |q| q.len()))
     }
 
     /// Starts a vhost that is stopped on `node` (`POST /api/vhosts/{name}/start/{node}`).

@@ -16,7 +16,7 @@ use crate::ports::PortError;
 
 pub use self::broker::{TENANT_VHOST_TAG, user_not_ours};
 pub use self::client::{AdminCredentials, ManagementClient};
-pub use self::model::{Permission, User, Vhost};
+pub use self::model::{BUILT_IN_EXCHANGES, Exchange, Permission, User, Vhost, missing_built_in_exchanges};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RabbitMqError {

@@ -30,6 +30,35 @@ impl Vhost {
     }
 }
 
+/// The exchanges RabbitMQ declares in every vhost it creates: the default exchange (`""`) and the
+/// `amq.*` ones. No client can delete them, so a vhost without one of them is a vhost whose
+/// creation was cut short (the client that sent `PUT /api/vhosts/<name>` went away while the
+/// broker was declaring them): every publish to a queue by name fails there with
+/// `NOT_FOUND - no exchange ''`.
+pub const BUILT_IN_EXCHANGES: [&str; 6] = [
+    "",
+    "amq.direct",
+    "amq.fanout",
+    "amq.headers",
+    "amq.match",
+    "amq.topic",
+];
+
+/// An exchange as `GET /api/exchanges/<vhost>?columns=name` reports it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Exchange {
+    pub name: String,
+}
+
+/// Which of [`BUILT_IN_EXCHANGES`] `exchanges` lacks (`""` shown as `(default)`).
+pub fn missing_built_in_exchanges(exchanges: &[Exchange]) -> Vec<&'static str> {
+    BUILT_IN_EXCHANGES
+        .iter()
+        .filter(|b| !exchanges.iter().any(|e| e.name == **b))
+        .map(|b| if b.is_empty() { "(default)" } else { b })
+        .collect()
+}
+
 /// A user as the API reports it. The password hash is salted (RabbitMQ's
 /// `rabbit_password_hashing_*`): it proves a password without revealing it, and is never shown.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -125,6 +154,28 @@ pub(crate) mod tests {
             password_hash: hash.into(),
             hashing_algorithm: algorithm.into(),
         }
+    }
+
+    #[test]
+    fn a_vhost_cut_short_lacks_built_in_exchanges() {
+        let named = |names: &[&str]| -> Vec<Exchange> {
+            names.iter().map(|n| Exchange { name: (*n).into() }).collect()
+        };
+        let complete = named(&[
+            "",
+            "amq.direct",
+            "amq.fanout",
+            "amq.headers",
+            "amq.match",
+            "amq.rabbitmq.trace",
+            "amq.topic",
+            "tenant.own",
+        ]);
+        assert!(missing_built_in_exchanges(&complete).is_empty());
+        assert_eq!(
+            missing_built_in_exchanges(&named(&["amq.direct", "amq.fanout", "amq.headers"])),
+            ["(default)", "amq.match", "amq.topic"]
+        );
     }
 
     #[test]
