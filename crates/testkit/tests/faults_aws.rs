@@ -30,11 +30,8 @@ async fn a_secrets_manager_that_never_answers_is_named_before_the_deadline_and_c
     rig.warm(&function).await;
     rig.aws.black_hole();
     let tenant = fresh_tenant();
-    let outcome = function
-        .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
-        .await;
     let verdict = rig
-        .assert_failed_or_handed_off(&outcome, COGNITO_LIMIT, &["step `secret`"], &function, &tenant)
+        .sign_up_under_fault(&function, &tenant, &["step `secret`"])
         .await;
     rig.converges_after_recovery(&function, &tenant, verdict).await;
 }
@@ -47,11 +44,8 @@ async fn secrets_manager_throttling_is_named_before_the_deadline_and_converges()
     rig.aws
         .answer(secrets_manager_calls().respond(Canned::aws_throttling()));
     let tenant = fresh_tenant();
-    let outcome = function
-        .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
-        .await;
     let verdict = rig
-        .assert_failed_or_handed_off(&outcome, COGNITO_LIMIT, &["step `secret`"], &function, &tenant)
+        .sign_up_under_fault(&function, &tenant, &["step `secret`"])
         .await;
     rig.converges_after_recovery(&function, &tenant, verdict).await;
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use testkit::faults::{Canned, POST_CONFIRMATION_TIMEOUT, Rig, Rule, Verdict};
-use testkit::runtime::{Answer, COGNITO_LIMIT, Function};
+use testkit::runtime::{Answer, Function};
 use testkit::{events, fresh_tenant};
 use tgsearch::TenantId;
 
@@ -35,11 +35,7 @@ fn sent(rig: &Rig, path: &str) -> Vec<testkit::faults::Seen> {
 /// A signup under `rule`; it must fail, or hand off, naming `step` before the deadline.
 async fn signup_under(rig: &Rig, function: &Function, tenant: &TenantId, rule: Rule, step: &str) -> Verdict {
     rig.kube.answer(rule);
-    let outcome = function
-        .invoke(&events::signup_for(tenant), POST_CONFIRMATION_TIMEOUT)
-        .await;
-    rig.assert_failed_or_handed_off(&outcome, COGNITO_LIMIT, &[step], function, tenant)
-        .await
+    rig.sign_up_under_fault(function, tenant, &[step]).await
 }
 
 /// The error, or the hand-off's reason.
@@ -57,12 +53,7 @@ async fn a_kubernetes_api_that_never_answers_is_named_before_the_deadline_and_co
     rig.warm(&function).await;
     rig.kube.black_hole();
     let tenant = fresh_tenant();
-    let outcome = function
-        .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
-        .await;
-    let verdict = rig
-        .assert_failed_or_handed_off(&outcome, COGNITO_LIMIT, KUBE_STEPS, &function, &tenant)
-        .await;
+    let verdict = rig.sign_up_under_fault(&function, &tenant, KUBE_STEPS).await;
     rig.converges_after_recovery(&function, &tenant, verdict).await;
 }
 

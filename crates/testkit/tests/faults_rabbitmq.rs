@@ -6,7 +6,6 @@
 //! Checked with independent clients straight to the real servers.
 
 use testkit::faults::{POST_CONFIRMATION_TIMEOUT, Rig, Rule};
-use testkit::runtime::COGNITO_LIMIT;
 use testkit::{events, fresh_tenant};
 
 const RABBITMQ_STEPS: &[&str] = &["step `vhost`", "step `user`", "step `permission`"];
@@ -20,12 +19,7 @@ async fn rabbitmq_stopped_mid_signup_is_named_before_the_deadline_and_converges(
     rig.management
         .answer(Rule::on("PUT", "/api/vhosts/*").times(1).stop_server());
     let tenant = fresh_tenant();
-    let outcome = function
-        .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
-        .await;
-    let verdict = rig
-        .assert_failed_or_handed_off(&outcome, COGNITO_LIMIT, RABBITMQ_STEPS, &function, &tenant)
-        .await;
+    let verdict = rig.sign_up_under_fault(&function, &tenant, RABBITMQ_STEPS).await;
     assert!(
         rig.management.requests().iter().any(|r| r.injected == Some(0)),
         "the fault never fired: the signup did not reach the vhost PUT"
@@ -40,12 +34,7 @@ async fn a_management_api_that_never_answers_is_named_before_the_deadline_and_co
     rig.warm(&function).await;
     rig.management.black_hole();
     let tenant = fresh_tenant();
-    let outcome = function
-        .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
-        .await;
-    let verdict = rig
-        .assert_failed_or_handed_off(&outcome, COGNITO_LIMIT, RABBITMQ_STEPS, &function, &tenant)
-        .await;
+    let verdict = rig.sign_up_under_fault(&function, &tenant, RABBITMQ_STEPS).await;
     rig.converges_after_recovery(&function, &tenant, verdict).await;
 }
 

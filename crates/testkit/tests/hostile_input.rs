@@ -14,7 +14,7 @@ use testkit::settle::until_complete;
 
 use serde_json::{Value, json};
 use testkit::faults::HandOffQueue;
-use testkit::lambda::{Invocation, invoke};
+use testkit::lambda::{Invocation, invoke, invoke_bytes};
 use testkit::runtime::{Function, stack_env};
 use testkit::stack::Stack;
 use testkit::{events, fresh_tenant};
@@ -47,30 +47,9 @@ impl Harness {
 
     /// Invokes `function` with `body` as the event's bytes (not necessarily JSON).
     async fn invoke_raw(&self, function: &str, body: Vec<u8>) -> Invocation {
-        let url = format!(
-            "{}/2015-03-31/functions/{function}/invocations",
-            self.stack.lambda_endpoint()
-        );
-        let response = self
-            .http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body)
-            .timeout(Duration::from_secs(120))
-            .send()
+        invoke_bytes(&self.http, self.stack.lambda_endpoint(), function, body)
             .await
-            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-        let failed =
-            response.headers().contains_key("x-amz-function-error") || !response.status().is_success();
-        let text = response.text().await.unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
-        if failed || body.get("errorMessage").is_some() {
-            return Invocation::FunctionError {
-                error_type: body["errorType"].as_str().unwrap_or_default().to_owned(),
-                message: body["errorMessage"].as_str().unwrap_or(&text).to_owned(),
-            };
-        }
-        Invocation::Ok(body)
+            .unwrap()
     }
 
     async fn invoke(&self, function: &str, event: &Value) -> Invocation {

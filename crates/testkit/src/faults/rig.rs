@@ -241,6 +241,21 @@ impl Rig {
         }
     }
 
+    /// A fresh signup of `tenant` through `function` while a fault is on: it must end as
+    /// [`Rig::assert_failed_or_handed_off`] says, within Cognito's 5 s, naming one of `names`.
+    pub async fn sign_up_under_fault(
+        &self,
+        function: &Function,
+        tenant: &TenantId,
+        names: &[&str],
+    ) -> Verdict {
+        let outcome = function
+            .invoke(&crate::events::signup_for(tenant), POST_CONFIRMATION_TIMEOUT)
+            .await;
+        self.assert_failed_or_handed_off(&outcome, crate::runtime::COGNITO_LIMIT, names, function, tenant)
+            .await
+    }
+
     async fn check_handed_off(
         &self,
         outcome: &Outcome,
