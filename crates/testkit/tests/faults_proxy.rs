@@ -22,8 +22,8 @@ async fn admin(stack: &Stack) -> AdminCredentials {
         .expect("the stack's admin secret: run `cargo xtask stack up`")
 }
 
-async fn overview(http: &reqwest::Client, proxy: &Proxy, admin: &AdminCredentials) -> reqwest::Result<u16> {
-    http.get(format!("{}/api/overview", proxy.url()))
+async fn whoami(http: &reqwest::Client, proxy: &Proxy, admin: &AdminCredentials) -> reqwest::Result<u16> {
+    http.get(format!("{}/api/whoami", proxy.url()))
         .basic_auth(&admin.username, Some(admin.password.expose()))
         .timeout(Duration::from_secs(2))
         .send()
@@ -39,18 +39,18 @@ async fn an_http_proxy_passes_through_answers_by_rule_and_records_every_request(
         .await
         .unwrap();
     let http = reqwest::Client::new();
-    assert_eq!(overview(&http, &proxy, &admin).await.unwrap(), 200);
+    assert_eq!(whoami(&http, &proxy, &admin).await.unwrap(), 200);
     proxy.answer(
-        Rule::on("GET", "/api/overv*")
+        Rule::on("GET", "/api/whoa*")
             .times(2)
             .respond(Canned::status(503).header("retry-after", "2")),
     );
-    assert_eq!(overview(&http, &proxy, &admin).await.unwrap(), 503);
-    assert_eq!(overview(&http, &proxy, &admin).await.unwrap(), 503);
-    assert_eq!(overview(&http, &proxy, &admin).await.unwrap(), 200);
+    assert_eq!(whoami(&http, &proxy, &admin).await.unwrap(), 503);
+    assert_eq!(whoami(&http, &proxy, &admin).await.unwrap(), 503);
+    assert_eq!(whoami(&http, &proxy, &admin).await.unwrap(), 200);
     let seen: Vec<Option<u16>> = proxy.requests().iter().map(|r| r.injected).collect();
     assert_eq!(seen, [None, Some(503), Some(503), None]);
-    assert!(proxy.requests().iter().all(|r| r.path == "/api/overview"));
+    assert!(proxy.requests().iter().all(|r| r.path == "/api/whoami"));
 }
 
 #[tokio::test]
@@ -63,9 +63,7 @@ async fn connection_faults_are_what_a_client_sees() {
 
     // Black hole: accepted, never answered.
     proxy.black_hole();
-    let err = overview(&reqwest::Client::new(), &proxy, &admin)
-        .await
-        .unwrap_err();
+    let err = whoami(&reqwest::Client::new(), &proxy, &admin).await.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     assert!(
         proxy.connections() >= 1,
@@ -75,12 +73,10 @@ async fn connection_faults_are_what_a_client_sees() {
     // A one-off reset: the next request dies, the one after passes.
     proxy.heal().await.unwrap();
     proxy.reset_next(1);
-    let err = overview(&reqwest::Client::new(), &proxy, &admin)
-        .await
-        .unwrap_err();
+    let err = whoami(&reqwest::Client::new(), &proxy, &admin).await.unwrap_err();
     assert!(!err.is_timeout(), "a reset is not a hang: {err:?}");
     assert_eq!(
-        overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap(),
+        whoami(&reqwest::Client::new(), &proxy, &admin).await.unwrap(),
         200
     );
 
@@ -90,7 +86,7 @@ async fn connection_faults_are_what_a_client_sees() {
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     proxy.start().await.unwrap();
     assert_eq!(
-        overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap(),
+        whoami(&reqwest::Client::new(), &proxy, &admin).await.unwrap(),
         200
     );
 
@@ -98,7 +94,7 @@ async fn connection_faults_are_what_a_client_sees() {
     proxy.latency(Duration::from_millis(300));
     let started = Instant::now();
     assert_eq!(
-        overview(&reqwest::Client::new(), &proxy, &admin).await.unwrap(),
+        whoami(&reqwest::Client::new(), &proxy, &admin).await.unwrap(),
         200
     );
     assert!(
@@ -116,15 +112,15 @@ async fn a_rule_can_stop_the_server_mid_request() {
         .await
         .unwrap();
     let http = reqwest::Client::new();
-    proxy.answer(Rule::on("GET", "/api/overview").times(1).stop_server());
-    let err = overview(&http, &proxy, &admin).await.unwrap_err();
+    proxy.answer(Rule::on("GET", "/api/whoami").times(1).stop_server());
+    let err = whoami(&http, &proxy, &admin).await.unwrap_err();
     assert!(
         !err.is_timeout(),
         "the request must be cut, not left hanging: {err:?}"
     );
     assert!(tokio::net::TcpStream::connect(proxy.addr()).await.is_err());
     proxy.start().await.unwrap();
-    assert_eq!(overview(&http, &proxy, &admin).await.unwrap(), 200);
+    assert_eq!(whoami(&http, &proxy, &admin).await.unwrap(), 200);
 }
 
 #[tokio::test]

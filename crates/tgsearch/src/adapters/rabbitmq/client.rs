@@ -140,7 +140,11 @@ impl ManagementClient {
     }
 
     pub async fn get_vhost(&self, name: &str) -> Result<Option<Vhost>, RabbitMqError> {
-        self.get_json(format!("/api/vhosts/{}", enc(name))).await
+        // Without statistics: cheaper, and independent of the management statistics database,
+        // which RabbitMQ 3.10 can leave answering 500 (`badkey` in `rabbit_mgmt_db:node_stats`)
+        // for every statistics request after a node restart; `cluster_state` is still reported.
+        self.get_json(format!("/api/vhosts/{}?disable_stats=true", enc(name)))
+            .await
     }
 
     /// Every vhost's name, description and tags, without the message statistics that make
