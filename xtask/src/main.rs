@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod debian_image;
 mod demo;
 mod demo_frontend;
 mod demo_mailgun;
@@ -32,11 +33,11 @@ enum Task {
         #[arg(value_enum)]
         story: Option<Story>,
     },
-    /// Bring the stack up (RabbitMQ as a 3-node cluster behind HAProxy, as production runs it)
-    /// and run every test.
+    /// Bring the stack up (RabbitMQ as a 3-node cluster of containers behind HAProxy, as
+    /// production runs it) and run every test.
     Test {
-        /// Run against a single RabbitMQ node instead (the broker node-loss test then fails,
-        /// saying so).
+        /// Run against a single RabbitMQ node instead (the node-loss and partition tests then
+        /// fail, saying so).
         #[arg(long)]
         single_node: bool,
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -52,9 +53,13 @@ enum Task {
         /// Bursts of confirmations at once.
         #[arg(long, value_delimiter = ',', default_value = "20,50,200")]
         burst: Vec<usize>,
-        /// Also measure the vhost cost against 0 to 2,000 vhosts on the broker (minutes).
+        /// Also measure the vhost cost against 0 to 5,000 vhosts on the 3-node cluster, and
+        /// against Debian 12's RabbitMQ 3.10 (Mnesia) for comparison (tens of minutes).
         #[arg(long)]
         vhost_scaling: bool,
+        /// The largest number of vhosts the scale curve reaches.
+        #[arg(long, default_value_t = 5000)]
+        vhosts: usize,
         /// Also cross-build the arm64 release bootstraps and report their zipped sizes.
         #[arg(long)]
         size: bool,
@@ -87,12 +92,17 @@ enum StackAction {
         /// Leave the Lambda emulator stopped (to run your own `cargo lambda watch`).
         #[arg(long)]
         no_emulator: bool,
-        /// RabbitMQ as a 3-node cluster behind HAProxy instead of a single node.
+        /// One RabbitMQ node instead of the 3-node cluster.
         #[arg(long)]
-        cluster: bool,
+        single_node: bool,
     },
     /// Stop everything the stack started.
-    Down,
+    Down {
+        /// Also remove the stack's state directory and the images it built (a first run
+        /// again).
+        #[arg(long)]
+        purge: bool,
+    },
     /// Print `export NAME=value` lines: `eval "$(cargo xtask stack env)"`.
     Env,
     /// The provisioning queue's event source (run by `stack up` in the background).
@@ -114,14 +124,20 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Task::Stack {
-            action: StackAction::Up { no_emulator, cluster },
+            action: StackAction::Up {
+                no_emulator,
+                single_node,
+            },
         } => {
-            stack::up_with(false, !no_emulator, cluster, false).await?;
+            stack::up_with(false, !no_emulator, nodes(single_node), false).await?;
             eprintln!("stack: point your shell at it with: eval \"$(cargo xtask stack env)\"");
         }
         Task::Stack {
-            action: StackAction::Down,
+            action: StackAction::Down { purge: false },
         } => stack::down()?,
+        Task::Stack {
+            action: StackAction::Down { purge: true },
+        } => stack::purge()?,
         Task::Stack {
             action: StackAction::Env,
         } => stack::print_env(),
@@ -134,19 +150,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => demo_mailgun::run().await?,
         Task::Demo { keep, .. } => demo::run(keep).await?,
         Task::Test { single_node, args } => {
-            stack::up_with(false, true, !single_node, false).await?;
+            stack::up_with(false, true, nodes(single_node), false).await?;
             return cargo_with_stack(&["test", "--workspace", "--no-fail-fast"], &args);
         }
         Task::Bench {
             signups,
             burst,
             vhost_scaling,
+            vhosts,
             size,
         } => {
             bench::run(bench::Options {
                 signups,
                 bursts: burst,
                 vhost_scaling,
+                vhosts,
                 size,
             })
             .await?
@@ -154,6 +172,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Task::Sam { action } => sam::run(action).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn nodes(single_node: bool) -> u16 {
+    if single_node { 1 } else { testkit::cluster::NODES }
 }
 
 /// Runs cargo with the stack's environment, passing its exit code through.

@@ -139,3 +139,71 @@ pub fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// Runs `command` to completion with its output kept for the error only: a step that succeeds
+/// prints nothing of its own.
+pub fn run_quiet(command: &mut Command) -> Result<()> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed with {}: {}{}",
+            out.status,
+            tail(&String::from_utf8_lossy(&out.stdout), 15),
+            tail(&String::from_utf8_lossy(&out.stderr), 15)
+        );
+    }
+    Ok(())
+}
+
+/// Runs `command` to completion with its output in `<dir>/<name>.log`; on failure the error
+/// carries the log's last lines and its path. Installs use this: one progress line of ours per
+/// step, never a package manager's screenful.
+pub fn run_logged(dir: &Path, name: &str, command: &mut Command) -> Result<()> {
+    let path = log_file(dir, name);
+    let log = fs::File::create(&path)?;
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!(
+            "{command:?} failed with {status}; the end of {}:\n{}",
+            path.display(),
+            tail(&fs::read_to_string(&path).unwrap_or_default(), 20)
+        );
+    }
+    Ok(())
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Installs Debian packages (as root; otherwise fails saying what to install), one progress
+/// line, apt's output in `<dir>/apt.log`.
+pub fn apt_install(dir: &Path, packages: &[&str], say: &impl Fn(&str)) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "{} not installed: run `sudo apt-get install {}` and try again",
+            packages.join(", "),
+            packages.join(" ")
+        );
+    }
+    fs::create_dir_all(dir)?;
+    say(&format!("installing Debian's {} (once)", packages.join(", ")));
+    run_logged(dir, "apt", Command::new("apt-get").args(["update", "-qq"]))?;
+    run_logged(
+        dir,
+        "apt",
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}

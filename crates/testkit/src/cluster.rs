@@ -1,99 +1,129 @@
-//! The stack's RabbitMQ cluster (`cargo xtask stack up --cluster`): three nodes of Debian's
-//! rabbitmq-server behind HAProxy on the stack's usual AMQP and management ports. `stack up`
-//! writes the layout to `<stack dir>/rabbitmq-cluster.json`; tests read it to reach each node on
-//! its own ports and to stop and start one.
+//! The stack's RabbitMQ cluster (`cargo xtask stack up`): three nodes, each a container of the
+//! broker image built from Debian's archive (`tgsearch/rabbitmq`), behind HAProxy on the
+//! stack's usual AMQP and management ports. `stack up` writes the layout to
+//! `<stack dir>/rabbitmq-cluster.json`; tests read it to reach each node on its own ports, and
+//! to lose a node (stop its container) or cut it off (take it off the cluster network).
 //!
-//! Every port derives from the stack's RabbitMQ base port ([`crate::stack::amqp_port`]): node
-//! `i` (1..=3) listens for AMQP on `base + i`, for the management API on `base + 10000 + i`, for
-//! Erlang distribution on `base + 20000 + i`; `rabbitmqctl` uses `base + 30001..=base + 30010`.
+//! Two Docker networks: the *cluster* network carries Erlang distribution between the nodes
+//! (each node is known there by its alias `rmqN`, and nowhere else), the *edge* network carries
+//! the clients' ports, published on 127.0.0.1. Taking a node off the cluster network is a real
+//! partition: it still answers clients on its own ports, but cannot reach its peers.
+//!
+//! Every host port derives from the stack's RabbitMQ base port ([`crate::stack::amqp_port`]):
+//! node `i` (1..=3) publishes AMQP on `base + i` and the management API on `base + 10000 + i`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-/// Nodes in the stack's cluster.
+/// Nodes in the stack's cluster (`stack up --single-node` runs one).
 pub const NODES: u16 = 3;
-/// Debian's RabbitMQ scripts, run directly (the `/usr/sbin` wrappers switch to the `rabbitmq`
-/// user and its HOME, whose Erlang cookie is not ours).
-pub const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
-pub const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+/// The broker image's repository (tags name the Debian suite and the recipe's hash).
+pub const IMAGE_REPOSITORY: &str = "tgsearch/rabbitmq";
+/// The name every node's cluster reports (`cluster_name`).
+pub const CLUSTER_NAME: &str = "tgsearch-local";
 
-/// A command line with its environment.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Invocation {
-    pub program: String,
-    pub args: Vec<String>,
-    pub env: BTreeMap<String, String>,
-}
-
-impl Invocation {
-    pub fn command(&self) -> Command {
-        let mut command = Command::new(&self.program);
-        command.args(&self.args).envs(&self.env);
-        command
-    }
-
-    /// Runs it to completion, failing with its output.
-    pub fn run(&self) -> Result<()> {
-        let out = self
-            .command()
-            .output()
-            .with_context(|| format!("cannot run {} {:?}", self.program, self.args))?;
-        if !out.status.success() {
-            bail!(
-                "{} {:?} failed ({}): {}{}",
-                self.program,
-                self.args,
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    }
-}
-
-/// One node of the cluster.
+/// One node of the cluster: a container.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Node {
-    /// Erlang node name, e.g. `tgsearch-5673@localhost`.
+    /// Erlang node name, e.g. `rabbit@rmq1`.
     pub name: String,
+    /// The node's host name on the cluster network (`rmq1`).
+    pub alias: String,
+    /// Docker container name.
+    pub container: String,
+    /// Ports published on 127.0.0.1.
     pub amqp_port: u16,
     pub management_port: u16,
-    pub dist_port: u16,
-    /// Data, logs and configuration of this node.
-    pub dir: PathBuf,
-    /// The environment `rabbitmq-server` runs with for this node.
-    pub env: BTreeMap<String, String>,
-    /// Stops the node (the whole Erlang VM): the node is lost to the cluster.
-    pub stop: Invocation,
-    /// Starts the stopped node again, in the background; it rejoins the cluster.
-    pub start: Invocation,
-    /// Returns once the node runs RabbitMQ (`rabbitmqctl await_startup`).
-    pub await_startup: Invocation,
+    /// The network Erlang distribution runs on (see the module's docs).
+    pub cluster_network: String,
+}
+
+fn docker(args: &[&str]) -> Result<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run docker {args:?}: is Docker installed?"))?;
+    if !out.status.success() {
+        bail!(
+            "docker {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 impl Node {
-    /// Stops the node and waits until it is gone.
+    /// Stops the node's container (RabbitMQ shuts down as on a lost pod): the node is lost to
+    /// the cluster.
     pub fn stop(&self) -> Result<()> {
-        self.stop.run()
+        docker(&["stop", "--time", "30", &self.container]).map(drop)
     }
 
-    /// Starts the node in the background and waits (up to two minutes) until RabbitMQ runs on
-    /// it again, as a member of the cluster.
+    /// Starts the stopped node and waits (up to two minutes) until RabbitMQ runs on it again,
+    /// as a member of the cluster.
     pub fn start(&self) -> Result<()> {
-        self.start.run()?;
-        // `-detached` returns before the node registers with epmd; until then
-        // `await_startup` fails at once.
-        let started = std::time::Instant::now();
+        docker(&["start", &self.container])?;
+        self.await_startup()
+    }
+
+    /// Cuts the node off from its peers (off the cluster network); clients still reach it.
+    pub fn partition(&self) -> Result<()> {
+        docker(&["network", "disconnect", &self.cluster_network, &self.container]).map(drop)
+    }
+
+    /// Puts the node back on the cluster network, under its alias.
+    pub fn heal(&self) -> Result<()> {
+        docker(&[
+            "network",
+            "connect",
+            "--alias",
+            &self.alias,
+            &self.cluster_network,
+            &self.container,
+        ])
+        .map(drop)
+    }
+
+    /// Whether the node is on the cluster network now.
+    pub fn connected(&self) -> Result<bool> {
+        let networks = docker(&[
+            "inspect",
+            "--format",
+            "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}",
+            &self.container,
+        ])?;
+        Ok(networks.split_whitespace().any(|n| n == self.cluster_network))
+    }
+
+    /// Whether the container runs.
+    pub fn running(&self) -> bool {
+        docker(&["inspect", "--format", "{{.State.Running}}", &self.container])
+            .is_ok_and(|s| s.trim() == "true")
+    }
+
+    /// `rabbitmqctl <args>` on this node, inside its container.
+    pub fn ctl(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec!["exec", self.container.as_str(), "rabbitmqctl"];
+        all.extend(args);
+        docker(&all)
+    }
+
+    /// Returns once RabbitMQ runs on the node (`rabbitmqctl await_startup`), or fails after
+    /// two minutes.
+    pub fn await_startup(&self) -> Result<()> {
+        let started = Instant::now();
         loop {
-            match self.await_startup.run() {
-                Ok(()) => return Ok(()),
-                Err(e) if started.elapsed() > std::time::Duration::from_secs(120) => return Err(e),
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
+            match self.ctl(&["await_startup", "--timeout", "120"]) {
+                Ok(_) => return Ok(()),
+                Err(e) if started.elapsed() > Duration::from_secs(120) => return Err(e),
+                // Until the Erlang VM registers, rabbitmqctl fails at once.
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
             }
         }
     }
@@ -108,14 +138,18 @@ impl Node {
     }
 }
 
-/// The cluster as `stack up --cluster` laid it out.
+/// The cluster as `stack up` laid it out.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Cluster {
     pub nodes: Vec<Node>,
     /// HAProxy's AMQP and management ports (the stack's usual ones).
     pub amqp_port: u16,
     pub management_port: u16,
-    /// HOME of every node and of `rabbitmqctl`: holds the shared Erlang cookie.
+    /// The broker image the nodes run.
+    pub image: String,
+    pub cluster_network: String,
+    pub edge_network: String,
+    /// Holds the shared Erlang cookie, the nodes' configuration and HAProxy's.
     pub home: PathBuf,
 }
 
@@ -124,77 +158,28 @@ pub fn state_file(stack_dir: &Path) -> PathBuf {
     stack_dir.join("rabbitmq-cluster.json")
 }
 
-/// The cluster's layout for RabbitMQ base port `base`, with its files under `stack_dir`.
-pub fn layout(stack_dir: &Path, base: u16) -> Cluster {
-    let root = stack_dir.join("rabbitmq-cluster");
-    let home = root.clone();
-    let ctl_env = |home: &Path| {
-        BTreeMap::from([
-            ("HOME".to_owned(), home.display().to_string()),
-            (
-                "RABBITMQ_CTL_DIST_PORT_MIN".to_owned(),
-                (base + 30001).to_string(),
-            ),
-            (
-                "RABBITMQ_CTL_DIST_PORT_MAX".to_owned(),
-                (base + 30010).to_string(),
-            ),
-        ])
-    };
-    let nodes = (1..=NODES)
-        .map(|i| {
-            let amqp_port = base + i;
-            let name = format!("tgsearch-{amqp_port}@localhost");
-            let dir = root.join(format!("node-{i}"));
-            let mut env = ctl_env(&home);
-            for (k, v) in [
-                ("RABBITMQ_NODENAME", name.clone()),
-                ("RABBITMQ_NODE_PORT", amqp_port.to_string()),
-                ("RABBITMQ_DIST_PORT", (base + 20000 + i).to_string()),
-                ("RABBITMQ_MNESIA_BASE", dir.join("mnesia").display().to_string()),
-                ("RABBITMQ_LOG_BASE", dir.join("log").display().to_string()),
-                (
-                    "RABBITMQ_ENABLED_PLUGINS_FILE",
-                    dir.join("enabled_plugins").display().to_string(),
-                ),
-                (
-                    "RABBITMQ_CONFIG_FILE",
-                    dir.join("rabbitmq.conf").display().to_string(),
-                ),
-            ] {
-                env.insert(k.to_owned(), v);
-            }
-            let ctl = |args: &[&str]| Invocation {
-                program: RABBITMQCTL.into(),
-                args: ["-n", name.as_str()]
-                    .iter()
-                    .chain(args)
-                    .map(|s| s.to_string())
-                    .collect(),
-                env: ctl_env(&home),
-            };
-            Node {
-                stop: ctl(&["stop"]),
-                await_startup: ctl(&["await_startup", "--timeout", "120"]),
-                start: Invocation {
-                    program: RABBITMQ_SERVER.into(),
-                    args: vec!["-detached".into()],
-                    env: env.clone(),
-                },
-                name,
-                amqp_port,
-                management_port: base + 10000 + i,
-                dist_port: base + 20000 + i,
-                dir,
-                env,
-            }
+/// The layout of a cluster of `nodes` nodes of `image` for RabbitMQ base port `base`, with its
+/// files under `stack_dir`. Names carry the base port, so a second stack does not collide.
+pub fn layout(stack_dir: &Path, base: u16, nodes: u16, image: &str) -> Cluster {
+    let cluster_network = format!("tgsearch-rmq-{base}");
+    let nodes = (1..=nodes)
+        .map(|i| Node {
+            name: format!("rabbit@rmq{i}"),
+            alias: format!("rmq{i}"),
+            container: format!("tgsearch-rmq-{base}-{i}"),
+            amqp_port: base + i,
+            management_port: base + 10000 + i,
+            cluster_network: cluster_network.clone(),
         })
         .collect();
     Cluster {
         nodes,
         amqp_port: base,
         management_port: base + 10000,
-        home,
+        image: image.into(),
+        edge_network: format!("{cluster_network}-edge"),
+        cluster_network,
+        home: stack_dir.join("rabbitmq-cluster"),
     }
 }
 
@@ -204,7 +189,7 @@ impl Cluster {
         let file = state_file(stack_dir);
         let text = std::fs::read_to_string(&file).with_context(|| {
             format!(
-                "the stack's RabbitMQ is not a cluster ({} is missing): start it with `cargo xtask stack up --cluster`",
+                "the stack's RabbitMQ cluster is not running ({} is missing): start it with `cargo xtask stack up`",
                 file.display()
             )
         })?;
@@ -216,15 +201,25 @@ impl Cluster {
         Ok(())
     }
 
-    /// `rabbitmqctl -n <first node> <args>` with the cluster's cookie.
-    pub fn ctl(&self, args: &[&str]) -> Invocation {
-        let mut invocation = self.nodes[0].stop.clone();
-        invocation.args = ["-n", self.nodes[0].name.as_str()]
+    /// `rabbitmqctl <args>` on the first node that runs.
+    pub fn ctl(&self, args: &[&str]) -> Result<String> {
+        let node = self
+            .nodes
             .iter()
-            .chain(args)
-            .map(|s| s.to_string())
-            .collect();
-        invocation
+            .find(|n| n.running())
+            .context("no node of the cluster runs")?;
+        node.ctl(args)
+    }
+
+    /// Whether it is a cluster a node can be lost from (three nodes or more).
+    pub fn require_nodes(&self, wanted: usize) -> Result<()> {
+        if self.nodes.len() < wanted {
+            bail!(
+                "the stack's RabbitMQ has {} node(s), this needs {wanted}: run `cargo xtask stack up` (without --single-node)",
+                self.nodes.len()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -233,20 +228,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_port_derives_from_the_base() {
-        let c = layout(Path::new("/tmp/s"), 5680);
+    fn every_port_and_name_derives_from_the_base() {
+        let c = layout(Path::new("/tmp/s"), 5680, 3, "tgsearch/rabbitmq:x");
         assert_eq!((c.amqp_port, c.management_port), (5680, 15680));
         let ports: Vec<_> = c
             .nodes
             .iter()
-            .map(|n| (n.amqp_port, n.management_port, n.dist_port))
+            .map(|n| (n.amqp_port, n.management_port))
             .collect();
-        assert_eq!(
-            ports,
-            [(5681, 15681, 25681), (5682, 15682, 25682), (5683, 15683, 25683)]
-        );
-        assert_eq!(c.nodes[1].name, "tgsearch-5682@localhost");
-        assert_eq!(c.nodes[2].env["RABBITMQ_DIST_PORT"], "25683");
-        assert_eq!(c.nodes[0].stop.args, ["-n", "tgsearch-5681@localhost", "stop"]);
+        assert_eq!(ports, [(5681, 15681), (5682, 15682), (5683, 15683)]);
+        assert_eq!(c.nodes[1].name, "rabbit@rmq2");
+        assert_eq!(c.nodes[2].container, "tgsearch-rmq-5680-3");
+        assert_eq!(c.cluster_network, "tgsearch-rmq-5680");
+        assert_eq!(c.edge_network, "tgsearch-rmq-5680-edge");
+        assert_eq!(layout(Path::new("/tmp/s"), 5672, 1, "i").nodes.len(), 1);
     }
 }

@@ -30,6 +30,7 @@ pub struct Options {
     pub signups: usize,
     pub bursts: Vec<usize>,
     pub vhost_scaling: bool,
+    pub vhosts: usize,
     pub size: bool,
 }
 
@@ -47,10 +48,10 @@ fn build_release() -> Result<()> {
 }
 
 pub async fn run(options: Options) -> Result<()> {
-    // One node: the floor and the ratios are measured on the broker the signups use. The
+    // The deployed broker: the floor and the ratios are measured on the cluster the signups use. The
     // Kubernetes stand-in runs its release build, as EKS's API server is no debug build.
     build_release()?;
-    let stack = stack::up_with(true, true, false, true).await?;
+    let stack = stack::up_with(true, true, testkit::cluster::NODES, true).await?;
     let app = stack.app().await;
     let mut report = Report::default();
     report.put(

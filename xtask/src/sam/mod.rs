@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::stack::{self, workspace_root};
 
 mod build;
-mod image;
+pub mod image;
 mod local;
 mod template;
 

@@ -1,5 +1,5 @@
-//! `cargo xtask stack up|down|env`: RabbitMQ (Debian's package, our own node and data dir),
-//! moto's standalone server, the Kubernetes API stand-in, and cargo-lambda's emulator serving
+//! `cargo xtask stack up|down|env`: RabbitMQ (a cluster of containers built from Debian's
+//! archive, behind HAProxy), moto's standalone server, the Kubernetes API stand-in, and cargo-lambda's emulator serving
 //! this workspace's Lambdas. One module per service.
 
 use std::fs;
@@ -11,12 +11,13 @@ use testkit::stack::{self, Stack};
 
 use crate::procs;
 
+mod broker_image;
 mod cluster;
 mod kube;
 mod lambda;
 mod moto;
 pub mod poller;
-mod rabbitmq;
+pub mod rabbitmq;
 mod venvs;
 
 /// The functions the emulator serves, built before it starts so the first invoke is fast.
@@ -58,16 +59,16 @@ pub fn with_env(command: &mut Command) -> &mut Command {
     command.env("PATH", path_with_venv()).envs(stack::exports())
 }
 
-/// Brings the stack up with a single RabbitMQ node. `emulator: false` leaves the Lambda emulator
-/// stopped, for developers who run their own `cargo lambda watch`.
+/// Brings the stack up with the 3-node RabbitMQ cluster. `emulator: false` leaves the Lambda
+/// emulator stopped, for developers who run their own `cargo lambda watch`.
 pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
-    up_with(quiet, emulator, false, false).await
+    up_with(quiet, emulator, testkit::cluster::NODES, false).await
 }
 
-/// Brings the stack up; `cluster: true` runs RabbitMQ as a 3-node cluster behind HAProxy
-/// (switching between the two restarts RabbitMQ); `release_standin: true` runs the Kubernetes
-/// API stand-in's release build (the bench: EKS's API server is no debug build either).
-pub async fn up_with(quiet: bool, emulator: bool, cluster: bool, release_standin: bool) -> Result<Stack> {
+/// Brings the stack up with `nodes` RabbitMQ nodes behind HAProxy (a different count restarts
+/// RabbitMQ); `release_standin: true` runs the Kubernetes API stand-in's release build (the
+/// bench: EKS's API server is no debug build either).
+pub async fn up_with(quiet: bool, emulator: bool, nodes: u16, release_standin: bool) -> Result<Stack> {
     let dir = stack::dir();
     fs::create_dir_all(&dir)?;
     let say = |msg: &str| {
@@ -76,14 +77,7 @@ pub async fn up_with(quiet: bool, emulator: bool, cluster: bool, release_standin
         }
     };
     venvs::ensure_venvs(&dir, &say)?;
-    let rabbit_fresh = if cluster {
-        cluster::ensure_cluster(&dir, &say)?
-    } else {
-        if cluster::stop(&dir)? {
-            say("stopped the RabbitMQ cluster: switching to a single node");
-        }
-        rabbitmq::ensure_rabbitmq(&dir, &say)?
-    };
+    let rabbit_fresh = cluster::ensure_cluster(&dir, nodes, &say)?;
     moto::ensure_moto(&dir, &say)?;
     build_binaries()?;
     let kube_fresh = kube::ensure_kube_standin(&dir, &say, release_standin)?;
@@ -92,7 +86,7 @@ pub async fn up_with(quiet: bool, emulator: bool, cluster: bool, release_standin
     // One AWS configuration for every moto call below.
     let aws = stack.aws().await;
     rabbitmq::ensure_admin(&dir, &stack, &aws, rabbit_fresh).await?;
-    say("RabbitMQ administrator in place (guest removed), credentials in Secrets Manager");
+    say("RabbitMQ administrator in place (the default user removed), credentials in Secrets Manager");
     let pool_changed = moto::ensure_user_pool(&aws).await?;
     let client_changed = moto::ensure_frontend_client(&aws).await?;
     moto::ensure_alerting(&aws).await?;
@@ -112,7 +106,8 @@ pub async fn up_with(quiet: bool, emulator: bool, cluster: bool, release_standin
         procs::stop(&dir, "poller")?;
     }
     say(&format!("up; state and logs in {}", dir.display()));
-    Ok(stack)
+    // Read again: the user pool, its app client and the queue exist only now.
+    Ok(Stack::require())
 }
 
 pub fn down() -> Result<()> {
@@ -120,9 +115,26 @@ pub fn down() -> Result<()> {
     if cluster::stop(&dir)? {
         eprintln!("stack: stopped the RabbitMQ cluster");
     }
-    for name in ["poller", "lambda", "kube", "moto", "rabbitmq"] {
+    for name in ["poller", "lambda", "kube", "moto", rabbitmq::MNESIA_NODE] {
         if procs::stop(&dir, name)? {
             eprintln!("stack: stopped {name}");
+        }
+    }
+    Ok(())
+}
+
+/// `stack down --purge`: also the stack's state directory and the images it built, as on a
+/// machine that never ran it.
+pub fn purge() -> Result<()> {
+    down()?;
+    let dir = stack::dir();
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+        eprintln!("stack: removed {}", dir.display());
+    }
+    for repository in [testkit::cluster::IMAGE_REPOSITORY, crate::sam::image::REPOSITORY] {
+        for image in crate::debian_image::remove_all(repository)? {
+            eprintln!("stack: removed the image {image}");
         }
     }
     Ok(())

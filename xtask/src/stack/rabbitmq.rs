@@ -7,32 +7,31 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use testkit::stack::{self, ADMIN_SECRET_ID, ADMIN_USER, Stack};
+use testkit::stack::{ADMIN_SECRET_ID, ADMIN_USER, Stack};
 use tgsearch::adapters::rabbitmq::{AdminCredentials, ManagementClient};
 use tgsearch::adapters::secrets_manager::SecretsManager;
 use tgsearch::app::{ADMIN_SECRET_SHAPE, http_client};
 use tgsearch::bootstrap::{BootstrapRequest, bootstrap_rabbitmq};
-use tgsearch::credentials::Password;
 
 use crate::procs::{self, port_open};
 
 const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
-/// Starts our own RabbitMQ node unless it runs. Returns `true` when it started fresh (with the
-/// default `guest` user, which bootstrap then replaces).
-pub(super) fn ensure_rabbitmq(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
-    let (amqp_port, management_port) = (stack::amqp_port(), stack::management_port());
-    if port_open(management_port) {
-        return Ok(false);
+/// The bench's comparison broker: this host's Debian 12 `rabbitmq-server` (3.10, metadata in
+/// Mnesia), one node of its own on `amqp_port` and `amqp_port + 10000`, fresh each time, with
+/// `guest` (loopback only). Nothing but `cargo xtask bench --vhost-scaling` uses it: the stack,
+/// the tests and the demo run the deployed broker in containers. Returns its management URL.
+pub fn start_mnesia_node(dir: &Path, amqp_port: u16, say: &impl Fn(&str)) -> Result<String> {
+    let management_port = amqp_port + 10000;
+    if port_open(amqp_port) || port_open(management_port) {
+        bail!("port {amqp_port} or {management_port} is taken; the comparison broker needs both");
     }
-    if port_open(amqp_port) {
-        bail!(
-            "port {amqp_port} is taken by a broker without the management API on {management_port}; stop it (e.g. `service rabbitmq-server stop`) and run again"
-        );
+    if !Path::new(RABBITMQ_SERVER).exists() {
+        procs::apt_install(dir, &["rabbitmq-server"], say)?;
+        // Debian starts the system's own node on install: it would hold port 5672.
+        let _ = procs::run_quiet(Command::new("service").args(["rabbitmq-server", "stop"]));
     }
-    ensure_installed(say)?;
-    let base = dir.join("rabbitmq");
-    // A fresh node each start: tenants of earlier runs are gone, and guest is back for bootstrap.
+    let base = dir.join("rabbitmq-mnesia");
     let _ = fs::remove_dir_all(&base);
     fs::create_dir_all(base.join("mnesia"))?;
     fs::create_dir_all(base.join("log"))?;
@@ -43,12 +42,12 @@ pub(super) fn ensure_rabbitmq(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
             "listeners.tcp.default = 127.0.0.1:{amqp_port}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {management_port}\n"
         ),
     )?;
-    say("starting RabbitMQ");
+    say("starting Debian 12's RabbitMQ 3.10 (Mnesia) for comparison");
     procs::spawn(
         dir,
-        "rabbitmq",
+        MNESIA_NODE,
         Command::new(RABBITMQ_SERVER)
-            .env("RABBITMQ_NODENAME", node_name(amqp_port))
+            .env("RABBITMQ_NODENAME", format!("tgsearch-mnesia-{amqp_port}@localhost"))
             .env("RABBITMQ_DIST_PORT", (amqp_port + 20000).to_string())
             .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", base.join("log"))
@@ -57,43 +56,14 @@ pub(super) fn ensure_rabbitmq(dir: &Path, say: &impl Fn(&str)) -> Result<bool> {
             // The Erlang cookie lives under HOME: keep ours apart from any system node.
             .env("HOME", &base),
     )?;
-    procs::wait_for(dir, "rabbitmq", Duration::from_secs(120), || {
+    procs::wait_for(dir, MNESIA_NODE, Duration::from_secs(120), || {
         port_open(management_port)
     })?;
-    Ok(true)
+    Ok(format!("http://127.0.0.1:{management_port}"))
 }
 
-/// `tgsearch@localhost`, or with the port in it when the stack's ports were moved.
-fn node_name(amqp_port: u16) -> String {
-    if amqp_port == stack::AMQP_PORT {
-        "tgsearch@localhost".into()
-    } else {
-        format!("tgsearch-{amqp_port}@localhost")
-    }
-}
-
-/// Installs Debian's rabbitmq-server when missing (as root; otherwise says how).
-pub(super) fn ensure_installed(say: &impl Fn(&str)) -> Result<()> {
-    if Path::new(RABBITMQ_SERVER).exists() {
-        return Ok(());
-    }
-    if !procs::is_root() {
-        bail!("RabbitMQ is not installed: run `sudo apt-get install rabbitmq-server` and try again");
-    }
-    say("installing Debian's rabbitmq-server (once)");
-    procs::run(Command::new("apt-get").args(["update", "-qq"]))?;
-    procs::run(
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "rabbitmq-server",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-}
+/// The comparison node's service name (pid and log files).
+pub const MNESIA_NODE: &str = "rabbitmq-mnesia";
 
 /// Makes sure RabbitMQ has the stack's administrator, guest is gone, and Secrets Manager holds
 /// the credentials (moto forgets them when it restarts).
@@ -107,15 +77,9 @@ pub(super) async fn ensure_admin(
     let base = stack.config().rabbitmq_management_url;
     let http = http_client()?;
     let saved = dir.join("rabbitmq-admin.json");
-    let guest = ManagementClient::new(
-        http.clone(),
-        base.clone(),
-        AdminCredentials {
-            username: "guest".into(),
-            password: Password::new("guest"),
-        },
-    );
-    // RabbitMQ answers on its port before it accepts logins: wait for guest or our admin.
+    // The cluster's generated default user, as the Cluster Operator makes one.
+    let guest = ManagementClient::new(http.clone(), base.clone(), super::cluster::default_user(dir)?);
+    // RabbitMQ answers on its port before it accepts logins: wait for it or our admin.
     let known: Option<AdminCredentials> = fs::read(&saved)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());

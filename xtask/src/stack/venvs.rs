@@ -30,11 +30,16 @@ pub(super) fn ensure_venvs(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
         }
         say(&format!(
             "installing {} into the stack's {name} (once)",
-            requirements.display()
+            requirements
+                .strip_prefix(workspace_root())
+                .unwrap_or(&requirements)
+                .display()
         ));
-        procs::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        procs::run_logged(dir, "pip", Command::new("python3").args(["-m", "venv"]).arg(&venv))
             .context("python3 with the venv module is needed: apt-get install python3-venv")?;
-        procs::run(
+        procs::run_logged(
+            dir,
+            "pip",
             Command::new(venv.join("bin/pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
                 .arg(&requirements),
