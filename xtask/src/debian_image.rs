@@ -59,11 +59,7 @@ impl Recipe<'_> {
             .chain(self.config.iter().copied())
             .chain(self.trim.iter().copied())
             .chain(self.dirs.iter().copied())
-            .chain(
-                self.files
-                    .iter()
-                    .flat_map(|(path, content, _)| [*path, *content]),
-            )
+            .chain(self.files.iter().flat_map(|(path, content, _)| [*path, *content]))
         {
             hash.update(part.as_bytes());
             hash.update([0]);
@@ -168,7 +164,9 @@ impl Recipe<'_> {
             .context("cannot run docker import")?;
         let tarred = tar.wait()?;
         if !tarred.success() || !imported.success() {
-            bail!("importing the root filesystem into Docker failed (tar {tarred}, docker import {imported})");
+            bail!(
+                "importing the root filesystem into Docker failed (tar {tarred}, docker import {imported})"
+            );
         }
         Ok(())
     }
@@ -293,7 +291,11 @@ mod tests {
             packages: &["ca-certificates"],
             config: &["ENV A=b"],
             trim: TRIM,
-            files: if file.is_empty() { &[] } else { &[("etc/x", "y", 0o644)] },
+            files: if file.is_empty() {
+                &[]
+            } else {
+                &[("etc/x", "y", 0o644)]
+            },
             dirs: &[],
         }
     }
@@ -304,6 +306,9 @@ mod tests {
         assert_ne!(recipe("sid", "").tag(), recipe("trixie", "").tag());
         assert_ne!(recipe("sid", "").tag(), recipe("sid", "f").tag());
         assert!(recipe("sid", "").tag().starts_with("debian-sid-"));
-        assert_eq!(recipe("sid", "").reference(), format!("tgsearch/test:{}", recipe("sid", "").tag()));
+        assert_eq!(
+            recipe("sid", "").reference(),
+            format!("tgsearch/test:{}", recipe("sid", "").tag())
+        );
     }
 }

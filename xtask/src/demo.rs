@@ -13,7 +13,7 @@ use tgsearch::status::tenant_status;
 use crate::stack;
 
 pub async fn run(keep: bool) -> Result<()> {
-    let stack = stack::up(false, true).await?;
+    let stack = stack::up().await?;
     let app = stack.app().await;
     let http = reqwest::Client::new();
     let endpoint = stack.lambda_endpoint().to_owned();

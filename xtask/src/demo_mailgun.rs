@@ -9,7 +9,7 @@ use testkit::mailgun::{AlertProbe, permanent_failure, post, signing_key, token, 
 use crate::stack;
 
 pub async fn run() -> Result<()> {
-    let stack = stack::up(false, true).await?;
+    let stack = stack::up().await?;
     let key = signing_key(&stack).await;
     let probe = AlertProbe::subscribe(&stack).await;
     let recipient = format!("{}@example.com", &testkit::fresh_tenant().as_str()[..8]);

@@ -95,6 +95,9 @@ enum StackAction {
         /// One RabbitMQ node instead of the 3-node cluster.
         #[arg(long)]
         single_node: bool,
+        /// Also install the tools only tests use (the AWS CLI, the Kubernetes linters, SAM CLI).
+        #[arg(long)]
+        test_tools: bool,
     },
     /// Stop everything the stack started.
     Down {
@@ -124,12 +127,20 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Task::Stack {
-            action: StackAction::Up {
-                no_emulator,
-                single_node,
-            },
+            action:
+                StackAction::Up {
+                    no_emulator,
+                    single_node,
+                    test_tools,
+                },
         } => {
-            stack::up_with(false, !no_emulator, nodes(single_node), false).await?;
+            stack::up_with(stack::Options {
+                emulator: !no_emulator,
+                nodes: nodes(single_node),
+                test_tools,
+                ..Default::default()
+            })
+            .await?;
             eprintln!("stack: point your shell at it with: eval \"$(cargo xtask stack env)\"");
         }
         Task::Stack {
@@ -150,7 +161,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => demo_mailgun::run().await?,
         Task::Demo { keep, .. } => demo::run(keep).await?,
         Task::Test { single_node, args } => {
-            stack::up_with(false, true, nodes(single_node), false).await?;
+            stack::up_with(stack::Options {
+                nodes: nodes(single_node),
+                test_tools: true,
+                ..Default::default()
+            })
+            .await?;
             return cargo_with_stack(&["test", "--workspace", "--no-fail-fast"], &args);
         }
         Task::Bench {

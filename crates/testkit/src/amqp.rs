@@ -22,7 +22,9 @@ async fn open(args: OpenConnectionArguments) -> Result<Connection> {
     Ok(connection)
 }
 
-/// Declares a queue, publishes `payload` to it and reads it back. Returns what came back.
+/// Declares a queue, publishes `payload` to it and reads it back. Returns what came back. The
+/// queue is exclusive (gone with the connection): RabbitMQ 4 deprecates transient queues that
+/// are not exclusive (`transient_nonexcl_queues`).
 pub async fn round_trip(uri: &str, payload: &[u8]) -> Result<Vec<u8>> {
     let connection = connect(uri).await?;
     let channel = connection
@@ -32,7 +34,7 @@ pub async fn round_trip(uri: &str, payload: &[u8]) -> Result<Vec<u8>> {
     let (queue, _, _) = channel
         .queue_declare(
             QueueDeclareArguments::new("tgsearch-check")
-                .auto_delete(true)
+                .exclusive(true)
                 .finish(),
         )
         .await

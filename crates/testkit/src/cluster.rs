@@ -147,6 +147,9 @@ pub struct Cluster {
     pub management_port: u16,
     /// The broker image the nodes run.
     pub image: String,
+    /// The deployed broker's settings the nodes run with (`key = value`): a change restarts
+    /// the cluster.
+    pub settings: Vec<String>,
     pub cluster_network: String,
     pub edge_network: String,
     /// Holds the shared Erlang cookie, the nodes' configuration and HAProxy's.
@@ -160,7 +163,7 @@ pub fn state_file(stack_dir: &Path) -> PathBuf {
 
 /// The layout of a cluster of `nodes` nodes of `image` for RabbitMQ base port `base`, with its
 /// files under `stack_dir`. Names carry the base port, so a second stack does not collide.
-pub fn layout(stack_dir: &Path, base: u16, nodes: u16, image: &str) -> Cluster {
+pub fn layout(stack_dir: &Path, base: u16, nodes: u16, image: &str, settings: Vec<String>) -> Cluster {
     let cluster_network = format!("tgsearch-rmq-{base}");
     let nodes = (1..=nodes)
         .map(|i| Node {
@@ -177,6 +180,7 @@ pub fn layout(stack_dir: &Path, base: u16, nodes: u16, image: &str) -> Cluster {
         amqp_port: base,
         management_port: base + 10000,
         image: image.into(),
+        settings,
         edge_network: format!("{cluster_network}-edge"),
         cluster_network,
         home: stack_dir.join("rabbitmq-cluster"),
@@ -229,18 +233,14 @@ mod tests {
 
     #[test]
     fn every_port_and_name_derives_from_the_base() {
-        let c = layout(Path::new("/tmp/s"), 5680, 3, "tgsearch/rabbitmq:x");
+        let c = layout(Path::new("/tmp/s"), 5680, 3, "tgsearch/rabbitmq:x", vec![]);
         assert_eq!((c.amqp_port, c.management_port), (5680, 15680));
-        let ports: Vec<_> = c
-            .nodes
-            .iter()
-            .map(|n| (n.amqp_port, n.management_port))
-            .collect();
+        let ports: Vec<_> = c.nodes.iter().map(|n| (n.amqp_port, n.management_port)).collect();
         assert_eq!(ports, [(5681, 15681), (5682, 15682), (5683, 15683)]);
         assert_eq!(c.nodes[1].name, "rabbit@rmq2");
         assert_eq!(c.nodes[2].container, "tgsearch-rmq-5680-3");
         assert_eq!(c.cluster_network, "tgsearch-rmq-5680");
         assert_eq!(c.edge_network, "tgsearch-rmq-5680-edge");
-        assert_eq!(layout(Path::new("/tmp/s"), 5672, 1, "i").nodes.len(), 1);
+        assert_eq!(layout(Path::new("/tmp/s"), 5672, 1, "i", vec![]).nodes.len(), 1);
     }
 }

@@ -4,6 +4,7 @@
 //! Tests never skip when the stack is down: they fail and say `cargo xtask stack up`.
 
 pub mod amqp;
+pub mod broker;
 pub mod cluster;
 pub mod cognito;
 pub mod events;

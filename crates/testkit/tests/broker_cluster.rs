@@ -1,14 +1,20 @@
-//! Broker node loss: each node of the stack's 3-node RabbitMQ cluster (`cargo xtask stack up
-//! --cluster`, HAProxy in front) in turn is stopped during a burst of signups through the real
-//! `post-confirmation` binary, and started again after it. Every signup is answered before its
-//! deadline: done, handed to the provisioning worker, or a clear error naming the step. Once the
-//! node is back, the real `provision-worker` finishes the hand-offs (from a queue of the test's
-//! own), failed signups converge when retried, and every tenant is complete and logs in over
-//! AMQP on every node's own port with its stored credentials.
+//! Broker node loss and partition on the stack's 3-node RabbitMQ cluster (containers, HAProxy in
+//! front, `cargo xtask stack up`), during bursts of signups through the real `post-confirmation`
+//! binary:
+//! - each node in turn is stopped (its container), and started again after the burst;
+//! - one node is cut off from its peers (taken off the cluster network, still reachable by
+//!   clients) for longer than the cluster takes to notice, then put back.
+//!
+//! Every signup is answered before Cognito's deadline: done, handed to the provisioning worker,
+//! or a clear error naming the step. While cut off, `tgsearch status` asked through the cut-off
+//! node names what a minority refuses. Once the node is back, the real `provision-worker`
+//! finishes the hand-offs (from a queue of the test's own), failed signups converge when
+//! retried, and every tenant is complete and logs in over AMQP on every node's own port with
+//! its stored credentials.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use testkit::cluster::{Cluster, Node};
 use testkit::faults::{HandOffQueue, POST_CONFIRMATION_TIMEOUT, check_clear_error};
@@ -31,9 +37,26 @@ const MAX_EACH: usize = 60;
 const STOP_AFTER: usize = 5;
 const RETRIES: usize = 3;
 
+/// How long a node stays cut off: past the cluster's notice (Erlang's net tick, 15 s in the
+/// stack), so the majority goes on without it and the node knows it is in a minority.
+const PARTITION_HOLD: Duration = Duration::from_secs(30);
+
+/// One fault at a time: the tests of this file share the stack's one cluster.
+static ONE_FAULT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What happens to a node during a burst.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Its container stops, and starts again after the burst.
+    Loss,
+    /// It leaves the cluster network (clients still reach it) for [`PARTITION_HOLD`].
+    Partition,
+}
+
 /// The running cluster; fails saying how to start one when the stack runs a single node.
 fn cluster(stack: &Stack) -> Cluster {
     let cluster = Cluster::running(&stack::dir()).unwrap_or_else(|e| panic!("{e:#}"));
+    cluster.require_nodes(3).unwrap_or_else(|e| panic!("{e:#}"));
     let behind_haproxy = format!(":{}", cluster.management_port);
     assert!(
         stack.var("RABBITMQ_MANAGEMENT_URL").ends_with(&behind_haproxy),
@@ -44,13 +67,62 @@ fn cluster(stack: &Stack) -> Cluster {
     cluster
 }
 
-/// Stops (`up: false`) or starts `node`, failing the test when it cannot.
-async fn set(node: &Node, up: bool) {
+/// Applies (`on: true`) or ends `fault` on `node`, failing the test when it cannot.
+async fn set(node: &Node, fault: Fault, on: bool) {
     let node = node.clone();
-    tokio::task::spawn_blocking(move || if up { node.start() } else { node.stop() })
+    tokio::task::spawn_blocking(move || match (fault, on) {
+        (Fault::Loss, true) => node.stop(),
+        (Fault::Loss, false) => node.start(),
+        (Fault::Partition, true) => node.partition(),
+        (Fault::Partition, false) => node.heal(),
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// `tgsearch status --sub <tenant>` asked through `node` alone (its own management port).
+async fn status_through(stack: &Stack, node: &Node, tenant: &TenantId) -> String {
+    let mut cli = tokio::process::Command::new(testkit::runtime::binary("tgsearch"));
+    cli.args(["status", "--sub", &tenant.to_string()])
+        .envs(stack_env(stack))
+        .env("RABBITMQ_MANAGEMENT_URL", node.management_url())
+        .env("RUST_LOG", "warn");
+    let out = tokio::time::timeout(Duration::from_secs(60), cli.output())
         .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e:#}"));
+        .expect("tgsearch status answers within a minute")
+        .expect("tgsearch runs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Waits until every node runs as a member of one cluster again (after a heal or a restart).
+async fn await_whole(cluster: &Cluster) {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            let running = cluster
+                .ctl(&["cluster_status", "--formatter", "json"])
+                .ok()
+                .and_then(|out| serde_json::from_str::<serde_json::Value>(&out).ok())
+                .and_then(|s| s["running_nodes"].as_array().map(|a| a.len()))
+                .unwrap_or(0);
+            if running == cluster.nodes.len() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the cluster did not become whole within two minutes of the fault's end ({running} nodes running)"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })
+    .await
+    .unwrap();
 }
 
 /// `uri` with its port replaced by `node`'s own AMQP port.
@@ -79,21 +151,31 @@ async fn vhost_state(stack: &Stack, admin: &AdminCredentials, tenant: &TenantId)
     }
 }
 
-/// Signups from every instance at once; `lost` is stopped after [`STOP_AFTER`] of them, and
-/// each instance goes on until it has made [`AFTER_LOSS`] more once the node is gone (at most
-/// [`MAX_EACH`]); the node is started again once they are all answered. Each signup's verdict:
-/// `Ok(true)` done in time, `Ok(false)` a clear error in time, `Err` neither.
-async fn burst_losing(functions: &[Arc<Function>], lost: &Node) -> Vec<(TenantId, Result<bool, String>)> {
+/// A burst's signups with their verdicts, and what `tgsearch status` said through the faulty
+/// node while the fault held (partitions only).
+struct Round {
+    results: Vec<(TenantId, Result<bool, String>)>,
+    status_during: Option<String>,
+}
+
+/// Signups from every instance at once; `fault` hits `node` after [`STOP_AFTER`] of them, and
+/// each instance goes on until it has made [`AFTER_LOSS`] more once the fault holds (and, for a
+/// partition, until [`PARTITION_HOLD`] is over; at most [`MAX_EACH`]); the fault ends once they
+/// are all answered. Each signup's verdict: `Ok(true)` done in time, `Ok(false)` a clear error in
+/// time, `Err` neither.
+async fn burst_during(stack: &Stack, functions: &[Arc<Function>], node: &Node, fault: Fault) -> Round {
     let done = Arc::new(AtomicUsize::new(0));
     let gone = Arc::new(AtomicBool::new(false));
+    let held = Arc::new(AtomicBool::new(false));
     let burst = functions.iter().map(|function| {
         let function = function.clone();
         let done = done.clone();
         let gone = gone.clone();
+        let held = held.clone();
         tokio::spawn(async move {
             let mut results = Vec::new();
             let mut after_loss = 0;
-            while after_loss < AFTER_LOSS && results.len() < MAX_EACH {
+            while (after_loss < AFTER_LOSS || !held.load(Ordering::SeqCst)) && results.len() < MAX_EACH {
                 if gone.load(Ordering::SeqCst) {
                     after_loss += 1;
                 }
@@ -115,46 +197,106 @@ async fn burst_losing(functions: &[Arc<Function>], lost: &Node) -> Vec<(TenantId
         })
     });
     let burst = futures::future::join_all(burst);
-    let node_loss = async {
+    let fault_task = async {
         while done.load(Ordering::SeqCst) < STOP_AFTER {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        set(lost, false).await;
+        set(node, fault, true).await;
         gone.store(true, Ordering::SeqCst);
+        let mut status_during = None;
+        if let Fault::Partition = fault {
+            tokio::time::sleep(PARTITION_HOLD).await;
+            // Any tenant will do: the broker's part of the answer is what is checked.
+            status_during = Some(status_through(stack, node, &fresh_tenant()).await);
+        }
+        held.store(true, Ordering::SeqCst);
+        status_during
     };
-    let (results, ()) = tokio::join!(burst, node_loss);
-    set(lost, true).await;
-    results.into_iter().flat_map(|r| r.unwrap()).collect()
+    let (results, status_during) = tokio::join!(burst, fault_task);
+    set(node, fault, false).await;
+    Round {
+        results: results.into_iter().flat_map(|r| r.unwrap()).collect(),
+        status_during,
+    }
 }
 
 #[tokio::test]
 async fn a_node_lost_during_a_burst_of_signups_leaves_every_tenant_working_on_every_node() {
+    let _alone = ONE_FAULT_AT_A_TIME.lock().await;
     let stack = Stack::require();
     let cluster = cluster(&stack);
-    let app = stack.app().await;
-    // Hand-offs go to a queue of this test's own, delivered to the worker below.
     let queue = HandOffQueue::create(&stack).await;
-    let mut env = stack_env(&stack);
-    env.insert("PROVISION_QUEUE_URL".into(), queue.url.clone());
-    let functions: Vec<Arc<Function>> = (0..INSTANCES)
-        .map(|_| Arc::new(Function::new("post-confirmation", env.clone())))
-        .collect();
+    let functions = instances(&stack, &queue);
 
     // Each node in turn is lost during a burst of its own, and returns after it.
     let mut results: Vec<(TenantId, Result<bool, String>)> = Vec::new();
     for lost in &cluster.nodes {
         let handed_before = queue.all().await.len();
-        let round = burst_losing(&functions, lost).await;
-        let failed = round.iter().filter(|(_, v)| !matches!(v, Ok(true))).count();
-        eprintln!(
-            "{} signups, {failed} failed and {} were handed off while node {} was lost",
-            round.len(),
-            queue.all().await.len() - handed_before,
-            lost.name
-        );
-        results.extend(round);
+        let round = burst_during(&stack, &functions, lost, Fault::Loss).await;
+        report(&round, queue.all().await.len() - handed_before, lost, "was lost");
+        results.extend(round.results);
     }
+    await_whole(&cluster).await;
+    settle_and_check(&stack, &cluster, queue, &functions, results).await;
+}
 
+#[tokio::test]
+async fn a_node_cut_off_during_a_burst_of_signups_is_named_by_status_and_every_tenant_works_after_healing() {
+    let _alone = ONE_FAULT_AT_A_TIME.lock().await;
+    let stack = Stack::require();
+    let cluster = cluster(&stack);
+    let queue = HandOffQueue::create(&stack).await;
+    let functions = instances(&stack, &queue);
+
+    let cut_off = cluster.nodes.last().unwrap();
+    let round = burst_during(&stack, &functions, cut_off, Fault::Partition).await;
+    report(&round, queue.all().await.len(), cut_off, "was cut off");
+    let said = round.status_during.clone().unwrap_or_default();
+    await_whole(&cluster).await;
+    let results = round.results;
+    settle_and_check(&stack, &cluster, queue, &functions, results).await;
+    assert!(
+        said.contains("cut off in a minority")
+            && said.contains("refuses to create, change or delete vhosts, users and permissions"),
+        "`tgsearch status` through the cut-off node {} did not name what a minority refuses:\n{said}",
+        cut_off.name
+    );
+}
+
+/// Function instances of post-confirmation whose hand-offs go to `queue` (the test's own).
+fn instances(stack: &Stack, queue: &HandOffQueue) -> Vec<Arc<Function>> {
+    let mut env = stack_env(stack);
+    env.insert("PROVISION_QUEUE_URL".into(), queue.url.clone());
+    (0..INSTANCES)
+        .map(|_| Arc::new(Function::new("post-confirmation", env.clone())))
+        .collect()
+}
+
+fn report(round: &Round, handed: usize, node: &Node, what: &str) {
+    let failed = round
+        .results
+        .iter()
+        .filter(|(_, v)| !matches!(v, Ok(true)))
+        .count();
+    eprintln!(
+        "{} signups, {failed} failed and {handed} were handed off while node {} {what}",
+        round.results.len(),
+        node.name
+    );
+}
+
+/// After the fault: the worker finishes the hand-offs, failed signups are retried, reconcile's
+/// convergence runs, and every tenant must be complete and usable through every node.
+async fn settle_and_check(
+    stack: &Stack,
+    cluster: &Cluster,
+    queue: HandOffQueue,
+    functions: &[Arc<Function>],
+    results: Vec<(TenantId, Result<bool, String>)>,
+) {
+    let app = stack.app().await;
+    let mut env = stack_env(stack);
+    env.insert("PROVISION_QUEUE_URL".into(), queue.url.clone());
     let unclear: Vec<&String> = results.iter().filter_map(|(_, v)| v.as_ref().err()).collect();
     let failed: Vec<&TenantId> = results
         .iter()
@@ -163,7 +305,7 @@ async fn a_node_lost_during_a_burst_of_signups_leaves_every_tenant_working_on_ev
         .collect();
 
     // The worker finishes what was handed off, as the queue's event source would deliver it.
-    let worker = Function::new("provision-worker", env.clone());
+    let worker = Function::new("provision-worker", env);
     let mut not_converged = Vec::new();
     let handed = queue.all().await;
     for chunk in handed.chunks(10) {
@@ -225,8 +367,8 @@ async fn a_node_lost_during_a_burst_of_signups_leaves_every_tenant_working_on_ev
         let creds = app.provisioner.store.read(tenant).await.unwrap().ours().unwrap();
         for node in &cluster.nodes {
             let uri = on_node(creds.amqp_uri.expose(), node);
-            if let Err(e) = amqp::round_trip(&uri, b"node-loss").await {
-                let state = vhost_state(&stack, &admin, tenant).await;
+            if let Err(e) = amqp::round_trip(&uri, b"after-the-fault").await {
+                let state = vhost_state(stack, &admin, tenant).await;
                 broken.push(format!(
                     "{tenant}: cannot use its vhost on {} (vhost cluster_state {state}): {e:#}",
                     node.name
@@ -246,7 +388,7 @@ async fn a_node_lost_during_a_burst_of_signups_leaves_every_tenant_working_on_ev
     );
     assert!(
         not_converged.is_empty(),
-        "signups that failed during the node loss did not converge on retry:\n{}",
+        "signups that failed during the fault did not converge on retry:\n{}",
         not_converged.join("\n")
     );
     assert!(

@@ -15,7 +15,7 @@ fn awscli_python() -> PathBuf {
     let python = testkit::stack::awscli_bin().join("python");
     assert!(
         python.exists(),
-        "{} is missing: run `cargo xtask stack up`, which installs the AWS CLI for comparison",
+        "{} is missing: run `cargo xtask stack up --test-tools` (or `cargo xtask test`), which installs the AWS CLI for comparison",
         python.display()
     );
     python

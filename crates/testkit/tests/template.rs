@@ -2,7 +2,7 @@
 //! --lint`, every template (`template.yml`, `cloudformation/*.yml`) passes cfn-lint and checkov
 //! with no failed check and a written reason on every skip, and every function the SAM template
 //! builds is a binary of this workspace. The tools come from the stack's venvs (`cargo xtask
-//! stack up` installs them); nothing here needs AWS credentials or the network.
+//! stack up --test-tools` and `cargo xtask test` install them); nothing here needs AWS credentials or the network.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,7 +32,7 @@ fn tool(venv_bin: PathBuf, name: &str) -> PathBuf {
     let tool = venv_bin.join(name);
     assert!(
         tool.exists(),
-        "{} is missing: run `cargo xtask stack up`, which installs it",
+        "{} is missing: run `cargo xtask stack up --test-tools` (or `cargo xtask test`), which installs it",
         tool.display()
     );
     tool

@@ -21,7 +21,7 @@ fn lint_tool(name: &str) -> PathBuf {
     let tool = testkit::stack::k8s_lint_bin().join(name);
     assert!(
         tool.exists(),
-        "{} is missing: run `cargo xtask stack up`, which installs it",
+        "{} is missing: run `cargo xtask stack up --test-tools` (or `cargo xtask test`), which installs it",
         tool.display()
     );
     tool

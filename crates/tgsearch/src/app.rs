@@ -132,7 +132,10 @@ pub fn http_client() -> Result<reqwest::Client, StartupError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(60))
+        // Below the servers' own idle limit, so a pooled connection is never reused as the server
+        // closes it (`IncompleteMessage`): RabbitMQ 4.3's management listener closes an idle
+        // keep-alive connection after 5 s (measured here; 3.10 kept it far longer).
+        .pool_idle_timeout(Duration::from_secs(4))
         .user_agent(concat!("tgsearch-provisioner/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(StartupError::Http)

@@ -5,7 +5,9 @@
 use std::fmt;
 
 use crate::adapters::kubernetes::{KubeError, not_ours};
-use crate::adapters::rabbitmq::{Permission, RabbitMqError, User, missing_built_in_exchanges, user_not_ours};
+use crate::adapters::rabbitmq::{
+    ClusterView, Permission, RabbitMqError, User, missing_built_in_exchanges, user_not_ours,
+};
 use crate::app::LiveProvisioner;
 use crate::backend::{self, AMQP_URI_KEY, CONTAINER, DATA_VOLUME, quantity_bytes};
 use crate::credentials::TenantCredentials;
@@ -74,6 +76,8 @@ pub struct TenantStatus {
     /// Every permission the tenant's user holds (anything beyond its own vhost is drift).
     pub permissions: Vec<Permission>,
     pub deployment: Option<DeploymentSummary>,
+    /// The broker's nodes as the node that answered sees them (absent when it could not say).
+    pub broker: Option<ClusterView>,
     /// The stored credentials as read (never serialized, never shown).
     #[serde(skip)]
     credentials: Option<TenantCredentials>,
@@ -145,7 +149,7 @@ pub async fn tenant_status(
 ) -> Result<TenantStatus, StatusError> {
     use crate::ports::CredentialStore;
     let (secrets, rabbitmq, kube) = (&provisioner.store, &provisioner.broker, &provisioner.backend);
-    let (stored, (vhost, exchanges), user, permissions, objects) = tokio::join!(
+    let (stored, (vhost, exchanges), user, permissions, objects, broker) = tokio::join!(
         secrets.read(tenant),
         async {
             tokio::join!(
@@ -156,6 +160,7 @@ pub async fn tenant_status(
         rabbitmq.get_user(tenant.rabbitmq_user()),
         rabbitmq.user_permissions(tenant.rabbitmq_user()),
         kube.get_all(tenant),
+        rabbitmq.cluster_view(),
     );
     let stored = stored.map_err(StatusError::Secret)?;
     let (vhost, user, permissions) = (vhost?, user?, permissions?);
@@ -345,6 +350,7 @@ pub async fn tenant_status(
         secret,
         permissions,
         deployment: summary,
+        broker: broker.ok(),
         credentials,
     })
 }
@@ -466,6 +472,9 @@ impl fmt::Display for TenantStatus {
                 "    deployment: image {}, {} replica, {}",
                 d.image, d.replicas, d.strategy
             )?;
+        }
+        if let Some(problem) = self.broker.as_ref().and_then(ClusterView::problem) {
+            writeln!(f, "  ! broker      {problem}")?;
         }
         Ok(())
     }

@@ -25,7 +25,16 @@ pub fn release_binary(name: &str) -> PathBuf {
 
 /// A fresh instance of a function's release build, with the stack's environment.
 pub fn instance(stack: &Stack, name: &str) -> Function {
-    Function::with_binary(name, release_binary(name), testkit::runtime::stack_env(stack))
+    instance_with(stack, name, &[])
+}
+
+/// [`instance`] with some settings of its environment changed.
+pub fn instance_with(stack: &Stack, name: &str, settings: &[(&str, &str)]) -> Function {
+    let mut env = testkit::runtime::stack_env(stack);
+    for (k, v) in settings {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Function::with_binary(name, release_binary(name), env)
 }
 
 pub fn expect_ok(outcome: &Outcome, what: &str, f: &Function) -> Result<Value> {

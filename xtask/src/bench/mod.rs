@@ -7,14 +7,17 @@
 //!   warm post-confirmation one at a time and 20 in flight with the per-step split, teardown,
 //!   the webhook, peak RSS;
 //! - bursts of N confirmations at once (`--burst 20,50,200`) with the hand-off to the worker;
-//! - optionally the vhost cost against 0 to 2,000 vhosts (`--vhost-scaling`) and the zipped
-//!   arm64 bootstraps (`--size`);
+//! - optionally the scale curve (`--vhost-scaling`): vhost PUT, whole signup, reconcile's listing,
+//!   memory, creation and deletion throughput against 0 to 5,000 vhosts on the 3-node cluster,
+//!   with Debian 12's RabbitMQ 3.10 (Mnesia) beside it, as a table and an SVG plot; and the
+//!   zipped arm64 bootstraps (`--size`);
 //! - `tgsearch eks-token` against `aws eks get-token`, and the criterion benches.
 //!
 //! Speed goals live here, never as timed assertions in tests.
 
 mod burst;
 mod functions;
+mod plot;
 mod size;
 mod stats;
 mod tokens;
@@ -47,11 +50,34 @@ fn build_release() -> Result<()> {
     crate::procs::run(&mut build)
 }
 
+/// Debian 12's RabbitMQ 3.10 on one node of its own, for the scale curve's comparison.
+fn mnesia_broker() -> Result<tgsearch::adapters::rabbitmq::ManagementClient> {
+    use tgsearch::adapters::rabbitmq::{AdminCredentials, ManagementClient};
+    let url =
+        stack::rabbitmq::start_mnesia_node(&testkit::stack::dir(), testkit::stack::amqp_port() + 28, &|m| {
+            eprintln!("bench: {m}")
+        })?;
+    // guest logs in over loopback, which is where this node listens.
+    Ok(ManagementClient::new(
+        tgsearch::app::http_client()?,
+        url.parse()?,
+        AdminCredentials {
+            username: "guest".into(),
+            password: tgsearch::credentials::Password::new("guest"),
+        },
+    ))
+}
+
 pub async fn run(options: Options) -> Result<()> {
     // The deployed broker: the floor and the ratios are measured on the cluster the signups use. The
     // Kubernetes stand-in runs its release build, as EKS's API server is no debug build.
     build_release()?;
-    let stack = stack::up_with(true, true, testkit::cluster::NODES, true).await?;
+    let stack = stack::up_with(stack::Options {
+        quiet: true,
+        release_standin: true,
+        ..Default::default()
+    })
+    .await?;
     let app = stack.app().await;
     let mut report = Report::default();
     report.put(
@@ -85,7 +111,17 @@ pub async fn run(options: Options) -> Result<()> {
         burst::run(&stack, &app, *n, &mut report).await?;
     }
     if options.vhost_scaling {
-        vhosts::scaling(&app.provisioner.broker, &mut report).await?;
+        let mnesia = mnesia_broker()?;
+        let outcome = vhosts::scaling(
+            &stack,
+            &app.provisioner.broker,
+            Some(&mnesia),
+            options.vhosts,
+            &mut report,
+        )
+        .await;
+        crate::procs::stop(&testkit::stack::dir(), stack::rabbitmq::MNESIA_NODE)?;
+        outcome?;
     }
     println!();
     tokens::eks_token_processes(20, &mut report)?;

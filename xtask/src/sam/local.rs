@@ -232,7 +232,7 @@ pub fn aws_lambda_invoke(
         .env("AWS_DEFAULT_REGION", stack::REGION)
         .env_remove("AWS_ENDPOINT_URL")
         .output()
-        .context("cannot run the AWS CLI (venv-awscli, installed by `cargo xtask stack up`)")?;
+        .context("cannot run the AWS CLI (venv-awscli, installed by `cargo xtask stack up --test-tools`)")?;
     if !out.status.success() {
         bail!(
             "aws lambda invoke {function} failed: {}{}",

@@ -125,7 +125,9 @@ pub(crate) fn sam_command() -> Command {
 
 fn require_venv_sam() -> Result<()> {
     if !testkit::stack::dir().join("venv-sam/bin/sam").exists() {
-        bail!("the AWS SAM CLI (venv-sam) is not installed: run `cargo xtask stack up`, which installs it");
+        bail!(
+            "the AWS SAM CLI (venv-sam) is not installed: run `cargo xtask stack up --test-tools` (or `cargo xtask test`), which installs it"
+        );
     }
     Ok(())
 }
@@ -317,7 +319,11 @@ fn require_routes(built: &Built) -> Result<Vec<(String, String)>> {
 
 async fn all(arch: Arch, release: bool, port: u16) -> Result<()> {
     let started = Instant::now();
-    stack::up(false, true).await?;
+    stack::up_with(stack::Options {
+        test_tools: true,
+        ..Default::default()
+    })
+    .await?;
     let dir = state_dir()?;
     let step = Instant::now();
     let built = build::build(arch, release, &say)?;

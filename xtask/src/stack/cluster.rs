@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use testkit::broker::DeployedBroker;
 use testkit::cluster::{self, CLUSTER_NAME, Cluster};
 use testkit::stack;
 use tgsearch::adapters::rabbitmq::AdminCredentials;
@@ -73,6 +74,11 @@ fn rabbitmq_conf(cluster: &Cluster, default_user: &AdminCredentials) -> String {
             node.name
         ));
     }
+    conf.push_str("# The deployed broker's behaviour (manifests/broker/rabbitmq.yaml).\n");
+    for setting in &cluster.settings {
+        conf.push_str(setting);
+        conf.push('\n');
+    }
     conf.push_str(&format!(
         "listeners.tcp.default = 5672\n\
          management.tcp.port = 15672\n\
@@ -88,7 +94,13 @@ fn rabbitmq_conf(cluster: &Cluster, default_user: &AdminCredentials) -> String {
 /// bootstrap then replaces).
 pub(super) fn ensure_cluster(dir: &Path, nodes: u16, say: &impl Fn(&str)) -> Result<bool> {
     let image = super::broker_image::ensure(dir, say)?;
-    let wanted = cluster::layout(dir, stack::amqp_port(), nodes, &image);
+    let deployed = DeployedBroker::read(&super::workspace_root())?;
+    let settings = deployed
+        .stack_settings()
+        .into_iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect();
+    let wanted = cluster::layout(dir, stack::amqp_port(), nodes, &image, settings);
     if running(dir, &wanted) {
         return Ok(false);
     }
@@ -176,8 +188,12 @@ pub(super) fn ensure_cluster(dir: &Path, nodes: u16, say: &impl Fn(&str)) -> Res
         docker(&["start", &node.container])?;
     }
     for node in &wanted.nodes {
-        node.await_startup()
-            .with_context(|| format!("{} did not start; see `docker logs {}`", node.name, node.container))?;
+        node.await_startup().with_context(|| {
+            format!(
+                "{} did not start; see `docker logs {}`",
+                node.name, node.container
+            )
+        })?;
     }
     await_membership(&wanted)?;
     // Metadata in Khepri: required from 4.3 on (this answers at once), opt-in on 4.0 to 4.2.
@@ -319,12 +335,19 @@ mod tests {
 
     #[test]
     fn every_node_is_named_in_the_shared_configuration() {
-        let c = cluster::layout(Path::new("/tmp/s"), 5672, 3, "i");
+        let c = cluster::layout(
+            Path::new("/tmp/s"),
+            5672,
+            3,
+            "i",
+            vec!["default_queue_type = quorum".into()],
+        );
         let user = AdminCredentials {
             username: "b".into(),
             password: tgsearch::credentials::Password::new("p"),
         };
         let conf = rabbitmq_conf(&c, &user);
+        assert!(conf.contains("default_queue_type = quorum\n"), "{conf}");
         for (i, n) in ["rabbit@rmq1", "rabbit@rmq2", "rabbit@rmq3"].iter().enumerate() {
             assert!(conf.contains(&format!("classic_config.nodes.{} = {n}\n", i + 1)));
         }

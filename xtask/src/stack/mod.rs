@@ -59,16 +59,48 @@ pub fn with_env(command: &mut Command) -> &mut Command {
     command.env("PATH", path_with_venv()).envs(stack::exports())
 }
 
-/// Brings the stack up with the 3-node RabbitMQ cluster. `emulator: false` leaves the Lambda
-/// emulator stopped, for developers who run their own `cargo lambda watch`.
-pub async fn up(quiet: bool, emulator: bool) -> Result<Stack> {
-    up_with(quiet, emulator, testkit::cluster::NODES, false).await
+/// How `stack up` runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// No progress lines.
+    pub quiet: bool,
+    /// Run the Lambda emulator (`false`: developers who run their own `cargo lambda watch`).
+    pub emulator: bool,
+    /// RabbitMQ nodes behind HAProxy (a different count restarts RabbitMQ).
+    pub nodes: u16,
+    /// The Kubernetes API stand-in's release build (the bench: EKS's API server is no debug
+    /// build either).
+    pub release_standin: bool,
+    /// Also the tools only tests use (the AWS CLI, the Kubernetes linters, SAM CLI).
+    pub test_tools: bool,
 }
 
-/// Brings the stack up with `nodes` RabbitMQ nodes behind HAProxy (a different count restarts
-/// RabbitMQ); `release_standin: true` runs the Kubernetes API stand-in's release build (the
-/// bench: EKS's API server is no debug build either).
-pub async fn up_with(quiet: bool, emulator: bool, nodes: u16, release_standin: bool) -> Result<Stack> {
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            quiet: false,
+            emulator: true,
+            nodes: testkit::cluster::NODES,
+            release_standin: false,
+            test_tools: false,
+        }
+    }
+}
+
+/// Brings the stack up with the 3-node RabbitMQ cluster and the Lambda emulator.
+pub async fn up() -> Result<Stack> {
+    up_with(Options::default()).await
+}
+
+/// Brings the stack up as `options` say.
+pub async fn up_with(options: Options) -> Result<Stack> {
+    let Options {
+        quiet,
+        emulator,
+        nodes,
+        release_standin,
+        test_tools,
+    } = options;
     let dir = stack::dir();
     fs::create_dir_all(&dir)?;
     let say = |msg: &str| {
@@ -76,7 +108,7 @@ pub async fn up_with(quiet: bool, emulator: bool, nodes: u16, release_standin: b
             eprintln!("stack: {msg}");
         }
     };
-    venvs::ensure_venvs(&dir, &say)?;
+    venvs::ensure_venvs(&dir, test_tools, &say)?;
     let rabbit_fresh = cluster::ensure_cluster(&dir, nodes, &say)?;
     moto::ensure_moto(&dir, &say)?;
     build_binaries()?;

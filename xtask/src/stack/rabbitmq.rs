@@ -47,7 +47,10 @@ pub fn start_mnesia_node(dir: &Path, amqp_port: u16, say: &impl Fn(&str)) -> Res
         dir,
         MNESIA_NODE,
         Command::new(RABBITMQ_SERVER)
-            .env("RABBITMQ_NODENAME", format!("tgsearch-mnesia-{amqp_port}@localhost"))
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("tgsearch-mnesia-{amqp_port}@localhost"),
+            )
             .env("RABBITMQ_DIST_PORT", (amqp_port + 20000).to_string())
             .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", base.join("log"))

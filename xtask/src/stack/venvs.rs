@@ -10,6 +10,7 @@ use super::workspace_root;
 use crate::procs;
 
 /// The stack's Python venvs: name, requirements file, a program that proves it is installed.
+/// The first serves the stack itself (moto, cargo-lambda); the others only tests.
 const VENVS: &[(&str, &str, &str)] = &[
     ("venv", "xtask/stack-requirements.txt", "moto_server"),
     ("venv-awscli", "xtask/awscli-requirements.txt", "aws"),
@@ -17,8 +18,9 @@ const VENVS: &[(&str, &str, &str)] = &[
     ("venv-sam", "xtask/sam-requirements.txt", "sam"),
 ];
 
-pub(super) fn ensure_venvs(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
-    for (name, requirements, program) in VENVS {
+pub(super) fn ensure_venvs(dir: &Path, test_tools: bool, say: &impl Fn(&str)) -> Result<()> {
+    let wanted = if test_tools { VENVS } else { &VENVS[..1] };
+    for (name, requirements, program) in wanted {
         let venv = dir.join(name);
         let requirements = workspace_root().join(requirements);
         let stamp = venv.join(".requirements");
@@ -35,8 +37,12 @@ pub(super) fn ensure_venvs(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
                 .unwrap_or(&requirements)
                 .display()
         ));
-        procs::run_logged(dir, "pip", Command::new("python3").args(["-m", "venv"]).arg(&venv))
-            .context("python3 with the venv module is needed: apt-get install python3-venv")?;
+        procs::run_logged(
+            dir,
+            "pip",
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        )
+        .context("python3 with the venv module is needed: apt-get install python3-venv")?;
         procs::run_logged(
             dir,
             "pip",

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::{Exchange, Permission, RabbitMqError, User, Vhost, retry_after};
+use super::{ClusterView, Exchange, NodeMemory, Permission, RabbitMqError, User, Vhost, retry_after};
 use crate::credentials::{Password, URI_COMPONENT};
 use crate::ports::Removed;
 
@@ -152,6 +152,23 @@ impl ManagementClient {
     pub async fn list_vhosts(&self) -> Result<Vec<Vhost>, RabbitMqError> {
         Ok(self
             .get_json("/api/vhosts?disable_stats=true&columns=name,description,tags".into())
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The cluster's nodes and whether each runs, as the node that answers sees them.
+    pub async fn cluster_view(&self) -> Result<ClusterView, RabbitMqError> {
+        let nodes = self
+            .get_json("/api/nodes?columns=name,running".into())
+            .await?
+            .unwrap_or_default();
+        Ok(ClusterView { nodes })
+    }
+
+    /// Each node's memory in use (`mem_used`), as the node that answers reports it.
+    pub async fn node_memory(&self) -> Result<Vec<NodeMemory>, RabbitMqError> {
+        Ok(self
+            .get_json("/api/nodes?columns=name,mem_used".into())
             .await?
             .unwrap_or_default())
     }

@@ -16,7 +16,10 @@ use crate::ports::PortError;
 
 pub use self::broker::{TENANT_VHOST_TAG, user_not_ours};
 pub use self::client::{AdminCredentials, ManagementClient};
-pub use self::model::{BUILT_IN_EXCHANGES, Exchange, Permission, User, Vhost, missing_built_in_exchanges};
+pub use self::model::{
+    BUILT_IN_EXCHANGES, ClusterView, Exchange, NodeMemory, NodeView, Permission, User, Vhost,
+    missing_built_in_exchanges,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RabbitMqError {
@@ -54,14 +57,18 @@ impl RabbitMqError {
         }
     }
 
-    /// A failure a retry may fix: no answer (refused, reset, timed out), a 5xx, 429 or 408.
+    /// A failure a retry may fix: no answer (refused, reset, timed out), a 5xx, 429 or 408,
+    /// and RabbitMQ 4's `400 {"error":"bad_request","reason":"timeout"}`: what a node cut off in
+    /// a minority answers a user or permission write after 30 s, since the metadata store
+    /// (Khepri, a Raft log) cannot commit without a majority.
     pub fn is_transient(&self) -> bool {
         match self {
             RabbitMqError::Transport { .. } => true,
-            RabbitMqError::Api { status, .. } => {
+            RabbitMqError::Api { status, reason, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::TOO_MANY_REQUESTS
                     || *status == StatusCode::REQUEST_TIMEOUT
+                    || (*status == StatusCode::BAD_REQUEST && reason.trim() == "timeout")
             }
             RabbitMqError::Decode { .. } => false,
         }
@@ -91,4 +98,33 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Du
         .parse::<u64>()
         .ok()
         .map(std::time::Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: StatusCode, reason: &str) -> RabbitMqError {
+        RabbitMqError::Api {
+            method: Method::PUT,
+            path: "/api/users/x".into(),
+            status,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_minority_nodes_timeout_is_worth_a_retry_and_other_bad_requests_are_not() {
+        assert!(api(StatusCode::BAD_REQUEST, "timeout").is_transient());
+        assert!(
+            api(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Timed out waiting for the vhost to initialise"
+            )
+            .is_transient()
+        );
+        assert!(!api(StatusCode::BAD_REQUEST, "password_hash or password is required").is_transient());
+        assert!(!api(StatusCode::UNAUTHORIZED, "timeout").is_transient());
+    }
 }

@@ -30,6 +30,80 @@ impl Vhost {
     }
 }
 
+/// A cluster node as `GET /api/nodes?columns=name,running` reports it: seen from the node that
+/// answered.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct NodeView {
+    pub name: String,
+    #[serde(default)]
+    pub running: bool,
+}
+
+/// A node's memory in use, bytes (absent while the node is down).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct NodeMemory {
+    pub name: String,
+    #[serde(default)]
+    pub mem_used: Option<u64>,
+}
+
+/// The cluster as one node sees it. A node cut off from its peers sees only itself running,
+/// which is how a minority tells itself (and `tgsearch status`) apart from the majority.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ClusterView {
+    pub nodes: Vec<NodeView>,
+}
+
+impl ClusterView {
+    fn running(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|n| n.running)
+            .map(|n| n.name.as_str())
+            .collect()
+    }
+
+    fn unreachable(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.running)
+            .map(|n| n.name.as_str())
+            .collect()
+    }
+
+    /// The node that answered sees no majority: it is cut off with a minority of the cluster.
+    pub fn is_minority(&self) -> bool {
+        !self.nodes.is_empty() && self.running().len() * 2 <= self.nodes.len()
+    }
+
+    /// What an operator must know, or `None` when every node runs.
+    pub fn problem(&self) -> Option<String> {
+        let (running, unreachable) = (self.running(), self.unreachable());
+        if unreachable.is_empty() {
+            return None;
+        }
+        Some(if self.is_minority() {
+            format!(
+                "the node that answered ({}) sees {} of {} nodes running ({} unreachable): it is cut off in a minority, \
+                 and refuses to create, change or delete vhosts, users and permissions (they time out: RabbitMQ's \
+                 metadata store needs a majority) until the partition heals; signups routed to it are handed off",
+                running.join(", "),
+                running.len(),
+                self.nodes.len(),
+                unreachable.join(", ")
+            )
+        } else {
+            format!(
+                "{} down or cut off ({} of {} nodes running): the majority goes on; a vhost created meanwhile \
+                 is stopped there until the node returns and reconcile starts it",
+                unreachable.join(", "),
+                running.len(),
+                self.nodes.len()
+            )
+        })
+    }
+}
+
 /// The exchanges RabbitMQ declares in every vhost it creates: the default exchange (`""`) and the
 /// `amq.*` ones. No client can delete them, so a vhost without one of them is a vhost whose
 /// creation was cut short (the client that sent `PUT /api/vhosts/<name>` went away while the
