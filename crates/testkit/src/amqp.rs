@@ -23,8 +23,9 @@ async fn open(args: OpenConnectionArguments) -> Result<Connection> {
 }
 
 /// Declares a queue, publishes `payload` to it and reads it back. Returns what came back. The
-/// queue is exclusive (gone with the connection): RabbitMQ 4 deprecates transient queues that
-/// are not exclusive (`transient_nonexcl_queues`).
+/// queue is exclusive (gone with the connection: RabbitMQ 4 deprecates transient queues that
+/// are not exclusive, `transient_nonexcl_queues`) and named by the server (a fixed name would
+/// clash with the queue of a connection that just closed, until the cluster has removed it).
 pub async fn round_trip(uri: &str, payload: &[u8]) -> Result<Vec<u8>> {
     let connection = connect(uri).await?;
     let channel = connection
@@ -32,11 +33,7 @@ pub async fn round_trip(uri: &str, payload: &[u8]) -> Result<Vec<u8>> {
         .await
         .map_err(|e| anyhow!("open channel: {e}"))?;
     let (queue, _, _) = channel
-        .queue_declare(
-            QueueDeclareArguments::new("tgsearch-check")
-                .exclusive(true)
-                .finish(),
-        )
+        .queue_declare(QueueDeclareArguments::new("").exclusive(true).finish())
         .await
         .map_err(|e| anyhow!("declare queue: {e}"))?
         .ok_or_else(|| anyhow!("declare queue: no answer"))?;
