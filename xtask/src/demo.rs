@@ -39,6 +39,19 @@ pub async fn run(keep: bool) -> Result<()> {
     }
 
     println!("\n2. What now exists, in every system");
+    let broker = &app.provisioner.broker;
+    if let (Ok(overview), Ok(view), Ok(store)) =
+        tokio::join!(broker.overview(), broker.cluster_view(), broker.metadata_store())
+    {
+        println!(
+            "   broker: RabbitMQ {} on Erlang {}, cluster {} ({} of {} nodes running), metadata in {store}",
+            overview.rabbitmq_version,
+            overview.erlang_version,
+            overview.cluster_name,
+            view.nodes.iter().filter(|n| n.running).count(),
+            view.nodes.len()
+        );
+    }
     let status = tenant_status(&app.provisioner, &tenant).await?;
     for line in status.to_string().lines() {
         println!("   {line}");

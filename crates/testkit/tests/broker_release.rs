@@ -53,7 +53,7 @@ async fn the_broker_runs_the_pinned_release_with_its_metadata_in_khepri() {
     let deployed = DeployedBroker::read(&workspace()).unwrap();
     let (_, overview) = get(&stack, &admin, "overview").await;
     let version = overview["rabbitmq_version"].as_str().expect("rabbitmq_version");
-    let major_minor = version.rsplitn(2, '.').nth(1).unwrap_or(version);
+    let major_minor = version.rsplit_once('.').map_or(version, |(mm, _)| mm);
     assert_eq!(
         major_minor,
         deployed.major_minor(),

@@ -3,7 +3,9 @@
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::{ClusterView, Exchange, NodeMemory, Permission, RabbitMqError, User, Vhost, retry_after};
+use super::{
+    ClusterView, Exchange, NodeMemory, Overview, Permission, RabbitMqError, User, Vhost, retry_after,
+};
 use crate::credentials::{Password, URI_COMPONENT};
 use crate::ports::Removed;
 
@@ -163,6 +165,30 @@ impl ManagementClient {
             .await?
             .unwrap_or_default();
         Ok(ClusterView { nodes })
+    }
+
+    /// The broker's release and cluster name (`/api/overview`, without statistics).
+    pub async fn overview(&self) -> Result<Overview, RabbitMqError> {
+        Ok(self
+            .get_json(
+                "/api/overview?disable_stats=true&columns=rabbitmq_version,erlang_version,cluster_name"
+                    .into(),
+            )
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Where the broker keeps its metadata: `Khepri` once the `khepri_db` feature flag is
+    /// enabled (required from 4.3), else `Mnesia`.
+    pub async fn metadata_store(&self) -> Result<&'static str, RabbitMqError> {
+        let flags: Vec<serde_json::Value> = self
+            .get_json("/api/feature-flags".into())
+            .await?
+            .unwrap_or_default();
+        let khepri = flags
+            .iter()
+            .any(|f| f["name"] == "khepri_db" && f["state"] == "enabled");
+        Ok(if khepri { "Khepri" } else { "Mnesia" })
     }
 
     /// Each node's memory in use (`mem_used`), as the node that answers reports it.

@@ -17,7 +17,7 @@ use crate::ports::PortError;
 pub use self::broker::{TENANT_VHOST_TAG, user_not_ours};
 pub use self::client::{AdminCredentials, ManagementClient};
 pub use self::model::{
-    BUILT_IN_EXCHANGES, ClusterView, Exchange, NodeMemory, NodeView, Permission, User, Vhost,
+    BUILT_IN_EXCHANGES, ClusterView, Exchange, NodeMemory, NodeView, Overview, Permission, User, Vhost,
     missing_built_in_exchanges,
 };
 

@@ -39,6 +39,17 @@ pub struct NodeView {
     pub running: bool,
 }
 
+/// What `/api/overview` says of the broker itself.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Overview {
+    #[serde(default)]
+    pub rabbitmq_version: String,
+    #[serde(default)]
+    pub erlang_version: String,
+    #[serde(default)]
+    pub cluster_name: String,
+}
+
 /// A node's memory in use, bytes (absent while the node is down).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct NodeMemory {
