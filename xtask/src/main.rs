@@ -57,6 +57,9 @@ enum Task {
         /// against Debian 12's RabbitMQ 3.10 (Mnesia) for comparison (tens of minutes).
         #[arg(long)]
         vhost_scaling: bool,
+        /// The scale curve alone: no function, burst or token benches.
+        #[arg(long)]
+        only_vhost_scaling: bool,
         /// The largest number of vhosts the scale curve reaches.
         #[arg(long, default_value_t = 5000)]
         vhosts: usize,
@@ -173,6 +176,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             signups,
             burst,
             vhost_scaling,
+            only_vhost_scaling,
             vhosts,
             size,
         } => {
@@ -180,6 +184,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 signups,
                 bursts: burst,
                 vhost_scaling,
+                only_vhost_scaling,
                 vhosts,
                 size,
             })

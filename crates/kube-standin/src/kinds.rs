@@ -163,7 +163,7 @@ pub fn served_group_version(group: &str, version: &str) -> bool {
 
 pub fn version() -> Value {
     json!({
-        "major": "1", "minor": "31", "gitVersion": "v1.31.0-tgsearch-standin", "gitCommit": "0000000",
+        "major": "1", "minor": "36", "gitVersion": "v1.36.0-tgsearch-standin", "gitCommit": "0000000",
         "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a",
         "compiler": "rustc", "platform": "linux/amd64"
     })
@@ -298,7 +298,7 @@ pub fn openapi_v3_document(path: &str) -> Option<Value> {
     }
     Some(json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.31.0"},
+        "info": {"title": "Kubernetes", "version": "v1.36.0"},
         "paths": paths,
         "components": {"schemas": {}}
     }))

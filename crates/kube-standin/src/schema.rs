@@ -1,7 +1,7 @@
 //! How structured-merge-diff sees the kinds the stand-in serves: which lists are associative
 //! (merged item by item, by their key fields), which are sets, which structs and maps are
 //! atomic. Taken from the `x-kubernetes-list-type`, `x-kubernetes-list-map-keys` and
-//! `x-kubernetes-map-type` markers of Kubernetes 1.31's OpenAPI document. Anything not
+//! `x-kubernetes-map-type` markers of Kubernetes 1.36's OpenAPI document. Anything not
 //! described here follows the API server's defaults: objects are granular structs, lists are
 //! atomic, scalars are leaves.
 

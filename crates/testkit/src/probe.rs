@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The `/version` body, complete enough for kubectl and `kube::Client::apiserver_version`.
-pub const VERSION_BODY: &str = r#"{"major":"1","minor":"31","gitVersion":"v1.31.0","gitCommit":"0","gitTreeState":"clean","buildDate":"2026-01-01T00:00:00Z","goVersion":"go1.23","compiler":"gc","platform":"linux/amd64"}"#;
+pub const VERSION_BODY: &str = r#"{"major":"1","minor":"36","gitVersion":"v1.36.0","gitCommit":"0","gitTreeState":"clean","buildDate":"2026-01-01T00:00:00Z","goVersion":"go1.23","compiler":"gc","platform":"linux/amd64"}"#;
 
 pub struct Probe {
     pub port: u16,

@@ -46,7 +46,7 @@ async fn an_eks_client_sends_valid_tokens_and_trusts_only_the_cluster_ca() {
         .apiserver_version()
         .await
         .expect("the probe answers over verified TLS");
-    assert_eq!(version.git_version, "v1.31.0");
+    assert_eq!(version.git_version, "v1.36.0");
     client.apiserver_version().await.unwrap();
 
     let tokens = probe.bearer_tokens();

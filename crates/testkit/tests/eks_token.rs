@@ -151,7 +151,7 @@ async fn kubectl_uses_tgsearch_eks_token_as_its_exec_plugin() {
         "kubectl failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("v1.31.0"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("v1.36.0"));
 
     let token = probe.bearer_tokens().pop().expect("kubectl sent a bearer token");
     let checked = check_token(&token, SystemTime::now()).expect("the authenticator's checks pass");

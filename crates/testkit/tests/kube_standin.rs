@@ -384,7 +384,7 @@ async fn claims_only_grow_and_only_when_bound_and_their_class_allows_it() {
     assert_eq!(
         shrink.body["message"],
         format!(
-            "PersistentVolumeClaim \"{grows}\" is invalid: spec.resources.requests.storage: Forbidden: field can not be less than previous value"
+            "PersistentVolumeClaim \"{grows}\" is invalid: spec.resources.requests.storage: Forbidden: field can not be less than status.capacity"
         )
     );
     let reclass = provisioner

@@ -202,3 +202,228 @@ fn the_walkthrough_traces_every_parameter_and_output() {
         }
     }
 }
+
+/// The commands of the README's "Deploying" walkthrough, one per line: every ```sh block's lines
+/// with `\` continuations joined, comment lines dropped.
+fn walkthrough_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let deploying = readme
+        .split_once("\n## Deploying\n")
+        .map(|(_, rest)| rest.split_once("\n## ").map_or(rest, |(section, _)| section))
+        .expect("README.md has no \"## Deploying\" section");
+    let mut commands = Vec::new();
+    // Inside a fenced block: whether it is a shell one.
+    let mut fence: Option<bool> = None;
+    let mut current = String::new();
+    for line in deploying.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("```") {
+            fence = match fence {
+                Some(_) => None,
+                None => Some(matches!(trimmed, "```sh" | "```bash" | "```shell")),
+            };
+            continue;
+        }
+        if fence != Some(true) || trimmed.starts_with('#') {
+            continue;
+        }
+        let code = trimmed.split(" # ").next().unwrap_or("").trim_end();
+        match code.strip_suffix('\\') {
+            Some(head) => {
+                current.push_str(head);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(code);
+                if !current.trim().is_empty() {
+                    commands.push(current.trim().to_owned());
+                }
+                current.clear();
+            }
+        }
+    }
+    commands
+}
+
+/// What CloudFormation makes a stack acknowledge for this template: `CAPABILITY_NAMED_IAM` when
+/// an IAM resource has a custom name, `CAPABILITY_IAM` when it has any IAM resource (a SAM
+/// function without `Role` makes one), nothing otherwise.
+fn needed_capability(template: &str) -> Option<&'static str> {
+    const IAM: [&str; 6] = [
+        "AWS::IAM::Role",
+        "AWS::IAM::Policy",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::IAM::InstanceProfile",
+        "AWS::IAM::User",
+        "AWS::IAM::Group",
+    ];
+    const NAMES: [&str; 5] = [
+        "RoleName:",
+        "ManagedPolicyName:",
+        "InstanceProfileName:",
+        "UserName:",
+        "GroupName:",
+    ];
+    // (type, property keys) of each resource, from the template's two-space layout.
+    let mut resources: Vec<(String, Vec<String>)> = Vec::new();
+    let mut in_resources = false;
+    for line in template.lines() {
+        if !line.starts_with(' ') && !line.trim().is_empty() && !line.starts_with('#') {
+            in_resources = line == "Resources:";
+            continue;
+        }
+        if !in_resources {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if indent == 2 && text.ends_with(':') && !text.starts_with('#') {
+            resources.push((String::new(), Vec::new()));
+        } else if let Some((kind, keys)) = resources.last_mut() {
+            if indent == 4 {
+                if let Some(t) = text.strip_prefix("Type:") {
+                    *kind = t.trim().to_owned();
+                }
+            } else if indent == 6
+                && let Some((key, _)) = text.split_once(':')
+            {
+                keys.push(format!("{key}:"));
+            }
+        }
+    }
+    let mut needed = None;
+    for (kind, keys) in &resources {
+        let implicit_role = kind == "AWS::Serverless::Function" && !keys.iter().any(|k| k == "Role:");
+        if IAM.contains(&kind.as_str()) || implicit_role {
+            if keys.iter().any(|k| NAMES.contains(&k.as_str())) && kind != "AWS::IAM::Policy" {
+                return Some("CAPABILITY_NAMED_IAM");
+            }
+            needed = Some("CAPABILITY_IAM");
+        }
+    }
+    needed
+}
+
+#[test]
+fn the_capability_rule_reads_templates_right() {
+    let role = "Resources:\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      Path: /\n";
+    assert_eq!(needed_capability(role), Some("CAPABILITY_IAM"));
+    let named = "Resources:\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: x\n";
+    assert_eq!(needed_capability(named), Some("CAPABILITY_NAMED_IAM"));
+    let function =
+        "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: .\n";
+    assert_eq!(needed_capability(function), Some("CAPABILITY_IAM"));
+    let none = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  X:\n    Value: AWS::IAM::Role\n";
+    assert_eq!(needed_capability(none), None);
+}
+
+/// Every `aws cloudformation deploy` and `sam deploy` of the walkthrough passes the capability its
+/// template needs (CloudFormation answers `InsufficientCapabilities` otherwise), and every
+/// template is deployed by one of them.
+#[test]
+fn every_walkthrough_deploy_passes_the_capabilities_its_template_needs() {
+    let mut deployed = std::collections::BTreeSet::new();
+    for command in walkthrough_commands() {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let (start, default_template) = match words
+            .windows(3)
+            .position(|w| w == ["aws", "cloudformation", "deploy"])
+        {
+            Some(i) => (i + 3, None),
+            None => match words.windows(2).position(|w| w == ["sam", "deploy"]) {
+                Some(i) => (i + 2, Some("template.yml")),
+                None => continue,
+            },
+        };
+        let args = &words[start..];
+        let template = args
+            .windows(2)
+            .find(|w| matches!(w[0], "--template-file" | "-t" | "--template"))
+            .map(|w| w[1])
+            .or(default_template)
+            .unwrap_or_else(|| panic!("`{command}` names no template"));
+        let capabilities: Vec<&str> = args
+            .iter()
+            .skip_while(|a| **a != "--capabilities")
+            .skip(1)
+            .take_while(|a| !a.starts_with('-'))
+            .copied()
+            .collect();
+        let text = std::fs::read_to_string(root().join(template))
+            .unwrap_or_else(|e| panic!("`{command}` deploys {template}: {e}"));
+        match needed_capability(&text) {
+            Some("CAPABILITY_NAMED_IAM") => assert!(
+                capabilities.contains(&"CAPABILITY_NAMED_IAM"),
+                "`{command}`: {template} names IAM resources, so it needs --capabilities CAPABILITY_NAMED_IAM"
+            ),
+            Some(cap) => assert!(
+                capabilities.contains(&cap) || capabilities.contains(&"CAPABILITY_NAMED_IAM"),
+                "`{command}`: {template} creates IAM resources, so it needs --capabilities {cap}"
+            ),
+            None => {}
+        }
+        deployed.insert(template.trim_start_matches("./").to_owned());
+    }
+    for template in templates() {
+        let relative = template
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            deployed.contains(&relative),
+            "no README deploy command deploys {relative} (deployed: {deployed:?})"
+        );
+    }
+}
+
+/// The minor version the local Kubernetes API stand-in reports at `/version`.
+fn standin_minor() -> String {
+    let kinds = std::fs::read_to_string(root().join("crates/kube-standin/src/kinds.rs")).unwrap();
+    kinds
+        .split_once("\"minor\": \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(minor, _)| minor.to_owned())
+        .expect("crates/kube-standin/src/kinds.rs reports no \"minor\" version")
+}
+
+/// The cluster template's default Kubernetes version is one of its allowed versions, the one the
+/// local stand-in serves, and the one the workspace's `k8s-openapi` types are built for.
+#[test]
+fn the_default_kubernetes_version_is_the_one_the_standin_serves() {
+    let template = std::fs::read_to_string(root().join("cloudformation/eks-cluster.yml")).unwrap();
+    let parameter: Vec<&str> = template
+        .lines()
+        .skip_while(|l| l.trim() != "KubernetesVersion:")
+        .skip(1)
+        .take_while(|l| l.starts_with("    ") || l.trim().is_empty() || l.trim().starts_with('#'))
+        .collect();
+    let field = |name: &str| {
+        parameter
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("KubernetesVersion has no {name}"))
+    };
+    let default = field("Default:").trim_matches('"').to_owned();
+    let allowed = field("AllowedValues:");
+    assert!(
+        allowed.contains(&format!("\"{default}\"")),
+        "the default {default} is not among the allowed {allowed}"
+    );
+    let minor = standin_minor();
+    assert_eq!(
+        default,
+        format!("1.{minor}"),
+        "the cluster template defaults to Kubernetes {default}, the stand-in (kinds.rs `/version`) serves 1.{minor}"
+    );
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let k8s_openapi = cargo
+        .lines()
+        .find(|l| l.starts_with("k8s-openapi"))
+        .expect("the workspace Cargo.toml has no k8s-openapi dependency");
+    assert!(
+        k8s_openapi.contains(&format!("\"v1_{minor}\"")),
+        "k8s-openapi is not built for Kubernetes 1.{minor}: {k8s_openapi}"
+    );
+}

@@ -382,12 +382,13 @@ mod tests {
         );
         let data = pod
             .volumes
+            .as_ref()
             .unwrap()
-            .into_iter()
+            .iter()
             .find(|v| v.name == "data")
             .unwrap();
         assert_eq!(
-            data.persistent_volume_claim.unwrap().claim_name,
+            data.persistent_volume_claim.as_ref().unwrap().claim_name,
             "backend-4f1c2b3a-9d8e-4f7a-8b6c-5d4e3f2a1b0c-data"
         );
         assert_eq!(spec.replicas, Some(1));
@@ -414,8 +415,19 @@ mod tests {
             .find(|m| m.name == "data")
             .unwrap();
         assert_eq!(mount.mount_path, "/data");
-        let env_from = c.env_from.as_ref().unwrap();
-        assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "telegram-api");
+        // The Telegram API credentials: files from Secrets Manager through the CSI driver, under
+        // the backend's own identity; no Kubernetes Secret the functions could read.
+        assert!(c.env_from.is_none(), "no envFrom: {:?}", c.env_from);
+        assert_eq!(pod.service_account_name.as_deref(), Some("tgsearch-backend"));
+        let telegram = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "telegram-api")
+            .expect("the telegram-api volume");
+        assert_eq!(telegram.csi.as_ref().unwrap().driver, "secrets-store.csi.k8s.io");
+        assert!(telegram.secret.is_none());
     }
 
     #[test]

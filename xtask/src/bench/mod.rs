@@ -33,6 +33,8 @@ pub struct Options {
     pub signups: usize,
     pub bursts: Vec<usize>,
     pub vhost_scaling: bool,
+    /// The scale curve alone (no function, burst or token benches).
+    pub only_vhost_scaling: bool,
     pub vhosts: usize,
     pub size: bool,
 }
@@ -84,6 +86,11 @@ pub async fn run(options: Options) -> Result<()> {
         "machine",
         json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "profile": "release"}),
     );
+    if options.only_vhost_scaling {
+        scale_curve(&stack, &app, options.vhosts, &mut report).await?;
+        report.print_targets();
+        return write(&report);
+    }
 
     let floor = vhosts::put_floor(&app.provisioner.broker, options.signups, &mut report).await?;
     let (_, warm) = functions::run(&stack, options.signups, &mut report).await?;
@@ -134,7 +141,25 @@ pub async fn run(options: Options) -> Result<()> {
     }
     tokens::criterion_benches()?;
     report.print_targets();
+    write(&report)
+}
 
+/// The scale curve on the stack's cluster, with Debian 12's 3.10 started beside it and stopped
+/// after.
+async fn scale_curve(
+    stack: &testkit::stack::Stack,
+    app: &tgsearch::app::AppContext,
+    vhosts: usize,
+    report: &mut Report,
+) -> Result<()> {
+    let mnesia = mnesia_broker()?;
+    let outcome = vhosts::scaling(stack, &app.provisioner.broker, Some(&mnesia), vhosts, report).await;
+    crate::procs::stop(&testkit::stack::dir(), stack::rabbitmq::MNESIA_NODE)?;
+    outcome
+}
+
+/// The report as JSON in `<target>/bench/`, stamped and as `latest.json`.
+fn write(report: &Report) -> Result<()> {
     let dir = stack::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let stamp = std::time::SystemTime::now()

@@ -1,4 +1,5 @@
-//! Our own RabbitMQ node (Debian's package, own node name and data dir) and its administrator.
+//! The stack's RabbitMQ administrator (bootstrapped on the cluster, kept in Secrets Manager), and
+//! the bench's comparison broker: Debian 12's own RabbitMQ 3.10 as a node of its own.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -68,7 +69,7 @@ pub fn start_mnesia_node(dir: &Path, amqp_port: u16, say: &impl Fn(&str)) -> Res
 /// The comparison node's service name (pid and log files).
 pub const MNESIA_NODE: &str = "rabbitmq-mnesia";
 
-/// Makes sure RabbitMQ has the stack's administrator, guest is gone, and Secrets Manager holds
+/// Makes sure RabbitMQ has the stack's administrator, the bootstrap user is gone, and Secrets Manager holds
 /// the credentials (moto forgets them when it restarts).
 pub(super) async fn ensure_admin(
     dir: &Path,
@@ -81,17 +82,17 @@ pub(super) async fn ensure_admin(
     let http = http_client()?;
     let saved = dir.join("rabbitmq-admin.json");
     // The cluster's generated default user, as the Cluster Operator makes one.
-    let guest = ManagementClient::new(http.clone(), base.clone(), super::cluster::default_user(dir)?);
+    let bootstrap = ManagementClient::new(http.clone(), base.clone(), super::cluster::default_user(dir)?);
     // RabbitMQ answers on its port before it accepts logins: wait for it or our admin.
     let known: Option<AdminCredentials> = fs::read(&saved)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     for _ in 0..120 {
-        if guest.whoami().await.is_ok() {
+        if bootstrap.whoami().await.is_ok() {
             break;
         }
         if let Some(admin) = &known
-            && guest.with_credentials(admin.clone()).whoami().await.is_ok()
+            && bootstrap.with_credentials(admin.clone()).whoami().await.is_ok()
         {
             break;
         }
@@ -99,7 +100,7 @@ pub(super) async fn ensure_admin(
     }
     if !rabbit_fresh
         && let Some(admin) = &known
-        && guest.with_credentials(admin.clone()).whoami().await.is_ok()
+        && bootstrap.with_credentials(admin.clone()).whoami().await.is_ok()
     {
         // The broker kept our admin; moto may have restarted and forgotten the secret.
         secrets
@@ -114,7 +115,7 @@ pub(super) async fn ensure_admin(
         return Ok(());
     }
     bootstrap_rabbitmq(BootstrapRequest {
-        bootstrap: &guest,
+        bootstrap: &bootstrap,
         secrets: &secrets,
         admin_secret_id: ADMIN_SECRET_ID,
         admin_user: ADMIN_USER,

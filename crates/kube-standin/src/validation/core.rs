@@ -247,11 +247,22 @@ pub fn pvc_update(new: &Value, old: &Value) -> ErrorList {
             .unwrap_or("0")
             .to_owned()
     };
+    // RecoverVolumeExpansionFailure (GA since 1.34): a request may come back down after an
+    // expansion that failed, but never to the volume's size or below it.
     if quantity::cmp_str(&size(new_spec), &size(old_spec)) == Some(Ordering::Less) {
-        errs.push(forbidden(
-            "spec.resources.requests.storage",
-            "field can not be less than previous value",
-        ));
+        let capacity = old["status"]["capacity"]["storage"].as_str();
+        let above_capacity =
+            capacity.is_some_and(|c| quantity::cmp_str(&size(new_spec), c) == Some(Ordering::Greater));
+        if !above_capacity {
+            errs.push(forbidden(
+                "spec.resources.requests.storage",
+                if capacity.is_some() {
+                    "field can not be less than status.capacity"
+                } else {
+                    "field can not be less than previous value"
+                },
+            ));
+        }
     }
     if new_spec.get("volumeMode") != old_spec.get("volumeMode") {
         errs.push(invalid(
@@ -318,6 +329,19 @@ mod tests {
 
     fn fields(errs: &ErrorList) -> Vec<&str> {
         errs.0.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_request_may_come_back_down_after_a_failed_expansion_but_not_to_the_capacity() {
+        // Asked for 10Gi, the volume is still 1Gi: the expansion failed (RecoverVolumeExpansionFailure).
+        let mut old = claim("10Gi", Some("gp3"), true);
+        old["status"]["capacity"] = json!({"storage": "1Gi"});
+        assert!(pvc_update(&claim("2Gi", Some("gp3"), true), &old).is_empty());
+        let to_capacity = pvc_update(&claim("1Gi", Some("gp3"), true), &old);
+        assert_eq!(
+            to_capacity.0[0].to_string(),
+            "spec.resources.requests.storage: Forbidden: field can not be less than status.capacity"
+        );
     }
 
     #[test]

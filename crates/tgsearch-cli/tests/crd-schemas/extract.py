@@ -1,6 +1,6 @@
 """Regenerates the custom-resource schemas next to this file from upstream CRD files.
 
-The manifests under manifests/broker/ and manifests/secrets/ are custom resources, which
+The manifests under manifests/broker/, manifests/broker-targets/ and manifests/secrets/ are custom resources, which
 kubernetes-validate cannot check; `validate_custom_resources.py` checks them against these schemas
 instead (strictly: unknown fields are errors, as with `kubectl apply --validate=strict`). Each
 schema is the `openAPIV3Schema` of the served version the manifests use, taken from the CRD of the
@@ -14,8 +14,8 @@ CRD files (and where each comes from):
     certificates.yaml         cert-manager/cert-manager v1.21.1 deploy/crds/cert-manager.io_certificates.yaml
     issuers.yaml              cert-manager/cert-manager v1.21.1 deploy/crds/cert-manager.io_issuers.yaml
     targetgroupbindings.yaml  kubernetes-sigs/aws-load-balancer-controller v3.5.0 config/crd/bases/elbv2.k8s.aws_targetgroupbindings.yaml
-    secretstores.yaml         external-secrets/external-secrets v2.9.0 config/crds/bases/external-secrets.io_secretstores.yaml
-    externalsecrets.yaml      external-secrets/external-secrets v2.9.0 config/crds/bases/external-secrets.io_externalsecrets.yaml
+    secretproviderclasses.yaml  kubernetes-sigs/secrets-store-csi-driver (chart of the EKS add-on aws-secrets-store-csi-driver-provider)
+                              config/crd/bases/secrets-store.csi.x-k8s.io_secretproviderclasses.yaml, served version v1
 """
 
 import json
@@ -29,8 +29,7 @@ SOURCES = [
     ("certificates.yaml", "v1", None),
     ("issuers.yaml", "v1", ("spec", {"selfSigned", "ca"})),
     ("targetgroupbindings.yaml", "v1beta1", None),
-    ("secretstores.yaml", "v1", ("spec.provider", {"aws"})),
-    ("externalsecrets.yaml", "v1", None),
+    ("secretproviderclasses.yaml", "v1", None),
 ]
 
 
