@@ -60,6 +60,9 @@ enum Task {
         /// The scale curve alone: no function, burst or token benches.
         #[arg(long)]
         only_vhost_scaling: bool,
+        /// The scale curve without Debian 12's 3.10 beside it.
+        #[arg(long)]
+        no_comparison: bool,
         /// The largest number of vhosts the scale curve reaches.
         #[arg(long, default_value_t = 5000)]
         vhosts: usize,
@@ -177,6 +180,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             burst,
             vhost_scaling,
             only_vhost_scaling,
+            no_comparison,
             vhosts,
             size,
         } => {
@@ -185,6 +189,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 bursts: burst,
                 vhost_scaling,
                 only_vhost_scaling,
+                comparison: !no_comparison,
                 vhosts,
                 size,
             })

@@ -35,6 +35,8 @@ pub struct Options {
     pub vhost_scaling: bool,
     /// The scale curve alone (no function, burst or token benches).
     pub only_vhost_scaling: bool,
+    /// Debian 12's 3.10 beside the scale curve.
+    pub comparison: bool,
     pub vhosts: usize,
     pub size: bool,
 }
@@ -87,7 +89,7 @@ pub async fn run(options: Options) -> Result<()> {
         json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "profile": "release"}),
     );
     if options.only_vhost_scaling {
-        scale_curve(&stack, &app, options.vhosts, &mut report).await?;
+        scale_curve(&stack, &app, &options, &mut report).await?;
         report.print_targets();
         return write(&report);
     }
@@ -149,11 +151,22 @@ pub async fn run(options: Options) -> Result<()> {
 async fn scale_curve(
     stack: &testkit::stack::Stack,
     app: &tgsearch::app::AppContext,
-    vhosts: usize,
+    options: &Options,
     report: &mut Report,
 ) -> Result<()> {
-    let mnesia = mnesia_broker()?;
-    let outcome = vhosts::scaling(stack, &app.provisioner.broker, Some(&mnesia), vhosts, report).await;
+    let mnesia = if options.comparison {
+        Some(mnesia_broker()?)
+    } else {
+        None
+    };
+    let outcome = vhosts::scaling(
+        stack,
+        &app.provisioner.broker,
+        mnesia.as_ref(),
+        options.vhosts,
+        report,
+    )
+    .await;
     crate::procs::stop(&testkit::stack::dir(), stack::rabbitmq::MNESIA_NODE)?;
     outcome
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use testkit::cluster::Cluster;
 use testkit::stack::Stack;
 use testkit::{events, fresh_tenant};
 use tgsearch::TenantId;
@@ -62,14 +63,35 @@ pub async fn put_floor(broker: &ManagementClient, n: usize, report: &mut Report)
     Ok(stats)
 }
 
-/// Memory in use per node (`/api/nodes`), bytes.
-async fn memory(broker: &ManagementClient) -> Result<Vec<(String, u64)>> {
-    Ok(broker
+/// Memory in use per node, bytes: the management API's `mem_used` where the broker collects
+/// statistics (3.10), else each container's `rabbitmqctl status` (the deployed settings turn
+/// the management plugin's collector off, and `/api/nodes` then reports no memory).
+async fn memory(subject: &Subject<'_>) -> Result<Vec<(String, u64)>> {
+    let reported: Vec<(String, u64)> = subject
+        .broker
         .node_memory()
         .await?
         .into_iter()
         .filter_map(|n| Some((n.name, n.mem_used?)))
-        .collect())
+        .collect();
+    let Some(cluster) = subject.cluster.filter(|_| reported.is_empty()) else {
+        return Ok(reported);
+    };
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        cluster
+            .nodes
+            .iter()
+            .map(|node| {
+                let status: Value = serde_json::from_str(&node.ctl(&["status", "--formatter", "json"])?)?;
+                let bytes = status["memory"]["total"]["rss"]
+                    .as_u64()
+                    .context("rabbitmqctl status reports no memory.total.rss")?;
+                Ok((node.name.clone(), bytes))
+            })
+            .collect()
+    })
+    .await?
 }
 
 /// One level of the curve.
@@ -80,11 +102,13 @@ struct Level {
     listing: Stats,
 }
 
-/// A broker to measure, and how to sign a tenant up on it (the stack's cluster only).
+/// A broker to measure, and how to sign a tenant up on it and read its nodes' memory (the
+/// stack's cluster only).
 pub struct Subject<'a> {
     pub label: &'a str,
     pub broker: &'a ManagementClient,
     pub stack: Option<&'a Stack>,
+    pub cluster: Option<&'a Cluster>,
 }
 
 /// The curve on one broker: levels of vhosts, filled [`AT_ONCE`] at a time; at each level
@@ -101,7 +125,7 @@ pub async fn curve(
     let mut rows: Vec<Level> = Vec::new();
     let mut fill_time = Duration::ZERO;
     let mut filled = 0usize;
-    let memory_before = memory(broker).await.unwrap_or_default();
+    let memory_before = memory(subject).await.unwrap_or_default();
     let signer = match subject.stack {
         Some(stack) => {
             // The whole signup, synchronously: no hand-off caps what is measured.
@@ -183,7 +207,7 @@ pub async fn curve(
             listing,
         });
     }
-    let memory_after = memory(broker).await.unwrap_or_default();
+    let memory_after = memory(subject).await.unwrap_or_default();
     let grown = (existing + made.len()).saturating_sub(existing).max(1);
     let per_vhost: Vec<Value> = memory_after
         .iter()
@@ -238,6 +262,7 @@ pub async fn scaling(
     report: &mut Report,
 ) -> Result<()> {
     header("Vhost scale curve");
+    let nodes = Cluster::running(&testkit::stack::dir())?;
     let levels: Vec<usize> = [0, 1000, 2000, 3000, 4000, 5000]
         .into_iter()
         .filter(|l| *l < top)
@@ -248,6 +273,7 @@ pub async fn scaling(
             label: "RabbitMQ 4 (Khepri), 3 nodes",
             broker: cluster,
             stack: Some(stack),
+            cluster: Some(&nodes),
         },
         &levels,
     )
@@ -296,6 +322,7 @@ pub async fn scaling(
                 label: "RabbitMQ 3.10 (Mnesia), 1 node",
                 broker: mnesia,
                 stack: None,
+                cluster: None,
             },
             &mnesia_levels,
         )
