@@ -94,6 +94,9 @@ async fn memory(subject: &Subject<'_>) -> Result<Vec<(String, u64)>> {
     .await?
 }
 
+/// A level's vhosts, its PUT times and its whole signups' (the stack's cluster only).
+type Point = (usize, Stats, Option<Stats>);
+
 /// One level of the curve.
 struct Level {
     vhosts: usize,
@@ -115,10 +118,7 @@ pub struct Subject<'a> {
 /// [`SAMPLES`] sequential vhost PUTs, whole signups (when the subject has a stack), and the
 /// listing reconcile uses; memory per vhost per node from the first level to the last; delete
 /// throughput at the end. Returns the JSON of it, and the series to plot.
-pub async fn curve(
-    subject: &Subject<'_>,
-    levels: &[usize],
-) -> Result<(Value, Vec<(usize, Stats, Option<Stats>)>)> {
+pub async fn curve(subject: &Subject<'_>, levels: &[usize]) -> Result<(Value, Vec<Point>)> {
     let broker = subject.broker;
     let existing = broker.list_vhosts().await?.len();
     let mut made: Vec<String> = Vec::new();
@@ -278,9 +278,7 @@ pub async fn scaling(
         &levels,
     )
     .await?;
-    let p50_at = |series: &[(usize, Stats, Option<Stats>)], n: usize| {
-        series.iter().find(|(v, _, _)| *v == n).map(|(_, s, _)| s.p50)
-    };
+    let p50_at = |series: &[Point], n: usize| series.iter().find(|(v, _, _)| *v == n).map(|(_, s, _)| s.p50);
     if let (Some(empty), Some(at_2k)) = (p50_at(&khepri, 0), p50_at(&khepri, 2000)) {
         report.target(
             "vhost PUT p50 at 2,000 vhosts within 1.5x of p50 on an empty cluster",
@@ -299,8 +297,7 @@ pub async fn scaling(
         "vhosts already on the broker",
         "milliseconds",
     );
-    let points = |series: &[(usize, Stats, Option<Stats>)],
-                  pick: fn(&(usize, Stats, Option<Stats>)) -> Option<Duration>| {
+    let points = |series: &[Point], pick: fn(&Point) -> Option<Duration>| {
         series
             .iter()
             .filter_map(|p| Some((p.0 as f64, pick(p)?.as_secs_f64() * 1000.0)))
