@@ -122,8 +122,8 @@ async fn reads_without_statistics_still_report_what_the_adapter_needs() {
         "{:?}",
         vhost.cluster_state
     );
-    // The listing reconcile uses finds it with its tags (4.3 answers every field of a vhost
-    // whatever `columns` asks; the adapter reads the three it needs).
+    // The listing reconcile uses (the definitions: `/api/vhosts` ignores `columns` on 4.3 and
+    // asks every node for every vhost's state) finds it with its description and tags.
     let listed = broker.list_vhosts().await.unwrap();
     let mine = listed.iter().find(|v| v.name == tenant.vhost()).expect("listed");
     assert_eq!(

