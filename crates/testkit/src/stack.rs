@@ -198,6 +198,17 @@ pub fn exports() -> BTreeMap<&'static str, String> {
     ])
 }
 
+/// The RabbitMQ administrator the stack bootstrapped, read from its Secrets Manager secret as the
+/// functions read it.
+pub async fn rabbitmq_admin(app: &AppContext) -> tgsearch::adapters::rabbitmq::AdminCredentials {
+    app.provisioner
+        .store
+        .read_json(ADMIN_SECRET_ID, tgsearch::app::ADMIN_SECRET_SHAPE)
+        .await
+        .expect("the stack's admin secret can be read")
+        .expect("the stack's admin secret: run `cargo xtask stack up`")
+}
+
 /// A handle on the running stack. Values come from the process environment where set (as
 /// `cargo xtask test` sets them), else from the stack's fixed defaults.
 #[derive(Debug, Clone)]

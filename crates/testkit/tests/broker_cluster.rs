@@ -23,7 +23,6 @@ use testkit::stack::{self, Stack};
 use testkit::{amqp, events, fresh_tenant};
 use tgsearch::TenantId;
 use tgsearch::adapters::rabbitmq::AdminCredentials;
-use tgsearch::app::ADMIN_SECRET_SHAPE;
 use tgsearch::ports::CredentialStore;
 use tgsearch::status::tenant_status;
 
@@ -350,13 +349,7 @@ async fn settle_and_check(
     }
 
     // Every tenant is complete and works on every node with its stored credentials.
-    let admin: AdminCredentials = app
-        .provisioner
-        .store
-        .read_json(stack::ADMIN_SECRET_ID, ADMIN_SECRET_SHAPE)
-        .await
-        .unwrap()
-        .expect("the admin secret");
+    let admin = stack::rabbitmq_admin(&app).await;
     let mut broken = Vec::new();
     for (tenant, _) in &results {
         let status = tenant_status(&app.provisioner, tenant).await.unwrap();

@@ -12,7 +12,6 @@ use testkit::cluster::Cluster;
 use testkit::stack::{self, Stack};
 use testkit::{amqp, fresh_tenant};
 use tgsearch::adapters::rabbitmq::{AdminCredentials, ManagementClient};
-use tgsearch::app::ADMIN_SECRET_SHAPE;
 use tgsearch::credentials::{Password, generate_password};
 use tgsearch::ports::TenantBroker;
 
@@ -21,15 +20,7 @@ fn workspace() -> std::path::PathBuf {
 }
 
 async fn admin(stack: &Stack) -> AdminCredentials {
-    stack
-        .app()
-        .await
-        .provisioner
-        .store
-        .read_json(stack::ADMIN_SECRET_ID, ADMIN_SECRET_SHAPE)
-        .await
-        .unwrap()
-        .expect("the stack's admin secret")
+    stack::rabbitmq_admin(&stack.app().await).await
 }
 
 /// `GET <management>/api/<path>` as `who`, the JSON and the status.

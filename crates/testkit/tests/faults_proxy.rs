@@ -8,18 +8,9 @@ use aws_sdk_secretsmanager::config::retry::RetryConfig;
 use testkit::faults::{Canned, Proxy, Rule, TestCa};
 use testkit::stack::{self, Stack};
 use tgsearch::adapters::rabbitmq::AdminCredentials;
-use tgsearch::app::ADMIN_SECRET_SHAPE;
 
 async fn admin(stack: &Stack) -> AdminCredentials {
-    stack
-        .app()
-        .await
-        .provisioner
-        .store
-        .read_json(stack::ADMIN_SECRET_ID, ADMIN_SECRET_SHAPE)
-        .await
-        .unwrap()
-        .expect("the stack's admin secret: run `cargo xtask stack up`")
+    stack::rabbitmq_admin(&stack.app().await).await
 }
 
 async fn whoami(http: &reqwest::Client, proxy: &Proxy, admin: &AdminCredentials) -> reqwest::Result<u16> {

@@ -17,7 +17,6 @@ use testkit::runtime::{Answer, Function};
 use testkit::stack;
 use testkit::{events, fresh_tenant};
 use tgsearch::adapters::rabbitmq::AdminCredentials;
-use tgsearch::app::ADMIN_SECRET_SHAPE;
 use tgsearch::ports::CredentialStore;
 
 fn at_trace(rig: &Rig) -> BTreeMap<String, String> {
@@ -50,13 +49,7 @@ fn leaked(logs: &str, secrets: &[(&str, String)]) -> Vec<String> {
 }
 
 async fn admin(rig: &Rig) -> AdminCredentials {
-    rig.app
-        .provisioner
-        .store
-        .read_json(stack::ADMIN_SECRET_ID, ADMIN_SECRET_SHAPE)
-        .await
-        .unwrap()
-        .expect("the stack's admin secret")
+    stack::rabbitmq_admin(&rig.app).await
 }
 
 #[tokio::test]

@@ -6,7 +6,6 @@ use reqwest::StatusCode;
 use testkit::fresh_tenant;
 use testkit::stack::Stack;
 use tgsearch::adapters::rabbitmq::{AdminCredentials, missing_built_in_exchanges};
-use tgsearch::app::ADMIN_SECRET_SHAPE;
 use tgsearch::credentials::{Password, generate_password};
 use tgsearch::deadline::{Deadline, Step};
 use tgsearch::ports::{Converged, Foreign, Removed, TenantBroker};
@@ -218,13 +217,7 @@ async fn a_vhost_whose_creation_was_cut_short_is_seen_and_created_again() {
     let stack = Stack::require();
     let app = stack.app().await;
     let rabbit = &app.provisioner.broker;
-    let admin: AdminCredentials = app
-        .provisioner
-        .store
-        .read_json(testkit::stack::ADMIN_SECRET_ID, ADMIN_SECRET_SHAPE)
-        .await
-        .unwrap()
-        .expect("the admin secret");
+    let admin = testkit::stack::rabbitmq_admin(&app).await;
 
     // Cut creations short at growing delays until one leaves a vhost without its built-in
     // exchanges (RabbitMQ stops declaring them when the client goes away).
