@@ -137,6 +137,7 @@ pub async fn curve(subject: &Subject<'_>, levels: &[usize]) -> Result<(Value, Ve
         None => None,
     };
     let mut signed_up: Vec<TenantId> = Vec::new();
+    let mut stopped: Option<String> = None;
     println!(
         "\n{}: {SAMPLES} sequential PUTs per level, filled {AT_ONCE} at a time",
         subject.label
@@ -168,7 +169,15 @@ pub async fn curve(subject: &Subject<'_>, levels: &[usize]) -> Result<(Value, Ve
         if failures > 0 {
             eprintln!("bench: {failures} filler vhosts failed at level {level} (descriptors or memory?)");
         }
-        let put = Stats::of(timed_puts(broker, SAMPLES, &mut made).await?).expect("samples");
+        // A broker that cannot keep up ends its curve here, with what it measured so far.
+        let put = match timed_puts(broker, SAMPLES, &mut made).await {
+            Ok(times) => Stats::of(times).expect("samples"),
+            Err(e) => {
+                println!("  the curve stops at {level} vhosts: {e}");
+                stopped = Some(format!("at {level} vhosts: {e}"));
+                break;
+            }
+        };
         let signup = match &signer {
             Some((f, _)) => {
                 let mut times = Vec::new();
@@ -248,6 +257,7 @@ pub async fn curve(subject: &Subject<'_>, levels: &[usize]) -> Result<(Value, Ve
         "memory_per_vhost": per_vhost,
         "create_per_second_at_once": create_rate,
         "delete_per_second_at_once": delete_rate,
+        "stopped": stopped,
     });
     Ok((json, series))
 }
