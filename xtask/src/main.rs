@@ -70,6 +70,12 @@ enum Task {
         #[arg(long)]
         size: bool,
     },
+    /// Draws a chart (SVG) from series written down as JSON (see `bench::plot::from_json`).
+    #[command(hide = true)]
+    BenchPlot {
+        input: std::path::PathBuf,
+        output: std::path::PathBuf,
+    },
     /// The local stack: RabbitMQ, moto, and the Lambda emulator.
     Stack {
         #[command(subcommand)]
@@ -196,6 +202,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await?
         }
         Task::Sam { action } => sam::run(action).await?,
+        Task::BenchPlot { input, output } => bench::plot::from_json(&input, &output)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,7 +17,7 @@
 
 mod burst;
 mod functions;
-mod plot;
+pub mod plot;
 mod size;
 mod stats;
 mod tokens;

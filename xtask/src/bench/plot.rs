@@ -176,6 +176,32 @@ impl Chart {
     }
 }
 
+/// `cargo xtask bench-plot IN.json OUT.svg`: a chart from measured series written down, e.g. a
+/// run's table kept after the run itself was stopped. The JSON: `{"title", "x", "y",
+/// "series": [{"name", "points": [[x, y], ...], "dashed"?}]}`.
+pub fn from_json(input: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(input)?)
+        .with_context(|| format!("{} is not JSON", input.display()))?;
+    let text = |k: &str| spec[k].as_str().unwrap_or_default().to_owned();
+    let mut chart = Chart::new(&text("title"), &text("x"), &text("y"));
+    for series in spec["series"].as_array().context("no `series` array")? {
+        let points = series["points"]
+            .as_array()
+            .context("a series without `points`")?
+            .iter()
+            .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+            .collect();
+        let mut s = Series::new(series["name"].as_str().unwrap_or("?"), points);
+        if series["dashed"].as_bool() == Some(true) {
+            s = s.dashed();
+        }
+        chart.add(s);
+    }
+    std::fs::write(output, chart.svg())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
