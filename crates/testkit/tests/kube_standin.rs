@@ -717,10 +717,30 @@ fn kubectl(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `kubectl create -f` of `object` (JSON through kubectl's resource builder). `kubectl create
+/// secret|namespace` would use client-go's typed clients, which send protobuf, a format the
+/// stand-in does not speak (its README).
+fn kubectl_create(namespace: &str, object: serde_json::Value) -> (bool, String) {
+    let file = std::env::temp_dir().join(format!("kubectl-create-{}.json", testkit::fresh_tenant()));
+    std::fs::write(&file, object.to_string()).unwrap();
+    let result = kubectl(&["-n", namespace, "create", "-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(file);
+    result
+}
+
+fn opaque_secret(name: &str, key: &str, value: &str) -> serde_json::Value {
+    use base64::Engine;
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": name},
+        "data": {key: base64::engine::general_purpose::STANDARD.encode(value)}
+    })
+}
+
 #[test]
 fn kubectl_gets_describes_and_deletes() {
     let name = format!("probe-{}", &testkit::fresh_tenant().as_str()[..8]);
-    let (ok, out) = kubectl(&["create", "secret", "generic", &name, "--from-literal=k=v"]);
+    let (ok, out) = kubectl_create(stack::NAMESPACE, opaque_secret(&name, "k", "v"));
     assert!(ok, "{out}");
     let (ok, out) = kubectl(&["get", "secrets"]);
     assert!(ok && out.contains(&name) && out.contains("Opaque"), "{out}");
@@ -777,17 +797,12 @@ fn kubectl_as_admin_may_do_what_the_provisioner_may_not() {
         ok && out.contains("gp3") && out.contains("ebs.csi.aws.com"),
         "{out}"
     );
-    let (ok, out) = kubectl(&["create", "namespace", &ns]);
+    let (ok, out) = kubectl_create(
+        stack::NAMESPACE,
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    );
     assert!(ok, "{out}");
-    let (ok, out) = kubectl(&[
-        "-n",
-        &ns,
-        "create",
-        "secret",
-        "generic",
-        "s",
-        "--from-literal=a=b",
-    ]);
+    let (ok, out) = kubectl_create(&ns, opaque_secret("s", "a", "b"));
     assert!(ok, "{out}");
     let (ok, out) = kubectl(&["get", "namespace", &ns, "-o", "jsonpath={.status.phase}"]);
     assert!(ok && out == "Active", "{out}");
