@@ -37,6 +37,15 @@ async fn get(stack: &Stack, who: &AdminCredentials, path: &str) -> (u16, Value) 
     (status, answer.json().await.unwrap_or(Value::Null))
 }
 
+/// A fresh tenant's vhost and user, created through the adapter.
+async fn tenant_user(broker: &ManagementClient) -> (tgsearch::TenantId, Password) {
+    let tenant = fresh_tenant();
+    let password = generate_password();
+    broker.ensure_vhost(&tenant).await.unwrap();
+    broker.ensure_user(&tenant, &password).await.unwrap();
+    (tenant, password)
+}
+
 #[tokio::test]
 async fn the_broker_runs_the_pinned_release_with_its_metadata_in_khepri() {
     let stack = Stack::require();
@@ -75,10 +84,7 @@ async fn the_password_hash_is_the_one_the_adapter_checks() {
     let stack = Stack::require();
     let app = stack.app().await;
     let broker = &app.provisioner.broker;
-    let tenant = fresh_tenant();
-    let password = generate_password();
-    broker.ensure_vhost(&tenant).await.unwrap();
-    broker.ensure_user(&tenant, &password).await.unwrap();
+    let (tenant, password) = tenant_user(broker).await;
     let (_, user) = get(&stack, &admin(&stack).await, &format!("users/{tenant}")).await;
     assert_eq!(
         user["hashing_algorithm"], "rabbit_password_hashing_sha256",
@@ -143,10 +149,7 @@ async fn a_tenants_durable_queue_is_a_quorum_queue_and_a_vhost_starts_on_every_n
     let stack = Stack::require();
     let app = stack.app().await;
     let broker = &app.provisioner.broker;
-    let tenant = fresh_tenant();
-    let password = generate_password();
-    broker.ensure_vhost(&tenant).await.unwrap();
-    broker.ensure_user(&tenant, &password).await.unwrap();
+    let (tenant, password) = tenant_user(broker).await;
     broker.ensure_permission(&tenant).await.unwrap();
     let admin = admin(&stack).await;
     let (_, vhost) = get(&stack, &admin, &format!("vhosts/{tenant}?disable_stats=true")).await;
