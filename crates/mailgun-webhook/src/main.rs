@@ -8,7 +8,7 @@ use tgsearch::adapters::sns::SnsAlerts;
 use tgsearch::app::{COLD_START_LIMIT, load_aws_config};
 use tgsearch::config::MailgunConfig;
 use tgsearch::handlers::mailgun_webhook::{WebhookContext, handle};
-use tgsearch::mailgun::load_signing_key;
+use tgsearch::mailgun::{Keyring, load_signing_key};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -24,8 +24,13 @@ async fn main() -> Result<(), Error> {
         })?
         .map_err(|e| format!("MAILGUN_SIGNING_KEY_SECRET_ID `{id}`: {e}"))
         .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
-    let ctx = WebhookContext::new(
-        key,
+    let reload_id = config.signing_key_secret_id.clone();
+    let keys = Keyring::reloading(key, move || {
+        let (secrets, id) = (secrets.clone(), reload_id.clone());
+        async move { load_signing_key(&secrets, &id).await }
+    });
+    let ctx = WebhookContext::with_keys(
+        keys,
         SnsAlerts::new(&aws, config.alert_topic_arn),
         DynamoLedger::new(&aws, config.dedup_table),
     );

@@ -8,7 +8,9 @@
 //! | a mail lost for good, first delivery | 200 `alerted` | published to the alert topic |
 //! | the same delivery again (retry, duplicate) | 200 `duplicate` | alerted already (or ignored) |
 //! | any other event (delivered, temporary failure) | 200 `ignored` | nothing to do |
-//! | bad or missing signature, outside the horizon, token replayed with another event, not a webhook, truncated, over 256 KiB, other content type | 406 | no retry can make it valid |
+//! | a signature that matches neither the key held nor the key stored now (read again, at most once per 10 s per container) | 406 | |
+//! | a signature that does not match, and the key cannot be read again | 503 | a rotated key is read on Mailgun's retry |
+//! | missing signature, outside the horizon, token replayed with another event, not a webhook, truncated, over 256 KiB, other content type | 406 | no retry can make it valid |
 //! | the ledger or SNS unavailable; the same delivery being handled elsewhere right now | 503 | a retry can succeed |
 //! | not a POST | 405 | |
 //!
@@ -24,12 +26,12 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::mailgun::{HORIZON, SigningKey, Verdict, classify, parse, verify};
+use crate::mailgun::{HORIZON, Keyring, Reloaded, SigningKey, Verdict, VerifyError, classify, parse, verify};
 use crate::ports::{AlertSink, Claim, Delivery, DeliveryLedger, DeliveryState};
 
 /// Built once per container.
 pub struct WebhookContext<A, L> {
-    pub key: SigningKey,
+    pub keys: Keyring,
     pub alerts: A,
     pub ledger: L,
     /// How long a pending claim holds a token: longer than one invocation can run.
@@ -40,8 +42,13 @@ pub struct WebhookContext<A, L> {
 
 impl<A, L> WebhookContext<A, L> {
     pub fn new(key: SigningKey, alerts: A, ledger: L) -> Self {
+        Self::with_keys(Keyring::fixed(key), alerts, ledger)
+    }
+
+    /// With a key that is read again when a signature does not match it.
+    pub fn with_keys(keys: Keyring, alerts: A, ledger: L) -> Self {
         Self {
-            key,
+            keys,
             alerts,
             ledger,
             lease: Duration::from_secs(60),
@@ -98,8 +105,31 @@ pub async fn handle<A: AlertSink, L: DeliveryLedger>(
         }
     };
     let now = SystemTime::now();
-    let signed_at = match verify(&ctx.key, &webhook.signature, now) {
+    let signed_at = match verify(&ctx.keys.current(), &webhook.signature, now) {
         Ok(ts) => ts,
+        // The key may have been rotated since this container read it: read it again before a
+        // 406, which Mailgun never retries.
+        Err(VerifyError::BadSignature) => match ctx.keys.reload().await {
+            Reloaded::Changed => match verify(&ctx.keys.current(), &webhook.signature, now) {
+                Ok(ts) => {
+                    info!("signing key changed in Secrets Manager; the new one is in use");
+                    ts
+                }
+                Err(e) => {
+                    warn!(reason = %e, "signature refused by the new key too: 406");
+                    return Ok(refuse(&format!("signature refused: {e}")));
+                }
+            },
+            // The stored key is the one in use (read now, or within the last seconds).
+            Reloaded::Same | Reloaded::TooSoon => {
+                warn!("signature refused (the stored key is the one in use): 406");
+                return Ok(refuse("signature refused: the signature does not match"));
+            }
+            Reloaded::Failed(e) => {
+                warn!(error = %e, "signature does not match and the key cannot be read again: 503");
+                return Ok(unavailable("the signing key cannot be checked right now; retry"));
+            }
+        },
         Err(e) => {
             warn!(reason = %e, "signature refused: 406");
             return Ok(refuse(&format!("signature refused: {e}")));
@@ -286,8 +316,12 @@ mod tests {
     }
 
     fn body(token: &str, age: Duration, event: serde_json::Value) -> String {
+        signed_with(KEY, token, age, event)
+    }
+
+    fn signed_with(key: &str, token: &str, age: Duration, event: serde_json::Value) -> String {
         let ts = unix(SystemTime::now() - age).to_string();
-        let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
         mac.update(ts.as_bytes());
         mac.update(token.as_bytes());
         let signature = hex::encode(mac.finalize().into_bytes());
@@ -382,5 +416,26 @@ mod tests {
             assert_eq!(post(&ctx, b).await.0, 406);
         }
         assert!(ctx.alerts.sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_rotated_signing_key_loses_no_delivery() {
+        let stored = std::sync::Arc::new(Mutex::new(KEY.to_string()));
+        let source = stored.clone();
+        let keys = Keyring::reloading(SigningKey::new(KEY).unwrap(), move || {
+            let key = source.lock().unwrap().clone();
+            async move { SigningKey::new(key) }
+        })
+        .with_interval(Duration::from_millis(200));
+        let ctx = WebhookContext::with_keys(keys, Sink::default(), Ledger::default());
+        *stored.lock().unwrap() = "key-rotated".into();
+        let b = signed_with("key-rotated", "tok-7", Duration::ZERO, lost("ev7"));
+        assert_eq!(post(&ctx, b).await.0, 200);
+        assert_eq!(ctx.alerts.sent.lock().unwrap().len(), 1);
+        // A forged signature is refused, whether the key was read just now or is read again.
+        let forged = signed_with("key-forged", "tok-8", Duration::ZERO, lost("ev8"));
+        assert_eq!(post(&ctx, forged.clone()).await.0, 406);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(post(&ctx, forged).await.0, 406);
     }
 }

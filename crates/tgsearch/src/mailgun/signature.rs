@@ -21,7 +21,7 @@ pub const HORIZON: Duration = Duration::from_secs(12 * 3600);
 pub const FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// The webhook signing key (Mailgun: Sending → Webhooks → HTTP webhook signing key). Never shown.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningKey(String);
 
 impl SigningKey {
