@@ -26,8 +26,11 @@ async fn main() -> Result<(), Error> {
     }
     let ctx = CredentialsContext {
         verifier,
+        rates: app.provisioner.locks.clone(),
         tenants: app.provisioner,
         deadline: READINESS_DEADLINE,
+        get_rate: config.get_rate,
+        rotate_rate: config.rotate_rate,
     };
     run(service_fn(|request| handle(&ctx, request))).await
 }

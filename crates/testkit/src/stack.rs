@@ -47,6 +47,8 @@ pub const PROVISION_QUEUE: &str = "tgsearch-provision";
 pub const PROVISION_DLQ: &str = "tgsearch-provision-dlq";
 /// The mailgun-webhook's delivery ledger (DynamoDB).
 pub const DEDUP_TABLE: &str = "tgsearch-mailgun-deliveries";
+/// The tenant guard table: per-tenant locks and rate counters.
+pub const TENANT_GUARD_TABLE: &str = "tgsearch-tenant-guard";
 /// moto's default account.
 pub const ACCOUNT: &str = "123456789012";
 /// Variable naming the emulator's invoke endpoint, for tests and the demo.
@@ -154,6 +156,7 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         ("BACKEND_STORAGE_CLASS", "gp3".into()),
         ("MAILGUN_SIGNING_KEY_SECRET_ID", MAILGUN_KEY_SECRET_ID.into()),
         ("MAILGUN_DEDUP_TABLE", DEDUP_TABLE.into()),
+        ("TENANT_GUARD_TABLE", TENANT_GUARD_TABLE.into()),
         (
             "PROVISION_QUEUE_URL",
             std::fs::read_to_string(provision_queue_file())

@@ -8,130 +8,19 @@
 
 use std::time::Duration;
 
-use aws_sdk_cognitoidentityprovider::Client;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde_json::{Value, json};
-use testkit::cognito::{self, Tokens, User};
-use testkit::lambda::invoke;
-use testkit::settle::until_complete;
-use testkit::stack::{self, Stack};
-use testkit::{amqp, events};
+use testkit::amqp;
+use testkit::cognito;
+use testkit::frontend::{Answer, Frontend, bearer};
+use testkit::stack;
 use tgsearch::ports::{CredentialStore, TenantBroker};
 
 /// A pool and an app client of this test's own in moto: its tokens are genuine, just not ours.
 const OTHER_POOL: &str = "tgsearch-test-other-pool";
 const OTHER_CLIENT: &str = "tgsearch-test-other-client";
-
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
-    }
-}
-
-struct Frontend {
-    stack: Stack,
-    http: reqwest::Client,
-    cognito: Client,
-    pool: String,
-    client_id: String,
-    /// Straight to the real servers, for checks.
-    app: tgsearch::app::AppContext,
-}
-
-impl Frontend {
-    async fn new() -> Self {
-        let stack = Stack::require();
-        stack.lambda_endpoint();
-        let cognito = Client::new(&stack.aws().await);
-        let app = stack.app().await;
-        Self {
-            app,
-            pool: stack.var("USER_POOL_ID").to_owned(),
-            client_id: stack.frontend_client_id().to_owned(),
-            stack,
-            http: reqwest::Client::new(),
-            cognito,
-        }
-    }
-
-    /// `GET <function URL><path_and_query>` with these Authorization headers, in this order.
-    async fn get(&self, path_and_query: &str, authorization: &[&str]) -> Answer {
-        self.request(reqwest::Method::GET, path_and_query, authorization)
-            .await
-    }
-
-    async fn request(&self, method: reqwest::Method, path_and_query: &str, authorization: &[&str]) -> Answer {
-        let url = format!(
-            "{}/lambda-url/tenant-credentials{path_and_query}",
-            self.stack.lambda_endpoint()
-        );
-        let mut request = self.http.request(method, url).timeout(Duration::from_secs(120));
-        for value in authorization {
-            request = request.header(AUTHORIZATION, *value);
-        }
-        let response = request.send().await.expect("the emulator answers");
-        Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            text: response.text().await.unwrap(),
-        }
-    }
-
-    async fn user(&self, label: &str) -> User {
-        cognito::sign_up_confirmed(&self.cognito, &self.pool, &self.client_id, label)
-            .await
-            .unwrap()
-    }
-
-    async fn sign_in(&self, user: &User) -> Tokens {
-        cognito::sign_in(&self.cognito, &self.client_id, &user.username)
-            .await
-            .unwrap()
-    }
-
-    /// What Cognito does on a confirmed sign-up: invoke post-confirmation with the user's `sub`.
-    async fn provision(&self, user: &User) {
-        let mut event = events::signup_for(&user.tenant);
-        event["userName"] = user.username.clone().into();
-        event["request"]["userAttributes"]["email"] = user.email.clone().into();
-        invoke(
-            &self.http,
-            self.stack.lambda_endpoint(),
-            "post-confirmation",
-            &event,
-        )
-        .await
-        .unwrap()
-        .unwrap_ok();
-        // Done, or handed to the worker: complete once the stack's poller has run it.
-        until_complete(&self.app.provisioner, &user.tenant).await;
-    }
-
-    /// The user leaves: their Cognito user first, then (as teardown requires) their tenant.
-    async fn remove(&self, user: &User) {
-        cognito::delete_user(&self.cognito, &self.pool, &user.username)
-            .await
-            .unwrap();
-        let payload = json!({ "sub": user.tenant.as_str() });
-        invoke(&self.http, self.stack.lambda_endpoint(), "teardown", &payload)
-            .await
-            .unwrap()
-            .unwrap_ok();
-    }
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
 
 fn assert_unauthorized(answer: &Answer, case: &str, secrets: &[&str]) {
     assert_eq!(answer.status, 401, "{case}: {}", answer.text);
@@ -563,9 +452,19 @@ async fn a_rotation_refuses_the_old_password_and_hands_out_a_working_new_one() {
         .unwrap()
         .annotations
         .unwrap_or_default();
-    assert!(
-        annotations.contains_key("kubectl.kubernetes.io/restartedAt"),
-        "the backend is restarted with the new password: {annotations:?}"
+    let current = app
+        .provisioner
+        .store
+        .versions(&user.tenant)
+        .await
+        .unwrap()
+        .ours()
+        .unwrap();
+    assert!(current.pending.is_none(), "nothing left pending");
+    assert_eq!(
+        annotations.get("tgsearch.io/credentials-version"),
+        Some(&current.current.version),
+        "the backend is restarted onto the new version: {annotations:?}"
     );
     // Repeating it is safe: another new password, still one working tenant.
     let again = f

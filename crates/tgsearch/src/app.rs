@@ -8,6 +8,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use crate::adapters::kubernetes::KubeBackend;
 use crate::adapters::rabbitmq::{AdminCredentials, ManagementClient};
 use crate::adapters::secrets_manager::{SecretsError, SecretsManager};
+use crate::adapters::tenant_guard::TenantGuard;
 use crate::backend::TemplateError;
 use crate::cluster::ClusterError;
 use crate::config::{ConfigError, ProvisionerConfig};
@@ -142,7 +143,7 @@ pub fn http_client() -> Result<reqwest::Client, StartupError> {
 }
 
 /// The provisioner as the Lambdas and the CLI use it.
-pub type LiveProvisioner = Provisioner<SecretsManager, ManagementClient, KubeBackend>;
+pub type LiveProvisioner = Provisioner<SecretsManager, ManagementClient, KubeBackend, TenantGuard>;
 
 /// Everything provisioning needs, built once.
 pub struct AppContext {
@@ -186,7 +187,9 @@ impl AppContext {
                 store: secrets,
                 broker,
                 backend,
+                locks: TenantGuard::new(aws, config.tenant_guard_table.clone()),
                 amqp_url: config.rabbitmq_amqp_url.clone(),
+                limits: config.broker_limits,
             },
             config,
             aws: aws.clone(),

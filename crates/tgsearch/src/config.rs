@@ -40,6 +40,12 @@ pub struct ProvisionerConfig {
     pub kube: crate::cluster::KubeConfig,
     /// Image and storage of the tenants' backends.
     pub backend: crate::backend::BackendSettings,
+    /// `TENANT_GUARD_TABLE`: the DynamoDB table of per-tenant locks and request counters (key
+    /// `pk`, TTL `expires_at`).
+    pub tenant_guard_table: String,
+    /// Each tenant's limits on the broker (`RABBITMQ_TENANT_MAX_CONNECTIONS`, `..._MAX_QUEUES`,
+    /// `..._MAX_CHANNELS`).
+    pub broker_limits: crate::ports::BrokerLimits,
 }
 
 /// Reads settings through a lookup function, so tests need not touch the process environment.
@@ -81,6 +87,23 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 name,
                 reason: format!("`{v}` is not true or false"),
             }),
+        }
+    }
+
+    /// A positive whole number up to `max`; unset: `default`.
+    pub fn count_or(&self, name: &'static str, default: u32, max: u32) -> Result<u32, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(raw) => match raw.trim().parse::<u32>() {
+                Ok(n) if n > 0 && n <= max => Ok(n),
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    reason: format!(
+                        "`{}` is not a whole number from 1 to {max}",
+                        raw.chars().take(40).collect::<String>()
+                    ),
+                }),
+            },
         }
     }
 
@@ -150,7 +173,7 @@ fn require_tls(
     url: &Url,
     secure: &str,
     carries: &str,
-    allow_plaintext: bool,
+    (allow_plaintext, override_name): (bool, &str),
 ) -> Result<(), ConfigError> {
     if url.scheme() == secure || allow_plaintext || is_loopback(url) {
         return Ok(());
@@ -158,7 +181,7 @@ fn require_tls(
     Err(ConfigError::Invalid {
         name,
         reason: format!(
-            "`{}://{}` would send {carries} in clear text to another machine: use {secure}://, or set RABBITMQ_ALLOW_PLAINTEXT=true if the broker is reachable only inside a private network",
+            "`{}://{}` would carry {carries} in clear text to another machine: use {secure}://, or set {override_name}=true if that host is reachable only inside a private network",
             url.scheme(),
             url.host_str().unwrap_or_default()
         ),
@@ -188,14 +211,14 @@ impl ProvisionerConfig {
             &rabbitmq_management_url,
             "https",
             "the RabbitMQ admin password",
-            allow_plaintext,
+            (allow_plaintext, "RABBITMQ_ALLOW_PLAINTEXT"),
         )?;
         require_tls(
             "RABBITMQ_AMQP_URL",
             &rabbitmq_amqp_url,
             "amqps",
             "tenants' passwords",
-            allow_plaintext,
+            (allow_plaintext, "RABBITMQ_ALLOW_PLAINTEXT"),
         )?;
         let rabbitmq_admin_secret_id = env.required(
             "RABBITMQ_ADMIN_SECRET_ID",
@@ -207,6 +230,22 @@ impl ProvisionerConfig {
         let provision_budget = env.millis_or("PROVISION_BUDGET_MS", DEFAULT_PROVISION_BUDGET_MS)?;
         let kube = crate::cluster::KubeConfig::from(env)?;
         let backend = crate::backend::BackendSettings::from(env, &kube.namespace)?;
+        let tenant_guard_table = env.required(
+            "TENANT_GUARD_TABLE",
+            "the DynamoDB table of per-tenant locks and rate limits (partition key `pk`)",
+        )?;
+        let defaults = crate::ports::BrokerLimits::default();
+        let connections = env.count_or(
+            "RABBITMQ_TENANT_MAX_CONNECTIONS",
+            defaults.user_connections,
+            10_000,
+        )?;
+        let broker_limits = crate::ports::BrokerLimits {
+            vhost_connections: connections,
+            user_connections: connections,
+            vhost_queues: env.count_or("RABBITMQ_TENANT_MAX_QUEUES", defaults.vhost_queues, 100_000)?,
+            user_channels: env.count_or("RABBITMQ_TENANT_MAX_CHANNELS", defaults.user_channels, 2_047)?,
+        };
         Ok(Self {
             rabbitmq_management_url,
             rabbitmq_amqp_url,
@@ -215,6 +254,8 @@ impl ProvisionerConfig {
             provision_budget,
             kube,
             backend,
+            tenant_guard_table,
+            broker_limits,
         })
     }
 }
@@ -234,6 +275,7 @@ mod tests {
         ("RABBITMQ_AMQP_URL", "amqp://127.0.0.1:5672"),
         ("RABBITMQ_ADMIN_SECRET_ID", "tgsearch/rabbitmq-admin"),
         ("BACKEND_IMAGE", "ghcr.io/tgsearch/core:1.4"),
+        ("TENANT_GUARD_TABLE", "tgsearch-tenant-guard"),
     ];
 
     #[test]
@@ -426,6 +468,32 @@ pub struct TenantCredentialsConfig {
     pub jwks_url: Url,
     /// `USER_POOL_TOKEN_USE`: `id` (default) or `access`, the one kind of token accepted.
     pub token_use: crate::cognito_jwt::TokenUse,
+    /// `TENANT_GET_RATE`: `GET /tenant` per tenant (`<max>/<seconds>`, default `120/60`: a
+    /// frontend polling every 2 s while provisioning uses a quarter of it).
+    pub get_rate: crate::ports::Rate,
+    /// `TENANT_ROTATE_RATE`: rotations per tenant (default `3/600`).
+    pub rotate_rate: crate::ports::Rate,
+}
+
+/// A rate setting `<max>/<seconds>`, e.g. `120/60`.
+pub fn parse_rate(name: &'static str, raw: &str) -> Result<crate::ports::Rate, ConfigError> {
+    let invalid = || ConfigError::Invalid {
+        name,
+        reason: format!(
+            "`{}` is not <max>/<seconds> (e.g. 120/60) with both from 1 to 86400",
+            raw.chars().take(40).collect::<String>()
+        ),
+    };
+    let (max, secs) = raw.trim().split_once('/').ok_or_else(invalid)?;
+    let max: u32 = max.trim().parse().map_err(|_| invalid())?;
+    let secs: u64 = secs.trim().parse().map_err(|_| invalid())?;
+    if !(1..=86_400).contains(&max) || !(1..=86_400).contains(&secs) {
+        return Err(invalid());
+    }
+    Ok(crate::ports::Rate {
+        max,
+        window: Duration::from_secs(secs),
+    })
 }
 
 impl TenantCredentialsConfig {
@@ -467,7 +535,22 @@ impl TenantCredentialsConfig {
         }
         let issuer = issuer(region, &user_pool_id);
         let jwks_url = match env.optional("USER_POOL_JWKS_URL") {
-            Some(raw) => parse_url("USER_POOL_JWKS_URL", &raw, &["https", "http"])?,
+            Some(raw) => {
+                let url = parse_url("USER_POOL_JWKS_URL", &raw, &["https", "http"])?;
+                // The keys decide who may sign in: fetched over plaintext, whoever answers could
+                // mint a token for any `sub`. Same rule as the broker URLs.
+                require_tls(
+                    "USER_POOL_JWKS_URL",
+                    &url,
+                    "https",
+                    "the user pool's signing keys",
+                    (
+                        env.flag_or("USER_POOL_JWKS_ALLOW_PLAINTEXT", false)?,
+                        "USER_POOL_JWKS_ALLOW_PLAINTEXT",
+                    ),
+                )?;
+                url
+            }
             None => parse_url("USER_POOL_JWKS_URL", &jwks_url(&issuer), &["https"])?,
         };
         let token_use = match env.optional("USER_POOL_TOKEN_USE") {
@@ -477,12 +560,18 @@ impl TenantCredentialsConfig {
                 reason,
             })?,
         };
+        let rate = |name: &'static str, default: &str| match env.optional(name) {
+            Some(raw) => parse_rate(name, &raw),
+            None => parse_rate(name, default),
+        };
         Ok(Self {
             user_pool_id,
             client_id,
             issuer,
             jwks_url,
             token_use,
+            get_rate: rate("TENANT_GET_RATE", "120/60")?,
+            rotate_rate: rate("TENANT_ROTATE_RATE", "3/600")?,
         })
     }
 

@@ -22,6 +22,23 @@ pub fn generate_password() -> Password {
     Password(value)
 }
 
+/// A random UUID (version 4, RFC 4122 variant) from the same CSPRNG: Secrets Manager's
+/// `ClientRequestToken` (32 to 64 characters), and the shape of a Cognito `sub`.
+pub fn random_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// A secret string whose `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -141,6 +158,15 @@ mod tests {
         assert_eq!(a.expose().len(), PASSWORD_LEN);
         assert!(a.expose().chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn uuids_are_version_4_and_different() {
+        let a = random_uuid();
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+        assert_ne!(a, random_uuid());
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub enum Step {
     Directory,
     /// Handing an unfinished provisioning to the queue.
     HandOff,
+    /// Taking the tenant's lock, under which its credentials are written.
+    Lock,
+    /// The tenant's limits on the broker.
+    Limits,
 }
 
 impl Step {
@@ -51,6 +55,8 @@ impl Step {
             Step::Deployment => "deployment",
             Step::Directory => "directory",
             Step::HandOff => "hand-off",
+            Step::Lock => "lock",
+            Step::Limits => "limits",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod ports;
 pub mod provision;
 pub mod readiness;
 pub mod reconcile;
+pub mod rotation;
 pub mod status;
 pub mod teardown;
 pub mod telemetry;

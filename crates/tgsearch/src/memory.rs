@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::credentials::{Password, SecretUri, TenantCredentials};
 use crate::deadline::Step;
 use crate::ports::{
-    Converged, CredentialStore, Foreign, Found, PortError, Removed, Stored, TenantBackend, TenantBroker,
+    Admission, BrokerLimits, Converged, CredentialStore, CredentialVersions, Foreign, Found, PortError, Rate,
+    RateLimiter, Removed, Stored, TenantBackend, TenantBroker, TenantLocks, Versioned,
 };
 use crate::tenant::TenantId;
 
@@ -18,6 +19,10 @@ pub struct MemoryStore {
     pub secrets: Mutex<HashMap<TenantId, TenantCredentials>>,
     /// Secrets named like a tenant's but not written by the provisioner.
     pub foreign: Mutex<HashSet<TenantId>>,
+    /// The current version's id, per tenant (absent: "v0").
+    pub current: Mutex<HashMap<TenantId, String>>,
+    /// A rotation's pending version, per tenant.
+    pub pending: Mutex<HashMap<TenantId, Versioned>>,
     /// Delay before answering, to let concurrent calls interleave.
     pub latency: Duration,
 }
@@ -60,7 +65,60 @@ impl CredentialStore for MemoryStore {
         })
     }
 
+    async fn versions(&self, tenant: &TenantId) -> Result<Found<CredentialVersions>, PortError> {
+        tokio::time::sleep(self.latency).await;
+        Ok(match self.read(tenant).await? {
+            Found::Ours(credentials) => Found::Ours(CredentialVersions {
+                current: Versioned {
+                    version: self
+                        .current
+                        .lock()
+                        .unwrap()
+                        .get(tenant)
+                        .cloned()
+                        .unwrap_or_else(|| "v0".into()),
+                    credentials,
+                },
+                pending: self.pending.lock().unwrap().get(tenant).cloned(),
+            }),
+            Found::Absent => Found::Absent,
+            Found::Foreign(r) => Found::Foreign(r),
+        })
+    }
+
+    async fn put_pending(
+        &self,
+        tenant: &TenantId,
+        token: &str,
+        credentials: &TenantCredentials,
+    ) -> Result<(), PortError> {
+        tokio::time::sleep(self.latency).await;
+        self.pending.lock().unwrap().insert(
+            tenant.clone(),
+            Versioned {
+                version: token.into(),
+                credentials: credentials.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn promote(&self, tenant: &TenantId, pending: &str) -> Result<(), PortError> {
+        tokio::time::sleep(self.latency).await;
+        let mut all = self.pending.lock().unwrap();
+        if let Some(p) = all.get(tenant).filter(|p| p.version == pending).cloned() {
+            all.remove(tenant);
+            self.secrets.lock().unwrap().insert(tenant.clone(), p.credentials);
+            self.current.lock().unwrap().insert(tenant.clone(), p.version);
+        }
+        Ok(())
+    }
+
     async fn replace(&self, tenant: &TenantId, credentials: &TenantCredentials) -> Result<(), PortError> {
+        self.current
+            .lock()
+            .unwrap()
+            .insert(tenant.clone(), crate::credentials::random_uuid());
         self.secrets
             .lock()
             .unwrap()
@@ -97,6 +155,10 @@ pub struct MemoryBroker {
     pub fail_once: Mutex<HashSet<Step>>,
     /// Steps that hang (an unreachable server).
     pub hang: Mutex<HashSet<Step>>,
+    /// Connections closed, per user.
+    pub closed: Mutex<HashMap<String, usize>>,
+    /// Limits set, per tenant.
+    pub limits: Mutex<HashMap<String, BrokerLimits>>,
 }
 
 impl MemoryBroker {
@@ -200,15 +262,34 @@ impl TenantBroker for MemoryBroker {
         })
     }
 
-    async fn recreate_user(&self, tenant: &TenantId, password: &Password) -> Result<(), PortError> {
-        self.users.lock().unwrap().insert(
-            tenant.rabbitmq_user().into(),
-            MemoryUser {
-                password: password.clone(),
-                tags: vec![],
-            },
-        );
+    async fn user_has_password(&self, tenant: &TenantId, password: &Password) -> Result<bool, PortError> {
+        self.enter(Step::User).await?;
+        Ok(self
+            .users
+            .lock()
+            .unwrap()
+            .get(tenant.rabbitmq_user())
+            .is_some_and(|u| u.tags.is_empty() && u.password == *password))
+    }
+
+    async fn close_connections(&self, tenant: &TenantId) -> Result<(), PortError> {
+        *self
+            .closed
+            .lock()
+            .unwrap()
+            .entry(tenant.rabbitmq_user().into())
+            .or_default() += 1;
         Ok(())
+    }
+
+    async fn ensure_limits(&self, tenant: &TenantId, limits: &BrokerLimits) -> Result<Converged, PortError> {
+        self.enter(Step::Limits).await?;
+        let before = self.limits.lock().unwrap().insert(tenant.to_string(), *limits);
+        Ok(match before {
+            None => Converged::Created,
+            Some(b) if b == *limits => Converged::Unchanged,
+            Some(_) => Converged::Repaired("limits differed".into()),
+        })
     }
 
     async fn remove_vhost(&self, tenant: &TenantId) -> Result<Removed, PortError> {
@@ -233,6 +314,8 @@ impl TenantBroker for MemoryBroker {
 #[derive(Default)]
 pub struct MemoryBackend {
     pub objects: Mutex<HashMap<String, (String, bool)>>,
+    /// The credentials version each backend was restarted onto.
+    pub restarted: Mutex<HashMap<String, String>>,
 }
 
 impl MemoryBackend {
@@ -274,8 +357,26 @@ impl TenantBackend for MemoryBackend {
         self.put(format!("deployment/{tenant}"), String::new(), tenant)
     }
 
-    async fn restart(&self, _tenant: &TenantId) -> Result<(), PortError> {
-        Ok(())
+    async fn secret_holds(&self, tenant: &TenantId, amqp_uri: &SecretUri) -> Result<bool, PortError> {
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(&format!("secret/{tenant}"))
+            .is_some_and(|(v, ours)| *ours && v == amqp_uri.expose()))
+    }
+
+    async fn restart(&self, tenant: &TenantId, version: &str) -> Result<Converged, PortError> {
+        let before = self
+            .restarted
+            .lock()
+            .unwrap()
+            .insert(tenant.to_string(), version.to_owned());
+        Ok(if before.as_deref() == Some(version) {
+            Converged::Unchanged
+        } else {
+            Converged::Repaired(format!("restarted onto {version}"))
+        })
     }
 
     async fn remove_deployment(&self, tenant: &TenantId) -> Result<Removed, PortError> {
@@ -288,5 +389,53 @@ impl TenantBackend for MemoryBackend {
 
     async fn remove_secret(&self, tenant: &TenantId) -> Result<Removed, PortError> {
         self.take(format!("secret/{tenant}"))
+    }
+}
+
+/// Tenant locks in memory: (owner, lease end).
+#[derive(Default)]
+pub struct MemoryLocks {
+    pub held: Mutex<HashMap<TenantId, (String, tokio::time::Instant)>>,
+}
+
+impl TenantLocks for MemoryLocks {
+    async fn acquire(&self, tenant: &TenantId, owner: &str, lease: Duration) -> Result<bool, PortError> {
+        tokio::task::yield_now().await;
+        let now = tokio::time::Instant::now();
+        let mut held = self.held.lock().unwrap();
+        match held.get(tenant) {
+            Some((o, until)) if o != owner && *until > now => Ok(false),
+            _ => {
+                held.insert(tenant.clone(), (owner.to_owned(), now + lease));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release(&self, tenant: &TenantId, owner: &str) -> Result<(), PortError> {
+        let mut held = self.held.lock().unwrap();
+        if held.get(tenant).is_some_and(|(o, _)| o == owner) {
+            held.remove(tenant);
+        }
+        Ok(())
+    }
+}
+
+/// Fixed-window counters in memory.
+#[derive(Default)]
+pub struct MemoryRates {
+    pub hits: Mutex<HashMap<(String, u64), u32>>,
+}
+
+impl RateLimiter for MemoryRates {
+    async fn admit(&self, key: &str, rate: Rate, now: u64) -> Result<Admission, PortError> {
+        let (index, left) = crate::adapters::tenant_guard::window(rate, now);
+        let mut hits = self.hits.lock().unwrap();
+        let count = hits.entry((key.to_owned(), index)).or_default();
+        if *count >= rate.max {
+            return Ok(Admission::Limited { retry_after: left });
+        }
+        *count += 1;
+        Ok(Admission::Admitted)
     }
 }

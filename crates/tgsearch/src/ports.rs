@@ -130,6 +130,22 @@ pub struct Stored {
     pub created: bool,
 }
 
+/// One stored version of a tenant's credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// The store's id of this version (Secrets Manager's `VersionId`).
+    pub version: String,
+    pub credentials: TenantCredentials,
+}
+
+/// A tenant's stored credentials as a rotation sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialVersions {
+    pub current: Versioned,
+    /// A version a rotation stored and has not yet made current.
+    pub pending: Option<Versioned>,
+}
+
 /// Where tenant credentials live. The store is the single source of a tenant's password.
 pub trait CredentialStore: Send + Sync {
     /// Stores `candidate` unless credentials for `tenant` exist; either way returns what is
@@ -146,6 +162,27 @@ pub trait CredentialStore: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Found<TenantCredentials>, PortError>> + Send;
+
+    /// The stored versions: the current one and, while a rotation is under way or was cut
+    /// short, the pending one.
+    fn versions(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Found<CredentialVersions>, PortError>> + Send;
+
+    /// Stores `credentials` as the pending version `token` (a rotation's first step). Repeating
+    /// it with the same token stores nothing new.
+    fn put_pending(
+        &self,
+        tenant: &TenantId,
+        token: &str,
+        credentials: &TenantCredentials,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Makes the pending version `pending` the current one (a rotation's last step). Repeating it
+    /// once it is current does nothing.
+    fn promote(&self, tenant: &TenantId, pending: &str)
+    -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Replaces the stored credentials of an existing tenant secret of ours (a new version).
     fn replace(
@@ -195,14 +232,25 @@ pub trait TenantBroker: Send + Sync {
     /// Removes the tenant's vhost (queues and all) when it carries the `tgsearch` tag.
     fn remove_vhost(&self, tenant: &TenantId) -> impl Future<Output = Result<Removed, PortError>> + Send;
 
-    /// Re-creates the tenant's user (provably ours) with a new `password` and its permission:
-    /// deleting the user is what makes RabbitMQ close every connection it has open, so a leaked
-    /// password keeps no session.
-    fn recreate_user(
+    /// Whether the tenant's user exists, carries no tags and logs in with `password`: what the
+    /// broker itself checks at login. Reads only.
+    fn user_has_password(
         &self,
         tenant: &TenantId,
         password: &Password,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// Closes every connection the tenant's user has open (after its password changed, so a
+    /// leaked password keeps no session).
+    fn close_connections(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The tenant's limits on the broker: connections and queues on its vhost, connections and
+    /// channels of its user. Set when missing, repaired when they differ.
+    fn ensure_limits(
+        &self,
+        tenant: &TenantId,
+        limits: &BrokerLimits,
+    ) -> impl Future<Output = Result<Converged, PortError>> + Send;
 }
 
 /// The tenant's backend on the cluster: its Secret, its data volume, its Deployment.
@@ -213,6 +261,13 @@ pub trait TenantBackend: Send + Sync {
         amqp_uri: &SecretUri,
     ) -> impl Future<Output = Result<Converged, PortError>> + Send;
 
+    /// Whether the tenant's Secret exists, is ours and holds `amqp_uri`. Reads only.
+    fn secret_holds(
+        &self,
+        tenant: &TenantId,
+        amqp_uri: &SecretUri,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
     /// Creates the volume when absent, grows it when the configured size grew; never shrinks it
     /// or changes its class (that is [`Converged::NeedsPerson`]).
     fn ensure_volume(&self, tenant: &TenantId) -> impl Future<Output = Result<Converged, PortError>> + Send;
@@ -222,8 +277,13 @@ pub trait TenantBackend: Send + Sync {
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Converged, PortError>> + Send;
 
-    /// Restarts the backend's pod (after its credentials changed).
-    fn restart(&self, tenant: &TenantId) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Restarts the backend's pod onto credentials `version`, unless it runs on them already: the
+    /// pod template carries the version, so a repeated call restarts nothing.
+    fn restart(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+    ) -> impl Future<Output = Result<Converged, PortError>> + Send;
 
     fn remove_deployment(&self, tenant: &TenantId)
     -> impl Future<Output = Result<Removed, PortError>> + Send;
@@ -263,6 +323,76 @@ pub trait UserDirectory: Send + Sync {
 
     /// One user by `sub`, asked right before anything of theirs is removed.
     fn user(&self, sub: &str) -> impl Future<Output = Result<Option<DirectoryUser>, PortError>> + Send;
+}
+
+/// The broker limits every tenant gets (RabbitMQ's vhost and user limits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BrokerLimits {
+    /// Connections to the tenant's vhost (`max-connections` on the vhost).
+    pub vhost_connections: u32,
+    /// Queues in the tenant's vhost (`max-queues`).
+    pub vhost_queues: u32,
+    /// Connections of the tenant's user (`max-connections` on the user).
+    pub user_connections: u32,
+    /// Channels per connection of the tenant's user (`max-channels`).
+    pub user_channels: u32,
+}
+
+impl Default for BrokerLimits {
+    /// Room for a backend that restarts (its old connections still closing) and a few tools: a
+    /// tenant is one process that needs a handful of connections and queues.
+    fn default() -> Self {
+        Self {
+            vhost_connections: 20,
+            vhost_queues: 200,
+            user_connections: 20,
+            user_channels: 64,
+        }
+    }
+}
+
+/// One tenant at a time: the lock that serialises every write of a tenant's credentials
+/// (rotations, and the repairs of provisioning and reconcile), shared by every container.
+pub trait TenantLocks: Send + Sync {
+    /// Takes `tenant`'s lock for `owner` until `lease` has passed; `false` when another owner
+    /// holds it. A lapsed lease is taken over.
+    fn acquire(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// Gives `owner`'s lock up (nothing when it is not theirs any more).
+    fn release(&self, tenant: &TenantId, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// A rate: at most `max` in each window of `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub max: u32,
+    pub window: std::time::Duration,
+}
+
+/// What a rate limiter said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// Over the rate: ask again after this.
+    Limited {
+        retry_after: std::time::Duration,
+    },
+}
+
+/// Counts requests per key in fixed windows, shared by every container.
+pub trait RateLimiter: Send + Sync {
+    /// Counts one request under `key` and says whether it is within `rate` (`now`: Unix seconds).
+    fn admit(
+        &self,
+        key: &str,
+        rate: Rate,
+        now: u64,
+    ) -> impl Future<Output = Result<Admission, PortError>> + Send;
 }
 
 /// Where operators hear about problems that need a person.

@@ -21,17 +21,22 @@ use reqwest::Url;
 use crate::credentials::{TenantCredentials, generate_password};
 use crate::deadline::{Deadline, Step, StepError, StepTiming};
 use crate::ports::{
-    Converged, CredentialStore, Foreign, Found, PortError, Stored, TenantBackend, TenantBroker,
+    BrokerLimits, Converged, CredentialStore, Foreign, Found, PortError, Stored, TenantBackend, TenantBroker,
+    TenantLocks,
 };
 use crate::tenant::TenantId;
 
 /// The clients provisioning works with, built once per container and passed in.
-pub struct Provisioner<S, B, K> {
+pub struct Provisioner<S, B, K, L> {
     pub store: S,
     pub broker: B,
     pub backend: K,
+    /// The tenant locks under which credentials are written (see [`crate::rotation`]).
+    pub locks: L,
     /// The broker address written into tenants' `amqp_uri`.
     pub amqp_url: Url,
+    /// Each tenant's limits on the broker.
+    pub limits: BrokerLimits,
 }
 
 /// How the secret step starts.
@@ -70,7 +75,7 @@ impl Provisioned {
     }
 }
 
-impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K> {
+impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Provisioner<S, B, K, L> {
     /// Provisions (or repairs) `tenant`; the secret is created first.
     pub async fn provision(&self, tenant: &TenantId, deadline: &Deadline) -> Result<Provisioned, StepError> {
         self.converge(tenant, deadline, SecretFirst::Create).await
@@ -87,33 +92,67 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
         let vhost = deadline.run(Step::Vhost, || self.broker.ensure_vhost(tenant));
         let volume = deadline.run(Step::Volume, || self.backend.ensure_volume(tenant));
         let from_secret = async {
-            let ((stored, secret), secret_t) = deadline
+            let ((stored, drift), secret_t) = deadline
                 .run(Step::Secret, || self.settle_secret(tenant, &candidate, first))
                 .await?;
+            let secret = match (&drift, stored.created) {
+                (_, true) => Converged::Created,
+                (Some(drift), false) => Converged::Repaired(drift.clone()),
+                (None, false) => Converged::Unchanged,
+            };
+            // Observe first: a tenant whose broker user and Kubernetes Secret hold the stored
+            // credentials needs no write and no lock.
             let credentials = &stored.credentials;
-            let user = deadline.run(Step::User, || {
-                self.broker.ensure_user(tenant, &credentials.password)
-            });
-            let kube_secret = deadline.run(Step::KubeSecret, || {
-                self.backend.ensure_secret(tenant, &credentials.amqp_uri)
-            });
-            let ((user, user_t), (kube_secret, kube_secret_t)) = tokio::try_join!(user, kube_secret)?;
-            Ok::<_, StepError>((
-                stored,
-                [(secret, secret_t), (user, user_t), (kube_secret, kube_secret_t)],
+            let ((user_ok, user_t), (kube_ok, kube_t)) = tokio::try_join!(
+                deadline.run(Step::User, || self
+                    .broker
+                    .user_has_password(tenant, &credentials.password)),
+                deadline.run(Step::KubeSecret, || self
+                    .backend
+                    .secret_holds(tenant, &credentials.amqp_uri)),
+            )?;
+            if user_ok && kube_ok && drift.is_none() {
+                return Ok::<_, StepError>((
+                    stored.credentials,
+                    [
+                        (secret, secret_t),
+                        (Converged::Unchanged, user_t),
+                        (Converged::Unchanged, kube_t),
+                    ],
+                ));
+            }
+            let started = tokio::time::Instant::now();
+            let settled = self.settle_credentials(tenant, deadline).await?;
+            let took = |step| StepTiming {
+                step,
+                micros: started.elapsed().as_micros() as u64,
+            };
+            let secret = if settled.secret == Converged::Unchanged {
+                secret
+            } else {
+                settled.secret
+            };
+            Ok((
+                settled.credentials,
+                [
+                    (secret, secret_t),
+                    (settled.user, took(Step::User)),
+                    (settled.kube_secret, took(Step::KubeSecret)),
+                ],
             ))
         };
         // Fail fast: when one branch fails the others are dropped; whatever they did is
         // idempotent, and the next run converges.
-        let ((vhost, vhost_t), (volume, volume_t), (stored, [secret, user, kube_secret])) =
+        let ((vhost, vhost_t), (volume, volume_t), (credentials, [secret, user, kube_secret])) =
             tokio::try_join!(vhost, volume, from_secret)?;
 
         // The Deployment names the Secret and the volume; the permission needs user and vhost;
         // and the vhost must run on every node (checked here, off the vhost's own path).
-        let (permission, deployment, (running, _)) = tokio::try_join!(
+        let (permission, deployment, (running, _), (limits, _)) = tokio::try_join!(
             deadline.run(Step::Permission, || self.broker.ensure_permission(tenant)),
             deadline.run(Step::Deployment, || self.backend.ensure_deployment(tenant)),
             deadline.run(Step::Vhost, || self.broker.ensure_vhost_running(tenant)),
+            deadline.run(Step::Limits, || self.broker.ensure_limits(tenant, &self.limits)),
         )?;
 
         let steps = [
@@ -130,50 +169,28 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
         if running != Converged::Unchanged {
             changes.push((Step::Vhost, running));
         }
+        let created_secret = matches!(changes[0].1, Converged::Created);
+        changes.push((Step::Limits, limits));
         Ok(Provisioned {
             tenant: tenant.clone(),
-            credentials: stored.credentials,
-            created_secret: stored.created,
+            credentials,
+            created_secret,
             timings: steps.iter().map(|(_, (_, t))| *t).collect(),
             changes,
         })
     }
 
-    /// Gives the tenant a new password (a user who believes theirs leaked): stored first, so a
-    /// failed rotation converges on the next try or the next reconcile; then RabbitMQ (the user is
-    /// re-created, which closes its open connections) and the Kubernetes Secret; then the backend
-    /// restarts with the new one. The old password is refused afterwards.
-    pub async fn rotate(
-        &self,
-        tenant: &TenantId,
-        deadline: &Deadline,
-    ) -> Result<TenantCredentials, StepError> {
-        let new = TenantCredentials::new(tenant, generate_password(), &self.amqp_url);
-        deadline
-            .run(Step::Secret, || self.store.replace(tenant, &new))
-            .await?;
-        tokio::try_join!(
-            deadline.run(Step::User, || self.broker.recreate_user(tenant, &new.password)),
-            deadline.run(Step::KubeSecret, || self
-                .backend
-                .ensure_secret(tenant, &new.amqp_uri)),
-        )?;
-        deadline
-            .run(Step::Deployment, || self.backend.restart(tenant))
-            .await?;
-        Ok(new)
-    }
-
-    /// The stored credentials, created when absent, and repaired when they no longer say what
-    /// they must: the tenant's own user and vhost, and an `amqp_uri` rebuilt from the stored
-    /// password and the configured broker (so a hand-edited secret cannot point a tenant at
-    /// another tenant's credentials or another broker).
+    /// The stored credentials, created when absent, and what in them no longer says what it must:
+    /// the tenant's own user and vhost, and an `amqp_uri` rebuilt from the stored password and
+    /// the configured broker (so a hand-edited secret cannot point a tenant at another tenant's
+    /// credentials or another broker). Writes nothing but a new secret: repairs are made under
+    /// the tenant's lock ([`Self::settle_credentials`]).
     async fn settle_secret(
         &self,
         tenant: &TenantId,
         candidate: &TenantCredentials,
         first: SecretFirst,
-    ) -> Result<(Stored, Converged), PortError> {
+    ) -> Result<(Stored, Option<String>), PortError> {
         let stored = match first {
             SecretFirst::Create => self.store.create_or_read(tenant, candidate).await?,
             SecretFirst::Read => match self.store.read(tenant).await? {
@@ -192,40 +209,40 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K>
                 }
             },
         };
-        if stored.created {
-            return Ok((stored, Converged::Created));
-        }
-        let password = if stored.credentials.password.expose().is_empty() {
-            candidate.password.clone()
+        let drift = (!stored.created)
+            .then(|| self.expected(tenant, &stored.credentials).1)
+            .flatten();
+        Ok((stored, drift))
+    }
+
+    /// The credentials `stored` must be (the stored password, rebuilt), and what differs.
+    pub(crate) fn expected(
+        &self,
+        tenant: &TenantId,
+        stored: &TenantCredentials,
+    ) -> (TenantCredentials, Option<String>) {
+        let password = if stored.password.expose().is_empty() {
+            generate_password()
         } else {
-            stored.credentials.password.clone()
+            stored.password.clone()
         };
         let expected = TenantCredentials::new(tenant, password, &self.amqp_url);
-        let Some(drift) = stored.credentials.drift_from(&expected) else {
-            return Ok((stored, Converged::Unchanged));
-        };
-        self.store.replace(tenant, &expected).await?;
-        Ok((
-            Stored {
-                credentials: expected,
-                created: false,
-            },
-            Converged::Repaired(drift),
-        ))
+        let drift = stored.drift_from(&expected);
+        (expected, drift)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::credentials::Password;
-    use crate::memory::{MemoryBackend, MemoryBroker, MemoryStore, MemoryUser};
+    use crate::memory::{MemoryBackend, MemoryBroker, MemoryLocks, MemoryStore, MemoryUser};
 
-    type Memory = Provisioner<MemoryStore, MemoryBroker, MemoryBackend>;
+    pub(crate) type Memory = Provisioner<MemoryStore, MemoryBroker, MemoryBackend, MemoryLocks>;
 
-    fn provisioner() -> Memory {
+    pub(crate) fn provisioner() -> Memory {
         Provisioner {
             store: MemoryStore {
                 latency: Duration::from_millis(1),
@@ -233,7 +250,9 @@ mod tests {
             },
             broker: MemoryBroker::default(),
             backend: MemoryBackend::default(),
+            locks: MemoryLocks::default(),
             amqp_url: Url::parse("amqp://mq.local:5672").unwrap(),
+            limits: BrokerLimits::default(),
         }
     }
 

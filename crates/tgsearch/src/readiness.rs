@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::app::LiveProvisioner;
 use crate::credentials::TenantCredentials;
 use crate::ports::PortError;
+use crate::rotation::Rotation;
 use crate::status::{StatusError, tenant_status};
 use crate::tenant::TenantId;
 
@@ -39,6 +40,8 @@ pub enum ReadinessError {
     Changed,
     #[error("the rotation did not complete; ask again (it is safe to repeat): {0}")]
     Rotation(String),
+    #[error("another rotation of this tenant is under way")]
+    RotationBusy,
     /// A secret edited by hand, or written for someone else: never handed out.
     #[error("the stored credentials do not belong to the tenant: {0}")]
     Foreign(String),
@@ -121,14 +124,21 @@ impl TenantReadiness for LiveProvisioner {
 
     async fn rotate(&self, tenant: &TenantId, within: Duration) -> Result<Readiness, ReadinessError> {
         let deadline = crate::deadline::Deadline::new(within, None);
-        match self.readiness(tenant, deadline.remaining()).await? {
-            Readiness::Ready(_) => {}
-            other => return Ok(other),
+        let failed = |e: crate::deadline::StepError| ReadinessError::Rotation(e.to_string());
+        // A rotation left pending is finished whatever the tenant looks like meanwhile (its
+        // broker user already holds the pending password); otherwise only a ready tenant rotates.
+        if !self.rotation_pending(tenant, &deadline).await.map_err(failed)? {
+            match self.readiness(tenant, deadline.remaining()).await? {
+                Readiness::Ready(_) => {}
+                other => return Ok(other),
+            }
         }
-        self.rotate(tenant, &deadline)
-            .await
-            .map(Readiness::Ready)
-            .map_err(|e| ReadinessError::Rotation(e.to_string()))
+        match self.rotate(tenant, &deadline).await.map_err(failed)? {
+            Rotation::Rotated(credentials) | Rotation::Joined(credentials) => {
+                Ok(Readiness::Ready(credentials))
+            }
+            Rotation::Busy => Err(ReadinessError::RotationBusy),
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use crate::deadline::{Deadline, Step, StepError};
-use crate::ports::{CredentialStore, DirectoryUser, Found, Removed, TenantBackend, TenantBroker};
+use crate::ports::{
+    CredentialStore, DirectoryUser, Found, Removed, TenantBackend, TenantBroker, TenantLocks,
+};
 use crate::provision::Provisioner;
 use crate::tenant::TenantId;
 
@@ -109,7 +111,7 @@ impl Serialize for TornDown {
     }
 }
 
-impl<S: CredentialStore, B: TenantBroker, K: TenantBackend> Provisioner<S, B, K> {
+impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Provisioner<S, B, K, L> {
     /// Removes the tenant's Deployment first (its pod stops using the rest), then its data
     /// volume, Kubernetes Secret, user and vhost (with its queues and permissions), and its
     /// credentials last.

@@ -81,7 +81,8 @@ pub(super) async fn ensure_frontend_client(aws: &aws_config::SdkConfig) -> Resul
 /// The alert topic, a Mailgun signing key and the webhook's delivery ledger table, in moto
 /// (which forgets them when it restarts).
 pub(super) async fn ensure_alerting(aws: &aws_config::SdkConfig) -> Result<()> {
-    ensure_dedup_table(aws).await?;
+    ensure_table(aws, stack::DEDUP_TABLE, "token").await?;
+    ensure_table(aws, stack::TENANT_GUARD_TABLE, "pk").await?;
     use tgsearch::credentials::generate_password;
     let sns = aws_sdk_sns::Client::new(aws);
     sns.create_topic().name(stack::ALERT_TOPIC).send().await?;
@@ -98,9 +99,9 @@ pub(super) async fn ensure_alerting(aws: &aws_config::SdkConfig) -> Result<()> {
     Ok(())
 }
 
-/// The mailgun-webhook's delivery ledger, as `template.yml` defines it: key `token`, TTL on
-/// `expires_at`, on-demand.
-async fn ensure_dedup_table(aws: &aws_config::SdkConfig) -> Result<()> {
+/// A table as `template.yml` defines it: the mailgun-webhook's delivery ledger (key `token`) or
+/// the tenant guard (key `pk`); TTL on `expires_at`, on-demand.
+async fn ensure_table(aws: &aws_config::SdkConfig, table: &str, key: &str) -> Result<()> {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
         TimeToLiveSpecification,
@@ -108,17 +109,17 @@ async fn ensure_dedup_table(aws: &aws_config::SdkConfig) -> Result<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
     let created = dynamodb
         .create_table()
-        .table_name(stack::DEDUP_TABLE)
+        .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name("token")
+                .attribute_name(key)
                 .attribute_type(ScalarAttributeType::S)
                 .build()?,
         )
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name("token")
+                .attribute_name(key)
                 .key_type(KeyType::Hash)
                 .build()?,
         )
@@ -130,13 +131,13 @@ async fn ensure_dedup_table(aws: &aws_config::SdkConfig) -> Result<()> {
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_in_use_exception()) => {}
         Err(e) => anyhow::bail!(
-            "creating the stack's DynamoDB table: {}",
+            "creating the stack's DynamoDB table {table}: {}",
             aws_sdk_dynamodb::error::DisplayErrorContext(e)
         ),
     }
     let ttl = dynamodb
         .update_time_to_live()
-        .table_name(stack::DEDUP_TABLE)
+        .table_name(table)
         .time_to_live_specification(
             TimeToLiveSpecification::builder()
                 .attribute_name("expires_at")
@@ -149,7 +150,7 @@ async fn ensure_dedup_table(aws: &aws_config::SdkConfig) -> Result<()> {
     if let Err(e) = ttl {
         let text = aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string();
         if !text.contains("already") {
-            anyhow::bail!("enabling TTL on the stack's DynamoDB table: {text}");
+            anyhow::bail!("enabling TTL on the stack's DynamoDB table {table}: {text}");
         }
     }
     Ok(())

@@ -403,6 +403,9 @@ fn storage(pvc: &PersistentVolumeClaim) -> Option<String> {
         .map(|q| q.0.clone())
 }
 
+/// The pod template annotation that names the credentials version the backend runs on.
+pub const CREDENTIALS_VERSION: &str = "tgsearch.io/credentials-version";
+
 impl TenantBackend for KubeBackend {
     async fn ensure_secret(&self, tenant: &TenantId, amqp_uri: &SecretUri) -> Result<Converged, PortError> {
         let name = backend::secret_name(tenant);
@@ -420,6 +423,15 @@ impl TenantBackend for KubeBackend {
         let secret = backend::render_secret(tenant, &self.settings, amqp_uri);
         self.apply("Secret", &name, &secret).await.map_err(port)?;
         Ok(outcome)
+    }
+
+    async fn secret_holds(&self, tenant: &TenantId, amqp_uri: &SecretUri) -> Result<bool, PortError> {
+        let name = backend::secret_name(tenant);
+        let live = self.get_ours::<Secret>("Secret", &name, tenant).await?;
+        Ok(live
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(backend::AMQP_URI_KEY).cloned())
+            .is_some_and(|v| v.0 == amqp_uri.expose().as_bytes()))
     }
 
     async fn ensure_volume(&self, tenant: &TenantId) -> Result<Converged, PortError> {
@@ -496,15 +508,27 @@ impl TenantBackend for KubeBackend {
         })
     }
 
-    async fn restart(&self, tenant: &TenantId) -> Result<(), PortError> {
-        // As `kubectl rollout restart` does, under a field manager of its own so that the
-        // provisioner's next apply does not take the annotation away (and restart again).
+    async fn restart(&self, tenant: &TenantId, version: &str) -> Result<Converged, PortError> {
+        // As `kubectl rollout restart` does, with the credentials' version as the value, under a
+        // field manager of its own so that the provisioner's next apply does not take the
+        // annotation away (and restart again). The same version twice restarts once.
         let name = backend::deployment_name(tenant);
-        let now = crate::eks::exec_credential::rfc3339(std::time::SystemTime::now());
+        let Some(live) = self.get_ours::<Deployment>("Deployment", &name, tenant).await? else {
+            return Err("the backend Deployment does not exist yet; provisioning creates it".into());
+        };
+        let running = live
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(CREDENTIALS_VERSION))
+            .map(String::as_str);
+        if running == Some(version) {
+            return Ok(Converged::Unchanged);
+        }
         let patch = serde_json::json!({
-            "spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}
+            "spec": {"template": {"metadata": {"annotations": {CREDENTIALS_VERSION: version}}}}
         });
-        self.get_ours::<Deployment>("Deployment", &name, tenant).await?;
         self.api::<Deployment>()
             .patch(
                 &name,
@@ -516,7 +540,9 @@ impl TenantBackend for KubeBackend {
             )
             .await
             .map_err(|e| port(self.error("restart", "Deployment", &name, e)))?;
-        Ok(())
+        Ok(Converged::Repaired(format!(
+            "restarted onto credentials version {version}"
+        )))
     }
 
     async fn remove_deployment(&self, tenant: &TenantId) -> Result<Removed, PortError> {

@@ -7,3 +7,4 @@ pub mod rabbitmq;
 pub mod secrets_manager;
 pub mod sns;
 pub mod sqs;
+pub mod tenant_guard;

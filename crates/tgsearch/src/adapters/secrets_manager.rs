@@ -7,7 +7,9 @@ use aws_sdk_secretsmanager::types::Tag;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::credentials::TenantCredentials;
-use crate::ports::{CredentialStore, Foreign, Found, PortError, Removed, Stored};
+use crate::ports::{
+    CredentialStore, CredentialVersions, Foreign, Found, PortError, Removed, Stored, Versioned,
+};
 use crate::tenant::TenantId;
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +119,16 @@ impl SecretsManager {
 
     /// Reads a secret's string as it is; `None` when the secret does not exist.
     pub async fn read_string(&self, secret_id: &str) -> Result<Option<String>, SecretsError> {
-        match self.client.get_secret_value().secret_id(secret_id).send().await {
+        // AWSCURRENT named, not implied: what AWS does by default, and what moto (5.2) forgets to
+        // follow once UpdateSecretVersionStage has moved the label.
+        match self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage(CURRENT)
+            .send()
+            .await
+        {
             Ok(out) => {
                 out.secret_string()
                     .map(|s| Some(s.to_owned()))
@@ -311,6 +322,118 @@ impl SecretsManager {
     }
 }
 
+/// Secrets Manager's staging labels.
+pub const CURRENT: &str = "AWSCURRENT";
+pub const PENDING: &str = "AWSPENDING";
+
+/// What DescribeSecret says of a secret: its tags, and which version carries which label.
+#[derive(Debug, Clone, Default)]
+pub struct Described {
+    pub tags: Vec<(String, String)>,
+    pub stages: Vec<(String, Vec<String>)>,
+}
+
+impl Described {
+    /// The version carrying `label`.
+    pub fn version_with(&self, label: &str) -> Option<&str> {
+        self.stages
+            .iter()
+            .find(|(_, labels)| labels.iter().any(|l| l == label))
+            .map(|(id, _)| id.as_str())
+    }
+}
+
+impl SecretsManager {
+    /// Tags and staging labels of `name`; `None` when it does not exist.
+    pub async fn describe(&self, name: &str) -> Result<Option<Described>, SecretsError> {
+        match self.client.describe_secret().secret_id(name).send().await {
+            Ok(out) => Ok(Some(Described {
+                tags: out
+                    .tags()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().to_owned(),
+                            t.value().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect(),
+                stages: out
+                    .version_ids_to_stages()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(id, labels)| (id.clone(), labels.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(api_error("DescribeSecret", name, e)),
+        }
+    }
+
+    /// One version's JSON value and id, by label (`stage`) or by id; `None` when absent.
+    async fn read_version<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        stage: Option<&str>,
+        version: Option<&str>,
+        expected: &'static str,
+    ) -> Result<Option<(String, T)>, SecretsError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .set_version_stage(stage.map(str::to_owned))
+            .set_version_id(version.map(str::to_owned))
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(api_error("GetSecretValue", name, e)),
+        };
+        let text = out
+            .secret_string()
+            .ok_or_else(|| SecretsError::NoString { secret: name.into() })?;
+        let value = serde_json::from_str(text).map_err(|_| SecretsError::Malformed {
+            secret: name.into(),
+            expected,
+        })?;
+        Ok(Some((out.version_id().unwrap_or_default().to_owned(), value)))
+    }
+
+    /// Moves `label` to version `to` (from whichever version has it), or takes it off `from`.
+    async fn move_label(
+        &self,
+        name: &str,
+        label: &str,
+        to: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<(), SecretsError> {
+        self.client
+            .update_secret_version_stage()
+            .secret_id(name)
+            .version_stage(label)
+            .set_move_to_version_id(to.map(str::to_owned))
+            .set_remove_from_version_id(from.map(str::to_owned))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| api_error("UpdateSecretVersionStage", name, e))
+    }
+}
+
 // A name whose secret is scheduled for deletion is refused with InvalidRequestException and a
 // message saying so; any other InvalidRequestException is a real error.
 fn is_scheduled_for_deletion(code: Option<&str>, message: Option<&str>) -> bool {
@@ -393,6 +516,76 @@ impl CredentialStore for SecretsManager {
             // Deleted between the two calls.
             None => Ok(Found::Absent),
         }
+    }
+
+    async fn versions(&self, tenant: &TenantId) -> Result<Found<CredentialVersions>, PortError> {
+        let name = self.tenant_secret_name(tenant);
+        let (described, current) = tokio::join!(
+            self.describe(&name),
+            self.read_version::<TenantCredentials>(&name, Some(CURRENT), None, TENANT_SECRET_SHAPE)
+        );
+        let Some(described) = described.map_err(port)? else {
+            return Ok(Found::Absent);
+        };
+        if let Some(reason) = foreign_reason(tenant, &described.tags) {
+            return Ok(Found::Foreign(reason));
+        }
+        let Some((version, credentials)) = current.map_err(port)? else {
+            return Ok(Found::Absent);
+        };
+        let pending = match described.version_with(PENDING) {
+            Some(id) if id != version => self
+                .read_version::<TenantCredentials>(&name, None, Some(id), TENANT_SECRET_SHAPE)
+                .await
+                .map_err(port)?
+                .map(|(version, credentials)| Versioned { version, credentials }),
+            _ => None,
+        };
+        Ok(Found::Ours(CredentialVersions {
+            current: Versioned { version, credentials },
+            pending,
+        }))
+    }
+
+    async fn put_pending(
+        &self,
+        tenant: &TenantId,
+        token: &str,
+        credentials: &TenantCredentials,
+    ) -> Result<(), PortError> {
+        let name = self.tenant_secret_name(tenant);
+        let body = serde_json::to_string(credentials).expect("credentials serialize to JSON");
+        self.client
+            .put_secret_value()
+            .secret_id(&name)
+            .client_request_token(token)
+            .secret_string(body)
+            .version_stages(PENDING)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| port(api_error("PutSecretValue", &name, e)))
+    }
+
+    async fn promote(&self, tenant: &TenantId, pending: &str) -> Result<(), PortError> {
+        let name = self.tenant_secret_name(tenant);
+        let described = self
+            .describe(&name)
+            .await
+            .map_err(port)?
+            .ok_or_else(|| port(SecretsError::NotFound { secret: name.clone() }))?;
+        let current = described.version_with(CURRENT).map(str::to_owned);
+        if current.as_deref() != Some(pending) {
+            self.move_label(&name, CURRENT, Some(pending), current.as_deref())
+                .await
+                .map_err(port)?;
+        }
+        if described.version_with(PENDING) == Some(pending) {
+            self.move_label(&name, PENDING, None, Some(pending))
+                .await
+                .map_err(port)?;
+        }
+        Ok(())
     }
 
     async fn replace(&self, tenant: &TenantId, credentials: &TenantCredentials) -> Result<(), PortError> {

@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 use super::{EventError, HandlerError, tenant_from};
 use crate::app::ColdStart;
 use crate::deadline::{Deadline, Step};
-use crate::ports::{CredentialStore, ProvisionQueue, TenantBackend, TenantBroker};
+use crate::ports::{CredentialStore, ProvisionQueue, TenantBackend, TenantBroker, TenantLocks};
 use crate::provision::Provisioner;
 use crate::tenant::TenantId;
 
@@ -74,8 +74,8 @@ pub fn parse(raw: &serde_json::Value) -> Result<PostConfirmationEvent, EventErro
 }
 
 /// What the trigger works with, built once per container.
-pub struct PostConfirmation<'a, S, B, K, Q> {
-    pub provisioner: &'a Provisioner<S, B, K>,
+pub struct PostConfirmation<'a, S, B, K, L, Q> {
+    pub provisioner: &'a Provisioner<S, B, K, L>,
     pub queue: &'a Q,
     /// `PROVISION_BUDGET_MS`: the most one invocation may take.
     pub budget: Duration,
@@ -97,8 +97,14 @@ pub const HAND_OFF_RESERVE: Duration = Duration::from_millis(500);
 ///
 /// The event is read as raw JSON and parsed into its typed form for validation; the raw JSON is
 /// what goes back, so not even an absent optional field (`clientMetadata`) is added to it.
-pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, Q: ProvisionQueue>(
-    ctx: &PostConfirmation<'_, S, B, K, Q>,
+pub async fn handle<
+    S: CredentialStore,
+    B: TenantBroker,
+    K: TenantBackend,
+    L: TenantLocks,
+    Q: ProvisionQueue,
+>(
+    ctx: &PostConfirmation<'_, S, B, K, L, Q>,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, HandlerError> {
     let (payload, context) = event.into_parts();

@@ -14,13 +14,13 @@ use tracing::{error, info, warn};
 use super::HandlerError;
 use crate::adapters::sqs::HandOff;
 use crate::deadline::Deadline;
-use crate::ports::{CredentialStore, ProvisionQueue, TenantBackend, TenantBroker};
+use crate::ports::{CredentialStore, ProvisionQueue, TenantBackend, TenantBroker, TenantLocks};
 use crate::provision::Provisioner;
 use crate::tenant::TenantId;
 
 /// What the worker works with, built once per container.
-pub struct Worker<'a, S, B, K, Q> {
-    pub provisioner: &'a Provisioner<S, B, K>,
+pub struct Worker<'a, S, B, K, L, Q> {
+    pub provisioner: &'a Provisioner<S, B, K, L>,
     pub queue: &'a Q,
     /// The most one tenant may take (`PROVISION_BUDGET_MS`), Lambda deadline permitting.
     pub budget: Duration,
@@ -38,8 +38,14 @@ pub fn backoff(receive_count: u32) -> Duration {
         .mul_f64(0.75 + rand::random::<f64>() / 2.0)
 }
 
-pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, Q: ProvisionQueue>(
-    ctx: &Worker<'_, S, B, K, Q>,
+pub async fn handle<
+    S: CredentialStore,
+    B: TenantBroker,
+    K: TenantBackend,
+    L: TenantLocks,
+    Q: ProvisionQueue,
+>(
+    ctx: &Worker<'_, S, B, K, L, Q>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, HandlerError> {
     let (event, context) = event.into_parts();
@@ -78,8 +84,8 @@ pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, Q: Pr
     Ok(response)
 }
 
-async fn process<S: CredentialStore, B: TenantBroker, K: TenantBackend, Q: ProvisionQueue>(
-    ctx: &Worker<'_, S, B, K, Q>,
+async fn process<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks, Q: ProvisionQueue>(
+    ctx: &Worker<'_, S, B, K, L, Q>,
     record: &SqsMessage,
     lambda_deadline: u64,
 ) -> Result<(), String> {

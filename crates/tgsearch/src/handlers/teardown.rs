@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 
 use super::{EventError, HandlerError, parse_event, tenant_from};
 use crate::deadline::Deadline;
-use crate::ports::{CredentialStore, TenantBackend, TenantBroker, UserDirectory};
+use crate::ports::{CredentialStore, TenantBackend, TenantBroker, TenantLocks, UserDirectory};
 use crate::provision::Provisioner;
 use crate::teardown::{TornDown, guard};
 
@@ -26,8 +26,14 @@ pub struct TeardownRequest {
     pub force: bool,
 }
 
-pub async fn handle<S: CredentialStore, B: TenantBroker, K: TenantBackend, D: UserDirectory>(
-    provisioner: &Provisioner<S, B, K>,
+pub async fn handle<
+    S: CredentialStore,
+    B: TenantBroker,
+    K: TenantBackend,
+    L: TenantLocks,
+    D: UserDirectory,
+>(
+    provisioner: &Provisioner<S, B, K, L>,
     directory: &D,
     budget: Duration,
     event: LambdaEvent<serde_json::Value>,

@@ -33,6 +33,7 @@ use serde_json::json;
 use tracing::{error, info, warn};
 
 use crate::cognito_jwt::{JwksFetch, Rejection, TokenVerifier, VerifyError};
+use crate::ports::{Admission, Rate, RateLimiter};
 use crate::readiness::{Readiness, ReadinessError, TenantReadiness};
 use crate::tenant::TenantId;
 
@@ -44,11 +45,15 @@ pub const RETRY_PROVISIONING_SECS: u64 = 2;
 pub const RETRY_UNAVAILABLE_SECS: u64 = 5;
 
 /// Built once per container.
-pub struct CredentialsContext<F, T> {
+pub struct CredentialsContext<F, T, R> {
     pub verifier: TokenVerifier<F>,
     pub tenants: T,
     /// How long the readiness check may take ([`READINESS_DEADLINE`]).
     pub deadline: Duration,
+    /// Requests per tenant, counted where every container sees them.
+    pub rates: R,
+    pub get_rate: Rate,
+    pub rotate_rate: Rate,
 }
 
 /// The routes this function serves. A new route (`POST /tenant/rotate`) is one variant here, one
@@ -282,6 +287,11 @@ async fn rotate<T: TenantReadiness>(tenants: &T, tenant: &TenantId) -> Response<
             json!({"error": "not_ready", "message": "your tenant is still being provisioned: rotate once `GET /tenant` answers ready"}),
         ),
         Ok(Readiness::Absent) => respond(&outcome),
+        Err(ReadinessError::RotationBusy) => with_retry(
+            StatusCode::CONFLICT,
+            RETRY_PROVISIONING_SECS,
+            json!({"error": "rotation_in_progress", "message": "another rotation of your password is under way: ask `GET /tenant` for its result"}),
+        ),
         Err(e) => {
             warn!(tenant = %tenant, error = %e, "rotation incomplete");
             unavailable("the rotation did not complete; repeat it (it is safe to repeat)")
@@ -289,8 +299,57 @@ async fn rotate<T: TenantReadiness>(tenants: &T, tenant: &TenantId) -> Response<
     }
 }
 
-pub async fn handle<F: JwksFetch, T: TenantReadiness>(
-    ctx: &CredentialsContext<F, T>,
+/// 429 with `Retry-After`: this tenant asked too often.
+fn rate_limited(retry_after: Duration) -> Response<Body> {
+    let seconds = retry_after.as_secs().max(1);
+    with_retry(
+        StatusCode::TOO_MANY_REQUESTS,
+        seconds,
+        json!({"error": "rate_limited", "message": format!("too many requests for this tenant; ask again in {seconds} s")}),
+    )
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Counts the request against the tenant's rate for `route`: `Some(answer)` refuses it. When the
+/// counters cannot be reached, reads go through (the tenant's own state is behind them) and
+/// rotations, which write, are refused with 503.
+async fn limit<R: RateLimiter>(
+    rates: &R,
+    route: Route,
+    tenant: &TenantId,
+    (get_rate, rotate_rate): (Rate, Rate),
+) -> Option<Response<Body>> {
+    let (key, rate) = match route {
+        Route::GetTenant => (format!("get#{tenant}"), get_rate),
+        Route::Rotate => (format!("rotate#{tenant}"), rotate_rate),
+    };
+    match rates.admit(&key, rate, unix_now()).await {
+        Ok(Admission::Admitted) => None,
+        Ok(Admission::Limited { retry_after }) => {
+            warn!(tenant = %tenant, route = ?route, "rate limited");
+            Some(rate_limited(retry_after))
+        }
+        Err(e) if route == Route::GetTenant => {
+            warn!(tenant = %tenant, error = %e, "rate counters unavailable; request let through");
+            None
+        }
+        Err(e) => {
+            error!(tenant = %tenant, error = %e, "rate counters unavailable; rotation refused");
+            Some(unavailable(
+                "the rotation cannot be started right now; ask again shortly",
+            ))
+        }
+    }
+}
+
+pub async fn handle<F: JwksFetch, T: TenantReadiness, R: RateLimiter>(
+    ctx: &CredentialsContext<F, T, R>,
     request: Request,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let route = match route(request.method(), &path_of(&request)) {
@@ -301,6 +360,9 @@ pub async fn handle<F: JwksFetch, T: TenantReadiness>(
         Ok(tenant) => tenant,
         Err(refused) => return Ok(refused),
     };
+    if let Some(refused) = limit(&ctx.rates, route, &tenant, (ctx.get_rate, ctx.rotate_rate)).await {
+        return Ok(refused);
+    }
     Ok(match route {
         Route::GetTenant => get_tenant(&ctx.tenants, &tenant, ctx.deadline).await,
         Route::Rotate => rotate(&ctx.tenants, &tenant).await,
@@ -319,6 +381,7 @@ mod tests {
     use crate::cognito_jwt::jwks::tests::MemoryJwks;
     use crate::cognito_jwt::verifier::tests::{SUB, TestKey, id_claims, verifier};
     use crate::credentials::{Password, TenantCredentials};
+    use crate::memory::MemoryRates;
 
     const OTHER: &str = "00000000-0000-4000-8000-000000000000";
 
@@ -355,12 +418,66 @@ mod tests {
         ]))
     }
 
-    fn ctx(key: &TestKey, tenants: Tenants) -> CredentialsContext<Arc<MemoryJwks>, Tenants> {
+    const GET_RATE: Rate = Rate {
+        max: 120,
+        window: Duration::from_secs(60),
+    };
+    const ROTATE_RATE: Rate = Rate {
+        max: 3,
+        window: Duration::from_secs(600),
+    };
+
+    fn ctx(key: &TestKey, tenants: Tenants) -> CredentialsContext<Arc<MemoryJwks>, Tenants, MemoryRates> {
         CredentialsContext {
             verifier: verifier(key, TokenUse::Id),
             tenants,
             deadline: READINESS_DEADLINE,
+            rates: MemoryRates::default(),
+            get_rate: GET_RATE,
+            rotate_rate: ROTATE_RATE,
         }
+    }
+
+    #[tokio::test]
+    async fn each_tenant_has_its_own_rate_and_gets_429_with_retry_after() {
+        let key = TestKey::generate("k1");
+        let ctx = ctx(&key, both_ready());
+        let mine = format!("Bearer {}", key.sign(&id_claims()));
+        let theirs = format!(
+            "Bearer {}",
+            key.sign(&{
+                let mut c = id_claims();
+                c["sub"] = OTHER.into();
+                c
+            })
+        );
+        let rotate = |auth: &str| {
+            lambda_http::http::Request::builder()
+                .method("POST")
+                .uri("/tenant/rotate")
+                .header(AUTHORIZATION, auth)
+                .body(Body::Empty)
+                .unwrap()
+                .with_raw_http_path("/tenant/rotate")
+        };
+        for _ in 0..ROTATE_RATE.max {
+            assert_eq!(handle(&ctx, rotate(&mine)).await.unwrap().status(), 200);
+        }
+        let refused = handle(&ctx, rotate(&mine)).await.unwrap();
+        assert_eq!(refused.status(), 429);
+        let wait: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=600).contains(&wait), "{wait}");
+        assert_eq!(body(&refused)["error"], "rate_limited");
+        // Another tenant, and this tenant's reads, are not held back by it.
+        assert_eq!(handle(&ctx, rotate(&theirs)).await.unwrap().status(), 200);
+        assert_eq!(
+            handle(&ctx, get("/tenant", &[&mine])).await.unwrap().status(),
+            200
+        );
     }
 
     fn get(path_and_query: &str, auth: &[&str]) -> Request {
@@ -569,6 +686,9 @@ mod tests {
             verifier: TokenVerifier::new(crate::cognito_jwt::verifier::tests::expected(TokenUse::Id), jwks),
             tenants: both_ready(),
             deadline: READINESS_DEADLINE,
+            rates: MemoryRates::default(),
+            get_rate: GET_RATE,
+            rotate_rate: ROTATE_RATE,
         };
         let r = handle(&ctx, get("/tenant", &[&token])).await.unwrap();
         assert_eq!(r.status(), 503);

@@ -4,7 +4,7 @@
 
 use super::{ManagementClient, Permission, RabbitMqError, User, missing_built_in_exchanges, port};
 use crate::credentials::Password;
-use crate::ports::{Converged, Foreign, PortError, Removed, TenantBroker, Transient};
+use crate::ports::{BrokerLimits, Converged, Foreign, PortError, Removed, TenantBroker, Transient};
 use crate::tenant::TenantId;
 
 /// What a tenant's vhost is described and tagged with, so operators can tell tenant vhosts apart,
@@ -236,22 +236,52 @@ impl TenantBroker for ManagementClient {
         self.delete_user(tenant.rabbitmq_user()).await.map_err(port)
     }
 
-    async fn recreate_user(&self, tenant: &TenantId, password: &Password) -> Result<(), PortError> {
-        let Some((user, permissions, tagged)) = self.observe_user(tenant).await.map_err(port)? else {
-            return Err("the tenant's RabbitMQ user does not exist; provision the tenant first".into());
-        };
-        if let Some(why) = user_not_ours(&user, Some(password), tagged, &permissions) {
-            return Err(foreign("RabbitMQ user", tenant.rabbitmq_user(), why));
-        }
-        // The management API lists connections only after a statistics interval (seconds); a
-        // deleted user's connections are closed at once.
-        self.delete_user(tenant.rabbitmq_user()).await.map_err(port)?;
-        self.put_user(tenant.rabbitmq_user(), password, &[])
+    async fn user_has_password(&self, tenant: &TenantId, password: &Password) -> Result<bool, PortError> {
+        Ok(self
+            .get_user(tenant.rabbitmq_user())
             .await
-            .map_err(port)?;
-        self.put_permission(tenant.vhost(), tenant.rabbitmq_user(), ".*", ".*", ".*")
+            .map_err(port)?
+            .is_some_and(|u| u.tags.is_empty() && u.has_password(password)))
+    }
+
+    async fn close_connections(&self, tenant: &TenantId) -> Result<(), PortError> {
+        self.close_user_connections(tenant.rabbitmq_user(), "password rotated")
             .await
             .map_err(port)
+    }
+
+    async fn ensure_limits(&self, tenant: &TenantId, limits: &BrokerLimits) -> Result<Converged, PortError> {
+        let vhost_wanted = [
+            ("max-connections", limits.vhost_connections),
+            ("max-queues", limits.vhost_queues),
+        ];
+        let user_wanted = [
+            ("max-connections", limits.user_connections),
+            ("max-channels", limits.user_channels),
+        ];
+        let (on_vhost, on_user) = tokio::try_join!(
+            self.vhost_limits(tenant.vhost()),
+            self.user_limits(tenant.rabbitmq_user())
+        )
+        .map_err(port)?;
+        let mut changed = Vec::new();
+        for (name, value) in vhost_wanted {
+            if on_vhost.get(name) != Some(&(value as i64)) {
+                self.put_vhost_limit(tenant.vhost(), name, value)
+                    .await
+                    .map_err(port)?;
+                changed.push((format!("vhost {name}"), on_vhost.get(name).copied()));
+            }
+        }
+        for (name, value) in user_wanted {
+            if on_user.get(name) != Some(&(value as i64)) {
+                self.put_user_limit(tenant.rabbitmq_user(), name, value)
+                    .await
+                    .map_err(port)?;
+                changed.push((format!("user {name}"), on_user.get(name).copied()));
+            }
+        }
+        Ok(limits_outcome(&changed))
     }
 
     async fn remove_vhost(&self, tenant: &TenantId) -> Result<Removed, PortError> {
@@ -263,6 +293,24 @@ impl TenantBroker for ManagementClient {
             Some(_) => Ok(self.delete_vhost(tenant.vhost()).await.map_err(port)?),
         }
     }
+}
+
+/// What setting limits did: created when none were set, repaired when some differed.
+pub fn limits_outcome(changed: &[(String, Option<i64>)]) -> Converged {
+    if changed.is_empty() {
+        return Converged::Unchanged;
+    }
+    if changed.iter().all(|(_, before)| before.is_none()) {
+        return Converged::Created;
+    }
+    let what: Vec<String> = changed
+        .iter()
+        .map(|(name, before)| match before {
+            Some(v) => format!("{name} was {v}"),
+            None => format!("{name} was unset"),
+        })
+        .collect();
+    Converged::Repaired(format!("limits differed ({}); set again", what.join(", ")))
 }
 
 #[cfg(test)]

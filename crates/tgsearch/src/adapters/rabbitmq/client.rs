@@ -17,6 +17,15 @@ pub struct AdminCredentials {
     pub password: Password,
 }
 
+/// Limits by name (`max-connections`, `max-queues`, `max-channels`).
+pub type Limits = std::collections::BTreeMap<String, i64>;
+
+#[derive(Deserialize)]
+struct LimitsEntry {
+    #[serde(default)]
+    value: Limits,
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     #[serde(default)]
@@ -74,6 +83,25 @@ impl ManagementClient {
         path: String,
         body: Option<serde_json::Value>,
     ) -> Result<reqwest::Response, RabbitMqError> {
+        self.send_full(method, path, body, &[]).await
+    }
+
+    async fn send_headers(
+        &self,
+        method: Method,
+        path: String,
+        headers: &[(&str, &str)],
+    ) -> Result<reqwest::Response, RabbitMqError> {
+        self.send_full(method, path, None, headers).await
+    }
+
+    async fn send_full(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<reqwest::Response, RabbitMqError> {
         // `base` may carry a path prefix (a management UI behind a proxy): keep it.
         let url = format!("{}{}", self.base.as_str().trim_end_matches('/'), path);
         let mut request = self
@@ -82,6 +110,9 @@ impl ManagementClient {
             .basic_auth(&self.admin.username, Some(self.admin.password.expose()));
         if let Some(body) = body {
             request = request.json(&body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = request.send().await.map_err(|source| RabbitMqError::Transport {
             method: method.clone(),
@@ -258,6 +289,61 @@ impl ManagementClient {
 
     pub async fn delete_user(&self, name: &str) -> Result<Removed, RabbitMqError> {
         self.delete(format!("/api/users/{}", enc(name))).await
+    }
+
+    /// Closes every connection `user` has open, on every node (connection tracking, so it needs
+    /// no statistics). `reason` is what the clients are told.
+    pub async fn close_user_connections(&self, user: &str, reason: &str) -> Result<(), RabbitMqError> {
+        self.send_with_reason(format!("/api/connections/username/{}", enc(user)), reason)
+            .await
+            .map(drop)
+    }
+
+    async fn send_with_reason(&self, path: String, reason: &str) -> Result<Removed, RabbitMqError> {
+        match self
+            .send_headers(Method::DELETE, path, &[("x-reason", reason)])
+            .await
+        {
+            Ok(_) => Ok(Removed::Deleted),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(Removed::AlreadyAbsent),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The limits set on `vhost` (`max-connections`, `max-queues`), by name.
+    pub async fn vhost_limits(&self, vhost: &str) -> Result<Limits, RabbitMqError> {
+        let found: Option<Vec<LimitsEntry>> =
+            self.get_json(format!("/api/vhost-limits/{}", enc(vhost))).await?;
+        Ok(found
+            .and_then(|v| v.into_iter().next())
+            .map(|e| e.value)
+            .unwrap_or_default())
+    }
+
+    pub async fn put_vhost_limit(&self, vhost: &str, name: &str, value: u32) -> Result<(), RabbitMqError> {
+        self.put(
+            format!("/api/vhost-limits/{}/{}", enc(vhost), enc(name)),
+            serde_json::json!({ "value": value }),
+        )
+        .await
+    }
+
+    /// The limits set on `user` (`max-connections`, `max-channels`), by name.
+    pub async fn user_limits(&self, user: &str) -> Result<Limits, RabbitMqError> {
+        let found: Option<Vec<LimitsEntry>> =
+            self.get_json(format!("/api/user-limits/{}", enc(user))).await?;
+        Ok(found
+            .and_then(|v| v.into_iter().next())
+            .map(|e| e.value)
+            .unwrap_or_default())
+    }
+
+    pub async fn put_user_limit(&self, user: &str, name: &str, value: u32) -> Result<(), RabbitMqError> {
+        self.put(
+            format!("/api/user-limits/{}/{}", enc(user), enc(name)),
+            serde_json::json!({ "value": value }),
+        )
+        .await
     }
 
     pub async fn put_permission(
