@@ -62,7 +62,7 @@ pub async fn run(stack: &Stack, endpoint: &str, user: &User) -> Result<()> {
     for _ in 0..10 {
         let response = http
             .get(&url)
-            .bearer_auth(&tokens.id)
+            .bearer_auth(&tokens.access)
             .timeout(Duration::from_secs(120))
             .send()
             .await?;

@@ -2,8 +2,9 @@
 //! signed-in user's own tenant connection, or that it is still being provisioned.
 
 use lambda_http::{Error, run, service_fn, tracing};
+use tgsearch::adapters::cognito::CognitoSessions;
 use tgsearch::app::{AppContext, http_client, load_aws_config};
-use tgsearch::cognito_jwt::{HttpJwks, TokenVerifier};
+use tgsearch::cognito_jwt::{CachedSessions, HttpJwks, TokenVerifier};
 use tgsearch::config::{ProvisionerConfig, TenantCredentialsConfig};
 use tgsearch::handlers::tenant_credentials::{CredentialsContext, READINESS_DEADLINE, handle};
 
@@ -24,8 +25,10 @@ async fn main() -> Result<(), Error> {
         Ok(keys) => tracing::info!(keys, token_use = %config.token_use, "user pool keys loaded"),
         Err(e) => tracing::warn!(error = %e, "user pool keys not loaded at cold start"),
     }
+    let sessions = CognitoSessions::new(&aws, config.user_pool_id.clone(), config.token_use);
     let ctx = CredentialsContext {
         verifier,
+        sessions: CachedSessions::new(sessions),
         rates: app.provisioner.locks.clone(),
         tenants: app.provisioner,
         deadline: READINESS_DEADLINE,

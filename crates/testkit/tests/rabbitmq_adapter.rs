@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
+use amqprs::channel::QueueDeclareArguments;
 use reqwest::StatusCode;
+use testkit::amqp;
 use testkit::fresh_tenant;
 use testkit::stack::Stack;
 use tgsearch::adapters::rabbitmq::{AdminCredentials, missing_built_in_exchanges};
+use tgsearch::credentials::TenantCredentials;
 use tgsearch::credentials::{Password, generate_password};
 use tgsearch::deadline::{Deadline, Step};
-use tgsearch::ports::{Converged, Foreign, Removed, TenantBroker};
+use tgsearch::ports::{BrokerLimits, Converged, Foreign, Removed, TenantBroker};
 use tgsearch::status::tenant_status;
 
 #[tokio::test]
@@ -273,4 +276,77 @@ async fn a_vhost_whose_creation_was_cut_short_is_seen_and_created_again() {
     // A whole vhost is left as it is.
     assert_eq!(rabbit.ensure_vhost(&tenant).await.unwrap(), Converged::Unchanged);
     app.provisioner.teardown(&tenant, &deadline).await.unwrap();
+}
+
+/// The tenant's limits, as an independent AMQP client meets them: one connection too many is
+/// refused, and a limit changed by hand is set back.
+#[tokio::test]
+async fn a_tenant_meets_its_limits_and_a_changed_limit_is_repaired() {
+    let stack = Stack::require();
+    let app = stack.app().await;
+    let rabbit = &app.provisioner.broker;
+    let tenant = fresh_tenant();
+    let password = generate_password();
+    rabbit.ensure_vhost(&tenant).await.unwrap();
+    rabbit.ensure_user(&tenant, &password).await.unwrap();
+    rabbit.ensure_permission(&tenant).await.unwrap();
+    let limits = BrokerLimits {
+        vhost_connections: 3,
+        vhost_queues: 2,
+        user_connections: 2,
+        user_channels: 2,
+    };
+    assert_eq!(
+        rabbit.ensure_limits(&tenant, &limits).await.unwrap(),
+        Converged::Created
+    );
+    assert_eq!(
+        rabbit.ensure_limits(&tenant, &limits).await.unwrap(),
+        Converged::Unchanged
+    );
+    let on_vhost = rabbit.vhost_limits(tenant.vhost()).await.unwrap();
+    assert_eq!((on_vhost["max-connections"], on_vhost["max-queues"]), (3, 2));
+    let on_user = rabbit.user_limits(tenant.rabbitmq_user()).await.unwrap();
+    assert_eq!((on_user["max-connections"], on_user["max-channels"]), (2, 2));
+
+    let uri = TenantCredentials::new(&tenant, password.clone(), &app.provisioner.amqp_url);
+    let uri = uri.amqp_uri.expose();
+    let (a, b) = (
+        amqp::connect(uri).await.unwrap(),
+        amqp::connect(uri).await.unwrap(),
+    );
+    assert!(
+        amqp::connect(uri).await.is_err(),
+        "a third connection is refused (user max-connections 2)"
+    );
+    // Two queues at most in the vhost.
+    let channel = a.open_channel(None).await.unwrap();
+    for n in 0..2 {
+        channel
+            .queue_declare(QueueDeclareArguments::new(&format!("q{n}")).finish())
+            .await
+            .unwrap();
+    }
+    let third = b.open_channel(None).await.unwrap();
+    assert!(
+        third
+            .queue_declare(QueueDeclareArguments::new("q2").finish())
+            .await
+            .is_err(),
+        "a third queue is refused (vhost max-queues 2)"
+    );
+    let _ = a.close().await;
+    let _ = b.close().await;
+
+    // Raised by hand: set back, and said so.
+    rabbit
+        .put_user_limit(tenant.rabbitmq_user(), "max-connections", 500)
+        .await
+        .unwrap();
+    match rabbit.ensure_limits(&tenant, &limits).await.unwrap() {
+        Converged::Repaired(what) => assert!(what.contains("user max-connections was 500"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    rabbit.remove_user(&tenant, Some(&password)).await.unwrap();
+    rabbit.remove_vhost(&tenant).await.unwrap();
 }

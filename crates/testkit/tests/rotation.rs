@@ -18,7 +18,7 @@ use tgsearch::provision::SecretFirst;
 /// A ready tenant and its signed-in user.
 async fn ready(f: &Frontend, label: &str) -> (User, String) {
     let user = f.user(label).await;
-    let token = bearer(&f.sign_in(&user).await.id);
+    let token = bearer(&f.sign_in(&user).await.access);
     f.provision(&user).await;
     (user, token)
 }

@@ -95,7 +95,7 @@ async fn a_new_user_polls_until_ready_and_reaches_their_own_vhost() {
     assert_eq!(claims_of(&tokens.id)["sub"], user.tenant.as_str());
 
     // Confirmed, but nothing provisioned yet (the trigger failed, say): 404 and why.
-    let none = f.get("/tenant", &[&bearer(&tokens.id)]).await;
+    let none = f.get("/tenant", &[&bearer(&tokens.access)]).await;
     assert_eq!(none.status, 404, "{}", none.text);
     assert_eq!(none.json()["error"], "no_tenant");
     assert!(none.json()["reason"].as_str().unwrap().contains("15 minutes"));
@@ -113,14 +113,14 @@ async fn a_new_user_polls_until_ready_and_reaches_their_own_vhost() {
         .await
         .unwrap();
     app.provisioner.broker.ensure_vhost(&user.tenant).await.unwrap();
-    let pending = f.get("/tenant", &[&bearer(&tokens.id)]).await;
+    let pending = f.get("/tenant", &[&bearer(&tokens.access)]).await;
     assert_eq!(pending.status, 202, "{}", pending.text);
     assert_eq!(pending.json(), json!({"status": "provisioning"}));
     assert_eq!(pending.headers["retry-after"], "2");
 
     // post-confirmation completes it: the user's own connection, never cached.
     f.provision(&user).await;
-    let ready = f.get("/tenant", &[&bearer(&tokens.id)]).await;
+    let ready = f.get("/tenant", &[&bearer(&tokens.access)]).await;
     assert_eq!(ready.status, 200, "{}", ready.text);
     assert_eq!(ready.headers["cache-control"], "no-store");
     let body = ready.json();
@@ -164,13 +164,13 @@ async fn a_new_user_polls_until_ready_and_reaches_their_own_vhost() {
 }
 
 #[tokio::test]
-async fn tokens_that_are_not_this_apps_id_tokens_get_401() {
+async fn tokens_that_are_not_this_apps_access_tokens_get_401() {
     let f = Frontend::new().await;
     let user = f.user("tokens").await;
     f.provision(&user).await;
     let tokens = f.sign_in(&user).await;
-    // The control: the genuine ID token works.
-    let ok = f.get("/tenant", &[&bearer(&tokens.id)]).await;
+    // The control: the genuine access token works.
+    let ok = f.get("/tenant", &[&bearer(&tokens.access)]).await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     let password = ok.json()["password"].as_str().unwrap().to_owned();
 
@@ -197,18 +197,18 @@ async fn tokens_that_are_not_this_apps_id_tokens_get_401() {
 
     // Minted from the genuine token: with moto's own key (valid signature), and with ours.
     let moto = moto_key();
-    let genuine = claims_of(&tokens.id);
+    let genuine = claims_of(&tokens.access);
     let mut expired = genuine.clone();
     expired["iat"] = (now() - 7200).into();
     expired["exp"] = (now() - 3600).into();
     let mut wrong_audience = genuine.clone();
-    wrong_audience["aud"] = "someone-elses-app-client".into();
+    wrong_audience["client_id"] = "someone-elses-app-client".into();
     let mut wrong_issuer = genuine.clone();
     wrong_issuer["iss"] = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_NotOurPool".into();
     let mut refresh_use = genuine.clone();
     refresh_use["token_use"] = "refresh".into();
     let stranger_key = another_key();
-    let parts: Vec<&str> = tokens.id.split('.').collect();
+    let parts: Vec<&str> = tokens.access.split('.').collect();
     let mut someone_else = genuine.clone();
     someone_else["sub"] = "00000000-0000-4000-8000-000000000000".into();
     let tampered = format!(
@@ -218,11 +218,16 @@ async fn tokens_that_are_not_this_apps_id_tokens_get_401() {
         parts[2]
     );
 
-    // The control for the minted ones: unchanged claims signed with moto's key are accepted.
-    let reminted = f
-        .get("/tenant", &[&bearer(&sign(&moto, "dummy", &genuine))])
-        .await;
-    assert_eq!(reminted.status, 200, "{}", reminted.text);
+    // The control for the minted ones: unchanged claims signed with moto's key pass every check
+    // of the signature and the claims. Over HTTP Cognito, which never issued that token, refuses
+    // it too (GetUser): only tokens Cognito issued and still honours get through.
+    let config = tgsearch::config::TenantCredentialsConfig::from(&f.stack.lookup()).unwrap();
+    let verifier = tgsearch::cognito_jwt::TokenVerifier::new(
+        config.expected(),
+        tgsearch::cognito_jwt::HttpJwks::new(tgsearch::app::http_client().unwrap(), config.jwks_url.as_str()),
+    );
+    let reminted = sign(&moto, "dummy", &genuine);
+    assert_eq!(verifier.verify(&reminted).await.unwrap(), user.tenant);
 
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("no token", vec![]),
@@ -237,28 +242,29 @@ async fn tokens_that_are_not_this_apps_id_tokens_get_401() {
             "signed by another key, its own kid",
             vec![bearer(&sign(&stranger_key, "mine", &genuine))],
         ),
-        ("another pool", vec![bearer(&from_other_pool.id)]),
+        ("another pool", vec![bearer(&from_other_pool.access)]),
         (
             "another pool's issuer",
             vec![bearer(&sign(&moto, "dummy", &wrong_issuer))],
         ),
-        ("another app client", vec![bearer(&from_other_client.id)]),
+        ("another app client", vec![bearer(&from_other_client.access)]),
         (
             "another audience",
             vec![bearer(&sign(&moto, "dummy", &wrong_audience))],
         ),
-        ("the access token", vec![bearer(&tokens.access)]),
+        ("the ID token", vec![bearer(&tokens.id)]),
         (
             "another token_use",
             vec![bearer(&sign(&moto, "dummy", &refresh_use))],
         ),
         ("payload swapped", vec![bearer(&tampered)]),
-        ("not Bearer", vec![format!("Basic {}", tokens.id)]),
+        ("re-signed, never issued by Cognito", vec![bearer(&reminted)]),
+        ("not Bearer", vec![format!("Basic {}", tokens.access)]),
     ];
     for (case, authorization) in &cases {
         let authorization: Vec<&str> = authorization.iter().map(String::as_str).collect();
         let answer = f.get("/tenant", &authorization).await;
-        assert_unauthorized(&answer, case, &[&tokens.id, &password]);
+        assert_unauthorized(&answer, case, &[&tokens.access, &password]);
     }
 
     let log = std::fs::read_to_string(stack::lambda_log()).unwrap_or_default();
@@ -290,7 +296,7 @@ async fn crafted_requests_never_return_another_tenants_credentials() {
     f.provision(&alice).await;
     f.provision(&bob).await;
     let (a, b) = (f.sign_in(&alice).await, f.sign_in(&bob).await);
-    let bobs = f.get("/tenant", &[&bearer(&b.id)]).await;
+    let bobs = f.get("/tenant", &[&bearer(&b.access)]).await;
     assert_eq!(bobs.status, 200, "{}", bobs.text);
     let bobs_password = bobs.json()["password"].as_str().unwrap().to_owned();
     let bob_sub: &str = bob.tenant.as_str();
@@ -301,7 +307,7 @@ async fn crafted_requests_never_return_another_tenants_credentials() {
         format!("/tenant?sub={bob_sub}&username={bob_sub}&vhost={bob_sub}&tenant={bob_sub}"),
         format!("/tenant/?sub={bob_sub}"),
     ] {
-        let answer = f.get(&query, &[&bearer(&a.id)]).await;
+        let answer = f.get(&query, &[&bearer(&a.access)]).await;
         assert_eq!(answer.status, 200, "{query}: {}", answer.text);
         assert_eq!(answer.json()["username"], alice.tenant.as_str(), "{query}");
         assert!(
@@ -315,16 +321,16 @@ async fn crafted_requests_never_return_another_tenants_credentials() {
         format!("/{bob_sub}/tenant"),
         format!("/tenants/{bob_sub}"),
     ] {
-        let answer = f.get(&path, &[&bearer(&a.id)]).await;
+        let answer = f.get(&path, &[&bearer(&a.access)]).await;
         assert_eq!(answer.status, 404, "{path}: {}", answer.text);
         assert!(!answer.text.contains(&bobs_password), "{path}");
     }
     // Two tokens at once. API Gateway and function URLs hand a repeated header to the function
     // joined with commas, and that is refused rather than guessed at.
-    let joined = format!("{},{}", bearer(&a.id), bearer(&b.id));
+    let joined = format!("{},{}", bearer(&a.access), bearer(&b.access));
     let answer = f.get("/tenant", &[&joined]).await;
     assert_unauthorized(&answer, "joined", &[&bobs_password, &a.id, &b.id]);
-    let joined_spaced = format!("{}, {}", bearer(&a.id), b.id);
+    let joined_spaced = format!("{}, {}", bearer(&a.access), b.access);
     let answer = f.get("/tenant", &[&joined_spaced]).await;
     assert_unauthorized(
         &answer,
@@ -334,7 +340,9 @@ async fn crafted_requests_never_return_another_tenants_credentials() {
     // cargo-lambda's emulator passes only the first of two separate headers: whatever comes
     // back is then the first token's own tenant, never the other one's.
     for (first, second, owner) in [(&a, &b, &alice), (&b, &a, &bob)] {
-        let answer = f.get("/tenant", &[&bearer(&first.id), &bearer(&second.id)]).await;
+        let answer = f
+            .get("/tenant", &[&bearer(&first.access), &bearer(&second.access)])
+            .await;
         if answer.status == 200 {
             assert_eq!(answer.json()["username"], owner.tenant.as_str());
         } else {
@@ -347,7 +355,7 @@ async fn crafted_requests_never_return_another_tenants_credentials() {
         reqwest::Method::PUT,
         reqwest::Method::DELETE,
     ] {
-        let answer = f.request(method.clone(), "/tenant", &[&bearer(&a.id)]).await;
+        let answer = f.request(method.clone(), "/tenant", &[&bearer(&a.access)]).await;
         assert_eq!(answer.status, 405, "{method}: {}", answer.text);
         assert_eq!(answer.headers["allow"], "GET");
     }
@@ -371,7 +379,7 @@ async fn the_pools_keys_come_from_moto_and_failures_are_not_rejections() {
     assert_eq!(verifier.prefetch().await.unwrap(), 1, "moto publishes one key");
     let user = f.user("jwks").await;
     let tokens = f.sign_in(&user).await;
-    assert_eq!(verifier.verify(&tokens.id).await.unwrap(), user.tenant);
+    assert_eq!(verifier.verify(&tokens.access).await.unwrap(), user.tenant);
 
     // Nothing listens there / not a JWKS: the keys are unavailable, which is not a verdict on
     // the token (the function answers 503, not 401).
@@ -379,14 +387,14 @@ async fn the_pools_keys_come_from_moto_and_failures_are_not_rejections() {
     let url = format!("http://{}/jwks.json", closed.local_addr().unwrap());
     drop(closed);
     let not_there = TokenVerifier::new(config.expected(), HttpJwks::new(http.clone(), url));
-    let err = not_there.verify(&tokens.id).await.unwrap_err();
+    let err = not_there.verify(&tokens.access).await.unwrap_err();
     assert!(
         matches!(err, VerifyError::KeysUnavailable(JwksError::Http { .. })),
         "{err}"
     );
     let moto_root = format!("{}/", f.stack.var("AWS_ENDPOINT_URL"));
     let not_jwks = TokenVerifier::new(config.expected(), HttpJwks::new(http, moto_root));
-    let err = not_jwks.verify(&tokens.id).await.unwrap_err();
+    let err = not_jwks.verify(&tokens.access).await.unwrap_err();
     assert!(matches!(err, VerifyError::KeysUnavailable(_)), "{err}");
     cognito::delete_user(&f.cognito, &f.pool, &user.username)
         .await
@@ -400,17 +408,25 @@ async fn a_rotation_refuses_the_old_password_and_hands_out_a_working_new_one() {
     let tokens = f.sign_in(&user).await;
     // Not ready yet: nothing to rotate.
     let early = f
-        .request(reqwest::Method::POST, "/tenant/rotate", &[&bearer(&tokens.id)])
+        .request(
+            reqwest::Method::POST,
+            "/tenant/rotate",
+            &[&bearer(&tokens.access)],
+        )
         .await;
     assert_eq!(early.status, 404, "{}", early.text);
     f.provision(&user).await;
-    let before = f.get("/tenant", &[&bearer(&tokens.id)]).await.json();
+    let before = f.get("/tenant", &[&bearer(&tokens.access)]).await.json();
     let old_uri = before["amqp_uri"].as_str().unwrap().to_owned();
     // An open session with the old password (a leaked one, say).
     let session = amqp::connect(&old_uri).await.unwrap();
 
     let rotated = f
-        .request(reqwest::Method::POST, "/tenant/rotate", &[&bearer(&tokens.id)])
+        .request(
+            reqwest::Method::POST,
+            "/tenant/rotate",
+            &[&bearer(&tokens.access)],
+        )
         .await;
     assert_eq!(rotated.status, 200, "{}", rotated.text);
     assert_eq!(rotated.headers["cache-control"], "no-store");
@@ -440,7 +456,7 @@ async fn a_rotation_refuses_the_old_password_and_hands_out_a_working_new_one() {
         .ours()
         .unwrap();
     assert_eq!(stored.amqp_uri.expose(), new_uri);
-    assert_eq!(f.get("/tenant", &[&bearer(&tokens.id)]).await.json(), after);
+    assert_eq!(f.get("/tenant", &[&bearer(&tokens.access)]).await.json(), after);
     let (secret, _, deployment) = app.provisioner.backend.get_all(&user.tenant).await.unwrap();
     assert_eq!(secret.unwrap().data.unwrap()["AMQP_URI"].0, new_uri.as_bytes());
     let annotations = deployment
@@ -468,7 +484,11 @@ async fn a_rotation_refuses_the_old_password_and_hands_out_a_working_new_one() {
     );
     // Repeating it is safe: another new password, still one working tenant.
     let again = f
-        .request(reqwest::Method::POST, "/tenant/rotate", &[&bearer(&tokens.id)])
+        .request(
+            reqwest::Method::POST,
+            "/tenant/rotate",
+            &[&bearer(&tokens.access)],
+        )
         .await;
     assert_eq!(again.status, 200, "{}", again.text);
     amqp::round_trip(again.json()["amqp_uri"].as_str().unwrap(), b"again")

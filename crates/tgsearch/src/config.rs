@@ -466,7 +466,8 @@ pub struct TenantCredentialsConfig {
     pub issuer: String,
     /// `USER_POOL_JWKS_URL`: where the pool's signing keys are; default `<issuer>/.well-known/jwks.json`.
     pub jwks_url: Url,
-    /// `USER_POOL_TOKEN_USE`: `id` (default) or `access`, the one kind of token accepted.
+    /// `USER_POOL_TOKEN_USE`: `access` (default) or `id`, the one kind of token accepted. Only an
+    /// access token lets Cognito say that its user signed out.
     pub token_use: crate::cognito_jwt::TokenUse,
     /// `TENANT_GET_RATE`: `GET /tenant` per tenant (`<max>/<seconds>`, default `120/60`: a
     /// frontend polling every 2 s while provisioning uses a quarter of it).
@@ -554,7 +555,7 @@ impl TenantCredentialsConfig {
             None => parse_url("USER_POOL_JWKS_URL", &jwks_url(&issuer), &["https"])?,
         };
         let token_use = match env.optional("USER_POOL_TOKEN_USE") {
-            None => crate::cognito_jwt::TokenUse::Id,
+            None => crate::cognito_jwt::TokenUse::Access,
             Some(raw) => raw.parse().map_err(|reason| ConfigError::Invalid {
                 name: "USER_POOL_TOKEN_USE",
                 reason,
@@ -611,8 +612,43 @@ mod tenant_credentials_tests {
             c.jwks_url.as_str(),
             "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123/.well-known/jwks.json"
         );
-        assert_eq!(c.token_use, TokenUse::Id);
+        assert_eq!(c.token_use, TokenUse::Access);
         assert_eq!(c.expected().client_id, CLIENT.1);
+    }
+
+    #[test]
+    fn a_plaintext_jwks_url_to_another_host_is_refused() {
+        let err = config(&[
+            POOL,
+            CLIENT,
+            ("USER_POOL_JWKS_URL", "http://keys.example.com/jwks.json"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("USER_POOL_JWKS_URL") && err.contains("https"),
+            "{err}"
+        );
+        let ok = config(&[
+            POOL,
+            CLIENT,
+            ("USER_POOL_JWKS_URL", "http://keys.internal/jwks.json"),
+            ("USER_POOL_JWKS_ALLOW_PLAINTEXT", "true"),
+        ]);
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn rates_are_max_per_seconds() {
+        let c = config(&[POOL, CLIENT, ("TENANT_ROTATE_RATE", "5/3600")]).unwrap();
+        assert_eq!((c.rotate_rate.max, c.rotate_rate.window.as_secs()), (5, 3600));
+        assert_eq!((c.get_rate.max, c.get_rate.window.as_secs()), (120, 60));
+        for bad in ["5", "0/60", "5/0", "x/60", "5/100000"] {
+            let err = config(&[POOL, CLIENT, ("TENANT_ROTATE_RATE", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("TENANT_ROTATE_RATE"), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -624,11 +660,11 @@ mod tenant_credentials_tests {
                 "USER_POOL_JWKS_URL",
                 "http://127.0.0.1:5000/eu-west-1_AbCdEf123/.well-known/jwks.json",
             ),
-            ("USER_POOL_TOKEN_USE", "access"),
+            ("USER_POOL_TOKEN_USE", "id"),
         ])
         .unwrap();
         assert_eq!(c.jwks_url.host_str(), Some("127.0.0.1"));
-        assert_eq!(c.token_use, TokenUse::Access);
+        assert_eq!(c.token_use, TokenUse::Id);
     }
 
     /// Settings, the variable the error must name, and a word of the reason.

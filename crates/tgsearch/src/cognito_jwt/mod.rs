@@ -12,16 +12,21 @@
 //!   `client_id` for an access token ([`claims`]);
 //! - `sub` is a tenant id (a lowercase UUID).
 //!
+//! - and Cognito still knows the user as active ([`sessions`]: not disabled, deleted or signed
+//!   out), asked at most every 30 s per token per container.
+//!
 //! The signature itself is checked by `jsonwebtoken` on aws-lc-rs; nothing here hand-writes RS256.
 
 pub mod claims;
 pub mod jwks;
+pub mod sessions;
 pub(crate) mod verifier;
 
 use std::time::Duration;
 
 pub use claims::{Expected, Rejection, TokenUse};
 pub use jwks::{HttpJwks, JwksError, JwksFetch, KeyCache};
+pub use sessions::{CachedSessions, Session, SessionCheck};
 pub use verifier::{TokenVerifier, VerifyError};
 
 /// Clock skew tolerated on `exp` and `iat`.

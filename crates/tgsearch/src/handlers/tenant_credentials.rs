@@ -32,7 +32,9 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use crate::cognito_jwt::{JwksFetch, Rejection, TokenVerifier, VerifyError};
+use crate::cognito_jwt::{
+    CachedSessions, JwksFetch, Rejection, Session, SessionCheck, TokenVerifier, VerifyError,
+};
 use crate::ports::{Admission, Rate, RateLimiter};
 use crate::readiness::{Readiness, ReadinessError, TenantReadiness};
 use crate::tenant::TenantId;
@@ -45,8 +47,10 @@ pub const RETRY_PROVISIONING_SECS: u64 = 2;
 pub const RETRY_UNAVAILABLE_SECS: u64 = 5;
 
 /// Built once per container.
-pub struct CredentialsContext<F, T, R> {
+pub struct CredentialsContext<F, T, R, S> {
     pub verifier: TokenVerifier<F>,
+    /// Cognito's word that the token's user is still active (cached per token for 30 s).
+    pub sessions: CachedSessions<S>,
     pub tenants: T,
     /// How long the readiness check may take ([`READINESS_DEADLINE`]).
     pub deadline: Duration,
@@ -237,16 +241,19 @@ pub fn respond(outcome: &Result<Readiness, ReadinessError>) -> Response<Body> {
     }
 }
 
-/// Authenticates the caller: their tenant, or the answer that refuses them.
-async fn caller<F: JwksFetch>(
+/// Authenticates the caller: their tenant, or the answer that refuses them. A valid token whose
+/// user Cognito no longer knows as active (disabled, deleted, signed out) is refused like any
+/// other.
+async fn caller<F: JwksFetch, S: SessionCheck>(
     verifier: &TokenVerifier<F>,
+    sessions: &CachedSessions<S>,
     request: &Request,
 ) -> Result<TenantId, Response<Body>> {
     let token = bearer(request.headers()).map_err(|reason| {
         info!(%reason, "request refused");
         unauthorized()
     })?;
-    verifier.verify(token).await.map_err(|e| match e {
+    let tenant = verifier.verify(token).await.map_err(|e| match e {
         VerifyError::Rejected(reason) => {
             info!(%reason, "token refused");
             unauthorized()
@@ -255,7 +262,20 @@ async fn caller<F: JwksFetch>(
             error!(error = %e, "cannot verify tokens: the user pool's keys are unavailable");
             unavailable("sign-in cannot be checked right now; ask again shortly")
         }
-    })
+    })?;
+    match sessions.check(tenant.as_str(), token).await {
+        Ok(Session::Active) => Ok(tenant),
+        Ok(Session::Revoked(why)) => {
+            info!(tenant = %tenant, reason = %why, "token of a user no longer active refused");
+            Err(unauthorized())
+        }
+        Err(e) => {
+            error!(tenant = %tenant, error = %e, "cannot ask Cognito whether the user is still active");
+            Err(unavailable(
+                "sign-in cannot be checked right now; ask again shortly",
+            ))
+        }
+    }
 }
 
 async fn get_tenant<T: TenantReadiness>(
@@ -348,15 +368,15 @@ async fn limit<R: RateLimiter>(
     }
 }
 
-pub async fn handle<F: JwksFetch, T: TenantReadiness, R: RateLimiter>(
-    ctx: &CredentialsContext<F, T, R>,
+pub async fn handle<F: JwksFetch, T: TenantReadiness, R: RateLimiter, S: SessionCheck>(
+    ctx: &CredentialsContext<F, T, R, S>,
     request: Request,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let route = match route(request.method(), &path_of(&request)) {
         Ok(route) => route,
         Err(why) => return Ok(no_route(why)),
     };
-    let tenant = match caller(&ctx.verifier, &request).await {
+    let tenant = match caller(&ctx.verifier, &ctx.sessions, &request).await {
         Ok(tenant) => tenant,
         Err(refused) => return Ok(refused),
     };
@@ -379,6 +399,7 @@ mod tests {
     use super::*;
     use crate::cognito_jwt::TokenUse;
     use crate::cognito_jwt::jwks::tests::MemoryJwks;
+    use crate::cognito_jwt::sessions::tests::MemorySessions;
     use crate::cognito_jwt::verifier::tests::{SUB, TestKey, id_claims, verifier};
     use crate::credentials::{Password, TenantCredentials};
     use crate::memory::MemoryRates;
@@ -427,9 +448,12 @@ mod tests {
         window: Duration::from_secs(600),
     };
 
-    fn ctx(key: &TestKey, tenants: Tenants) -> CredentialsContext<Arc<MemoryJwks>, Tenants, MemoryRates> {
+    type Ctx = CredentialsContext<Arc<MemoryJwks>, Tenants, MemoryRates, MemorySessions>;
+
+    fn ctx(key: &TestKey, tenants: Tenants) -> Ctx {
         CredentialsContext {
             verifier: verifier(key, TokenUse::Id),
+            sessions: CachedSessions::new(MemorySessions::default()),
             tenants,
             deadline: READINESS_DEADLINE,
             rates: MemoryRates::default(),
@@ -684,6 +708,7 @@ mod tests {
         jwks.set(Err(502));
         let ctx = CredentialsContext {
             verifier: TokenVerifier::new(crate::cognito_jwt::verifier::tests::expected(TokenUse::Id), jwks),
+            sessions: CachedSessions::new(MemorySessions::default()),
             tenants: both_ready(),
             deadline: READINESS_DEADLINE,
             rates: MemoryRates::default(),
@@ -749,5 +774,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_of_a_revoked_user_gets_401() {
+        let key = TestKey::generate("k1");
+        let mut ctx = ctx(&key, both_ready());
+        ctx.sessions = CachedSessions::with_ttl(MemorySessions::default(), Duration::ZERO);
+        let token = format!("Bearer {}", key.sign(&id_claims()));
+        assert_eq!(
+            handle(&ctx, get("/tenant", &[&token])).await.unwrap().status(),
+            200
+        );
+        ctx.sessions = CachedSessions::with_ttl(
+            MemorySessions {
+                revoked: std::sync::Mutex::new([SUB.to_string()].into()),
+                ..Default::default()
+            },
+            Duration::ZERO,
+        );
+        let refused = handle(&ctx, get("/tenant", &[&token])).await.unwrap();
+        assert_eq!(refused.status(), 401);
+        assert!(body(&refused).get("password").is_none());
     }
 }
