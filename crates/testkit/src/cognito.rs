@@ -189,3 +189,30 @@ pub async fn find_or_create_pool(cognito: &Client, name: &str) -> Result<String>
         .map(String::from)
         .context("moto created a user pool without an id")
 }
+
+/// A tenant whose `sub` is a real, confirmed user of the stack's pool: what every signup is in
+/// production, and what the provisioning worker asks Cognito about before it provisions a
+/// hand-off. Tests whose signups may be handed off use these, never a bare random `sub`.
+pub async fn pool_tenant() -> TenantId {
+    let stack = crate::stack::Stack::require();
+    let cognito = Client::new(&stack.aws().await);
+    sign_up_confirmed(
+        &cognito,
+        stack.var("USER_POOL_ID"),
+        stack.frontend_client_id(),
+        "signup",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot sign a user up in the stack's pool ({e}): run `cargo xtask stack up`"))
+    .tenant
+}
+
+/// `n` such tenants, signed up a few at a time.
+pub async fn pool_tenants(n: usize) -> Vec<TenantId> {
+    use futures::StreamExt;
+    futures::stream::iter(0..n)
+        .map(|_| pool_tenant())
+        .buffer_unordered(8)
+        .collect()
+        .await
+}

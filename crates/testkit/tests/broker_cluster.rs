@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use testkit::cognito::pool_tenant;
 
 use testkit::cluster::{Cluster, Node};
 use testkit::faults::{HandOffQueue, POST_CONFIRMATION_TIMEOUT, check_clear_error};
@@ -178,7 +179,7 @@ async fn burst_during(stack: &Stack, functions: &[Arc<Function>], node: &Node, f
                 if gone.load(Ordering::SeqCst) {
                     after_loss += 1;
                 }
-                let tenant = fresh_tenant();
+                let tenant = pool_tenant().await;
                 let outcome = function
                     .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
                     .await;

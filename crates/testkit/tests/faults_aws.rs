@@ -5,11 +5,12 @@
 //! to the provisioning worker for that reason; after recovery it converges.
 
 use std::time::Duration;
+use testkit::cognito::pool_tenant;
 
+use testkit::events;
 use testkit::faults::Verdict;
 use testkit::faults::{Canned, POST_CONFIRMATION_TIMEOUT, Rig, Rule};
 use testkit::runtime::{Answer, COGNITO_LIMIT};
-use testkit::{events, fresh_tenant};
 
 /// What names the cold start's admin secret read in an error.
 const ADMIN_SECRET_READ: &[&str] = &[
@@ -29,7 +30,7 @@ async fn a_secrets_manager_that_never_answers_is_named_before_the_deadline_and_c
     let function = rig.function("post-confirmation");
     rig.warm(&function).await;
     rig.aws.black_hole();
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let verdict = rig
         .sign_up_under_fault(&function, &tenant, &["step `secret`"])
         .await;
@@ -43,7 +44,7 @@ async fn secrets_manager_throttling_is_named_before_the_deadline_and_converges()
     rig.warm(&function).await;
     rig.aws
         .answer(secrets_manager_calls().respond(Canned::aws_throttling()));
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let verdict = rig
         .sign_up_under_fault(&function, &tenant, &["step `secret`"])
         .await;
@@ -57,7 +58,7 @@ async fn one_throttled_secrets_manager_call_does_not_fail_a_signup() {
     rig.warm(&function).await;
     rig.aws
         .answer(secrets_manager_calls().times(1).respond(Canned::aws_throttling()));
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let event = events::signup_for(&tenant);
     let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     rig.assert_done_despite(&outcome, &tenant, "one throttled call")
@@ -74,7 +75,7 @@ async fn a_cold_start_against_a_black_holed_secrets_manager_answers_within_5_s_n
     let rig = Rig::new().await;
     rig.aws.black_hole();
     let function = rig.function("post-confirmation");
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     // The process starts with the invocation: Cognito's 5 s count from here.
     let outcome = function
         .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
@@ -113,7 +114,7 @@ async fn a_slow_cold_start_leaves_the_signup_only_what_is_left_of_cognitos_5_s()
     rig.aws.latency(Duration::from_millis(400));
     rig.management.black_hole();
     let function = rig.function("post-confirmation");
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let outcome = function
         .invoke(&events::signup_for(&tenant), POST_CONFIRMATION_TIMEOUT)
         .await;

@@ -4,6 +4,7 @@
 //! `reconcile`, a dependency that never answers still gets an answer before the deadline.
 
 use std::time::Duration;
+use testkit::cognito::pool_tenant;
 
 use testkit::faults::{Rig, Verdict};
 use testkit::{events, fresh_tenant};
@@ -14,7 +15,7 @@ async fn a_lambda_deadline_shorter_than_the_budget_is_kept() {
     let function = rig.function("post-confirmation");
     rig.warm(&function).await;
     rig.management.black_hole();
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     // The budget is 4.5 s; this invocation's deadline is 1.5 s away.
     let timeout = Duration::from_millis(1500);
     let outcome = function.invoke(&events::signup_for(&tenant), timeout).await;

@@ -6,10 +6,11 @@
 //! its `Retry-After`; after recovery it converges.
 
 use std::time::Duration;
+use testkit::cognito::pool_tenant;
 
+use testkit::events;
 use testkit::faults::{Canned, POST_CONFIRMATION_TIMEOUT, Rig, Rule, Verdict};
 use testkit::runtime::{Answer, Function};
-use testkit::{events, fresh_tenant};
 use tgsearch::TenantId;
 
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/*/deployments/*";
@@ -52,7 +53,7 @@ async fn a_kubernetes_api_that_never_answers_is_named_before_the_deadline_and_co
     let function = rig.function("post-confirmation");
     rig.warm(&function).await;
     rig.kube.black_hole();
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let verdict = rig.sign_up_under_fault(&function, &tenant, KUBE_STEPS).await;
     rig.converges_after_recovery(&function, &tenant, verdict).await;
 }
@@ -62,7 +63,7 @@ async fn kubernetes_answering_500_every_time_is_named_before_the_deadline_and_co
     let rig = Rig::new().await;
     let function = rig.function("post-confirmation");
     rig.warm(&function).await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let rule = Rule::on("PATCH", DEPLOYMENTS).respond(Canned::kube(500));
     let verdict = signup_under(&rig, &function, &tenant, rule, "step `deployment`").await;
     let error = why(&verdict);
@@ -80,7 +81,7 @@ async fn one_500_from_kubernetes_does_not_fail_a_signup() {
     rig.warm(&function).await;
     rig.kube
         .answer(Rule::on("PATCH", DEPLOYMENTS).times(1).respond(Canned::kube(500)));
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let event = events::signup_for(&tenant);
     let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     rig.assert_done_despite(&outcome, &tenant, "one Kubernetes 500")
@@ -96,7 +97,7 @@ async fn kubernetes_409_conflict_is_named_without_retrying() {
     let rig = Rig::new().await;
     let function = rig.function("post-confirmation");
     rig.warm(&function).await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let rule = Rule::on("PATCH", DEPLOYMENTS).respond(Canned::kube(409));
     let verdict = signup_under(&rig, &function, &tenant, rule, "step `deployment`").await;
     let error = why(&verdict);
@@ -111,7 +112,7 @@ async fn kubernetes_422_invalid_is_named_without_retrying() {
     let rig = Rig::new().await;
     let function = rig.function("post-confirmation");
     rig.warm(&function).await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let rule = Rule::on("PATCH", VOLUMES).respond(Canned::kube(422));
     let verdict = signup_under(&rig, &function, &tenant, rule, "step `volume`").await;
     let error = why(&verdict);
@@ -126,7 +127,7 @@ async fn kubernetes_429_every_time_is_named_before_the_deadline_and_converges() 
     let rig = Rig::new().await;
     let function = rig.function("post-confirmation");
     rig.warm(&function).await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let rule = Rule::on("PATCH", VOLUMES).respond(Canned::kube(429));
     let verdict = signup_under(&rig, &function, &tenant, rule, "step `volume`").await;
     rig.converges_after_recovery(&function, &tenant, verdict).await;
@@ -139,7 +140,7 @@ async fn one_429_from_kubernetes_is_retried_not_before_its_retry_after() {
     rig.warm(&function).await;
     rig.kube
         .answer(Rule::on("PATCH", VOLUMES).times(1).respond(Canned::kube(429)));
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let event = events::signup_for(&tenant);
     let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     if !matches!(&outcome.answer, Answer::Ok(answer) if *answer == event) {

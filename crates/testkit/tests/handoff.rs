@@ -5,11 +5,12 @@
 //! emulator), as AWS would deliver it.
 
 use std::time::Duration;
+use testkit::cognito::{pool_tenant, pool_tenants};
 
 use serde_json::json;
 use testkit::faults::{POST_CONFIRMATION_TIMEOUT, Rig};
 use testkit::runtime::{Answer, COGNITO_LIMIT};
-use testkit::{amqp, events, fresh_tenant};
+use testkit::{amqp, events};
 use tgsearch::ports::CredentialStore;
 use tgsearch::status::tenant_status;
 
@@ -20,7 +21,7 @@ async fn a_slow_broker_gets_the_signup_handed_off_and_the_worker_finishes_it() {
     rig.warm(&function).await;
     // Every management API request takes 1.5 s: a busy cluster on a launch day.
     rig.management.latency(Duration::from_millis(1500));
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let event = events::signup_for(&tenant);
     let outcome = function.invoke(&event, POST_CONFIRMATION_TIMEOUT).await;
     match &outcome.answer {
@@ -68,7 +69,7 @@ async fn a_burst_while_the_broker_is_down_fails_no_trigger_and_every_tenant_comp
         rig.warm(f).await;
     }
     rig.management.stop().await;
-    let tenants: Vec<_> = (0..8).map(|_| fresh_tenant()).collect();
+    let tenants: Vec<_> = pool_tenants(8).await;
     let signups: Vec<_> = tenants.iter().map(events::signup_for).collect();
     let outcomes = futures::future::join_all(
         signups
@@ -101,7 +102,7 @@ async fn a_burst_while_the_broker_is_down_fails_no_trigger_and_every_tenant_comp
 #[tokio::test]
 async fn what_the_worker_cannot_finish_is_reported_and_retried_later() {
     let rig = Rig::new().await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     // Somebody else's vhost with the tenant's name: the worker must not adopt it.
     rig.app
         .provisioner
@@ -147,7 +148,7 @@ async fn what_the_worker_cannot_finish_is_reported_and_retried_later() {
 #[tokio::test]
 async fn the_stacks_event_source_delivers_hand_offs_to_the_worker() {
     let rig = Rig::new().await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     // What post-confirmation sends, into the stack's own queue: its poller invokes the
     // provision-worker under the emulator, as Lambda's SQS event source would.
     let sqs = aws_sdk_sqs::Client::new(&rig.stack.aws().await);
@@ -186,4 +187,54 @@ async fn the_stacks_event_source_delivers_hand_offs_to_the_worker() {
         .await
         .unwrap();
     rig.teardown(&tenant).await;
+}
+
+/// A hand-off outlives its user: deleted or disabled while it waited in the queue, the user gets
+/// nothing provisioned, and the message is done with (not retried).
+#[tokio::test]
+async fn a_hand_off_for_a_deleted_or_disabled_user_is_dropped_and_reported() {
+    let rig = Rig::new().await;
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&rig.stack.aws().await);
+    let pool = rig.stack.var("USER_POOL_ID").to_owned();
+    let worker = rig.function("provision-worker");
+    for case in ["deleted", "disabled"] {
+        let user =
+            testkit::cognito::sign_up_confirmed(&cognito, &pool, rig.stack.frontend_client_id(), "gone")
+                .await
+                .unwrap();
+        if case == "deleted" {
+            testkit::cognito::delete_user(&cognito, &pool, &user.username)
+                .await
+                .unwrap();
+        } else {
+            cognito
+                .admin_disable_user()
+                .user_pool_id(&pool)
+                .username(&user.username)
+                .send()
+                .await
+                .unwrap();
+        }
+        rig.queue
+            .send(&json!({"sub": user.tenant.as_str(), "reason": "test"}).to_string())
+            .await;
+        let handed = rig.queue.of(user.tenant.as_str()).await.expect("the message");
+        let failures = rig.queue.failures(&worker, &[handed]).await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "{case}: a dropped hand-off is done with: {failures:?}"
+        );
+        let status = tenant_status(&rig.app.provisioner, &user.tenant).await.unwrap();
+        assert!(status.is_absent(), "{case}: something was provisioned");
+        assert!(
+            worker.logs().contains("hand-off dropped"),
+            "{case}: not reported: {}",
+            worker.log_tail(10)
+        );
+        if case == "disabled" {
+            testkit::cognito::delete_user(&cognito, &pool, &user.username)
+                .await
+                .unwrap();
+        }
+    }
 }

@@ -3,10 +3,11 @@
 //! Secrets Manager.
 
 use serde_json::Value;
+use testkit::cognito::pool_tenant;
 use testkit::lambda::{Invocation, invoke};
 use testkit::settle::until_complete;
 use testkit::stack::Stack;
-use testkit::{amqp, events, fresh_tenant};
+use testkit::{amqp, events};
 use tgsearch::TenantId;
 use tgsearch::adapters::rabbitmq::AdminCredentials;
 use tgsearch::app::AppContext;
@@ -78,7 +79,7 @@ impl Harness {
 #[tokio::test]
 async fn a_new_user_gets_an_isolated_working_tenant() {
     let h = Harness::new().await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let event = events::signup_for(&tenant);
     match h.invoke(&event).await {
         Invocation::Ok(answer) => assert_eq!(answer, event, "Cognito needs its event back unchanged"),
@@ -99,7 +100,7 @@ async fn a_new_user_gets_an_isolated_working_tenant() {
     assert_eq!(creds.amqp_uri.expose(), expected_uri);
 
     // Isolation: not the default vhost, not another tenant's vhost, not the management API.
-    let neighbour = fresh_tenant();
+    let neighbour = pool_tenant().await;
     h.invoke(&events::signup_for(&neighbour)).await.unwrap_ok();
     until_complete(&h.app.provisioner, &neighbour).await;
     for vhost in ["/", neighbour.vhost()] {
@@ -131,7 +132,7 @@ async fn a_new_user_gets_an_isolated_working_tenant() {
 #[tokio::test]
 async fn the_same_event_three_times_in_a_row_keeps_one_tenant_and_its_password() {
     let h = Harness::new().await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let event = events::signup_for(&tenant);
     h.invoke(&event).await.unwrap_ok();
     let first = h.stored(&tenant).await;
@@ -146,7 +147,7 @@ async fn the_same_event_three_times_in_a_row_keeps_one_tenant_and_its_password()
 #[tokio::test]
 async fn the_same_event_three_times_at_once_keeps_one_tenant() {
     let h = Harness::new().await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let event = events::signup_for(&tenant);
     let (a, b, c) = tokio::join!(h.invoke(&event), h.invoke(&event), h.invoke(&event));
     for answer in [a, b, c] {
@@ -208,7 +209,7 @@ async fn malformed_events_are_refused_by_name_and_create_nothing() {
 #[tokio::test]
 async fn a_confirmed_password_reset_provisions_nothing() {
     let h = Harness::new().await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let mut event = events::signup_for(&tenant);
     event["triggerSource"] = "PostConfirmation_ConfirmForgotPassword".into();
     assert_eq!(h.invoke(&event).await.unwrap_ok(), event);
@@ -219,7 +220,7 @@ async fn a_confirmed_password_reset_provisions_nothing() {
 #[tokio::test]
 async fn teardown_removes_everything_and_is_idempotent() {
     let h = Harness::new().await;
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     h.invoke(&events::signup_for(&tenant)).await.unwrap_ok();
     let creds = h.assert_one_working_tenant(&tenant).await;
     let payload = serde_json::json!({ "sub": tenant.as_str() });

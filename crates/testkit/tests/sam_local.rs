@@ -13,6 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use testkit::cognito::pool_tenant;
 use testkit::settle::until_complete;
 
 use serde_json::Value;
@@ -230,7 +231,7 @@ async fn sam_builds_invokes_and_serves_the_functions_in_containers() {
     assert!(inspected.status.success(), "docker does not know {image}");
 
     // 3. sam local invoke of post-confirmation with the signup fixture of a fresh user.
-    let tenant = fresh_tenant();
+    let tenant = pool_tenant().await;
     let event = events::signup_for(&tenant);
     let event_file = std::env::temp_dir().join(format!("tgsearch-sam-signup-{tenant}.json"));
     fs::write(&event_file, event.to_string()).unwrap();

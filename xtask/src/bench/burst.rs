@@ -42,7 +42,8 @@ pub async fn run(stack: &Stack, app: &AppContext, n: usize, report: &mut Report)
         .iter()
         .map(|f| f.logs().matches("handed off to the provisioning worker").count())
         .sum();
-    let tenants: Vec<_> = (0..n).map(|_| fresh_tenant()).collect();
+    // Users of the stack's pool: the worker provisions a hand-off only for a user Cognito knows.
+    let tenants: Vec<_> = testkit::cognito::pool_tenants(n).await;
     let signups: Vec<Value> = tenants.iter().map(events::signup_for).collect();
     let started = Instant::now();
     let outcomes =

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use testkit::cognito::pool_tenant;
 use testkit::runtime::{Answer, Function, Outcome};
 use testkit::stack::Stack;
 use testkit::{events, fresh_tenant};
@@ -114,7 +115,8 @@ pub async fn run(stack: &Stack, signups: usize, report: &mut Report) -> Result<(
     // Cold starts: a new process per function, its first invocation timed from the process
     // start (as Cognito counts a cold start), and its init alone.
     let post = instance(stack, "post-confirmation");
-    let first = fresh_tenant();
+    // Signups are users of the stack's pool: a hand-off is provisioned only for a user Cognito knows.
+    let first = pool_tenant().await;
     let cold_post = post.invoke(&events::signup_for(&first), TIMEOUT).await;
     expect_ok(&cold_post, "post-confirmation (cold)", &post)?;
     tenants.push(first.clone());
@@ -128,7 +130,7 @@ pub async fn run(stack: &Stack, signups: usize, report: &mut Report) -> Result<(
     let cold_credentials = credentials.invoke(&credentials_event(), TIMEOUT).await;
     expect_ok(&cold_credentials, "tenant-credentials (cold)", &credentials)?;
     let worker = instance(stack, "provision-worker");
-    let handed = fresh_tenant();
+    let handed = pool_tenant().await;
     let cold_worker = worker.invoke(&worker_event(&handed), TIMEOUT).await;
     expect_ok(&cold_worker, "provision-worker (cold)", &worker)?;
     tenants.push(handed);
@@ -136,7 +138,7 @@ pub async fn run(stack: &Stack, signups: usize, report: &mut Report) -> Result<(
     // Warm: one instance, one signup after the other.
     let mut warm = Vec::with_capacity(signups);
     for _ in 0..signups {
-        let tenant = fresh_tenant();
+        let tenant = pool_tenant().await;
         let outcome = post.invoke(&events::signup_for(&tenant), TIMEOUT).await;
         expect_ok(&outcome, "post-confirmation", &post)?;
         warm.push(outcome.elapsed);
@@ -156,7 +158,7 @@ pub async fn run(stack: &Stack, signups: usize, report: &mut Report) -> Result<(
     }
     let mut concurrent = Vec::new();
     for _ in 0..signups.div_ceil(20) {
-        let round: Vec<TenantId> = (0..20).map(|_| fresh_tenant()).collect();
+        let round: Vec<TenantId> = testkit::cognito::pool_tenants(20).await;
         let events: Vec<Value> = round.iter().map(events::signup_for).collect();
         let outcomes =
             futures::future::join_all(pool.iter().zip(&events).map(|(f, e)| f.invoke(e, TIMEOUT))).await;

@@ -13,15 +13,20 @@ use tracing::{error, info, warn};
 
 use super::HandlerError;
 use crate::adapters::sqs::HandOff;
-use crate::deadline::Deadline;
-use crate::ports::{CredentialStore, ProvisionQueue, TenantBackend, TenantBroker, TenantLocks};
+use crate::deadline::{Deadline, Step};
+use crate::ports::{
+    CredentialStore, DirectoryUser, ProvisionQueue, TenantBackend, TenantBroker, TenantLocks, UserDirectory,
+};
 use crate::provision::Provisioner;
 use crate::tenant::TenantId;
 
 /// What the worker works with, built once per container.
-pub struct Worker<'a, S, B, K, L, Q> {
+pub struct Worker<'a, S, B, K, L, Q, D> {
     pub provisioner: &'a Provisioner<S, B, K, L>,
     pub queue: &'a Q,
+    /// Asked before anything is provisioned: a hand-off outlives its user when they delete or
+    /// are disabled while it waits.
+    pub directory: &'a D,
     /// The most one tenant may take (`PROVISION_BUDGET_MS`), Lambda deadline permitting.
     pub budget: Duration,
 }
@@ -44,8 +49,9 @@ pub async fn handle<
     K: TenantBackend,
     L: TenantLocks,
     Q: ProvisionQueue,
+    D: UserDirectory,
 >(
-    ctx: &Worker<'_, S, B, K, L, Q>,
+    ctx: &Worker<'_, S, B, K, L, Q, D>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, HandlerError> {
     let (event, context) = event.into_parts();
@@ -84,8 +90,15 @@ pub async fn handle<
     Ok(response)
 }
 
-async fn process<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks, Q: ProvisionQueue>(
-    ctx: &Worker<'_, S, B, K, L, Q>,
+async fn process<
+    S: CredentialStore,
+    B: TenantBroker,
+    K: TenantBackend,
+    L: TenantLocks,
+    Q: ProvisionQueue,
+    D: UserDirectory,
+>(
+    ctx: &Worker<'_, S, B, K, L, Q, D>,
     record: &SqsMessage,
     lambda_deadline: u64,
 ) -> Result<(), String> {
@@ -95,6 +108,21 @@ async fn process<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: Tenan
         .map_err(|_| "the message is not a hand-off (JSON with `sub`)".to_owned())?;
     let tenant = TenantId::parse(&message.sub).map_err(|e| format!("field `sub`: {e}"))?;
     let deadline = Deadline::new(ctx.budget, Some(lambda_deadline));
+    // Cognito first: a user deleted or disabled since the signup gets nothing new (whatever the
+    // signup created is removed by reconcile, which asks Cognito again).
+    let (user, _) = deadline
+        .run(Step::Directory, || ctx.directory.user(tenant.as_str()))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(why) = not_to_provision(user.as_ref()) {
+        warn!(
+            tenant = %tenant,
+            handed_off_because = %message.reason,
+            dropped_because = why,
+            "hand-off dropped: not provisioned"
+        );
+        return Ok(());
+    }
     match ctx.provisioner.provision(&tenant, &deadline).await {
         Ok(done) => {
             let changed: Vec<String> = done.changed().map(|(step, _)| step.to_string()).collect();
@@ -110,9 +138,40 @@ async fn process<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: Tenan
     }
 }
 
+/// Why a hand-off's user must not get a tenant (`None`: provision it).
+pub fn not_to_provision(user: Option<&DirectoryUser>) -> Option<&'static str> {
+    match user {
+        None => Some("the user no longer exists in the user pool"),
+        Some(u) if !u.enabled => Some("the user is disabled"),
+        Some(u) if !u.confirmed => Some("the user's sign-up is not confirmed"),
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_enabled_confirmed_user_is_provisioned() {
+        let user = |confirmed, enabled| DirectoryUser {
+            sub: "s".into(),
+            confirmed,
+            enabled,
+        };
+        assert_eq!(not_to_provision(Some(&user(true, true))), None);
+        assert!(not_to_provision(None).unwrap().contains("no longer exists"));
+        assert!(
+            not_to_provision(Some(&user(true, false)))
+                .unwrap()
+                .contains("disabled")
+        );
+        assert!(
+            not_to_provision(Some(&user(false, true)))
+                .unwrap()
+                .contains("not confirmed")
+        );
+    }
 
     #[test]
     fn backoff_grows_with_each_receive_and_stays_bounded() {
