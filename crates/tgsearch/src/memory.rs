@@ -413,11 +413,15 @@ impl TenantLocks for MemoryLocks {
     }
 
     async fn release(&self, tenant: &TenantId, owner: &str) -> Result<(), PortError> {
+        self.release_detached(tenant, owner);
+        Ok(())
+    }
+
+    fn release_detached(&self, tenant: &TenantId, owner: &str) {
         let mut held = self.held.lock().unwrap();
         if held.get(tenant).is_some_and(|(o, _)| o == owner) {
             held.remove(tenant);
         }
-        Ok(())
     }
 }
 

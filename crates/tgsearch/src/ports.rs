@@ -365,6 +365,10 @@ pub trait TenantLocks: Send + Sync {
 
     /// Gives `owner`'s lock up (nothing when it is not theirs any more).
     fn release(&self, tenant: &TenantId, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Gives `owner`'s lock up in the background: for a holder that is cancelled (its caller's
+    /// deadline dropped it mid-write), so the next holder need not wait for the lease to lapse.
+    fn release_detached(&self, tenant: &TenantId, owner: &str);
 }
 
 /// A rate: at most `max` in each window of `window`.

@@ -36,8 +36,8 @@ use crate::provision::Provisioner;
 use crate::tenant::TenantId;
 
 /// Kept on a lock beyond its holder's deadline: a holder cut off mid-request may still land a
-/// write that long after.
-pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// write that long after (a request's server side outlives the client that dropped it).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// How often a waiter asks for a held lock again.
 const LOCK_POLL: Duration = Duration::from_millis(150);
 
@@ -68,37 +68,59 @@ fn owner() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// A held tenant lock. Given up with [`Held::release`]; a holder dropped before that (its
+/// caller's deadline cancelled it mid-write) gives it up in the background.
+struct Held<'a, L: TenantLocks> {
+    locks: &'a L,
+    tenant: TenantId,
+    owner: String,
+    /// The lock was free on the first ask (`false`: this holder waited for another).
+    first: bool,
+    released: bool,
+}
+
+impl<L: TenantLocks> Held<'_, L> {
+    async fn release(mut self) {
+        self.released = true;
+        if let Err(e) = self.locks.release(&self.tenant, &self.owner).await {
+            tracing::warn!(tenant = %self.tenant, error = %e, "tenant lock not released; it lapses with its lease");
+        }
+    }
+}
+
+impl<L: TenantLocks> Drop for Held<'_, L> {
+    fn drop(&mut self) {
+        if !self.released {
+            self.locks.release_detached(&self.tenant, &self.owner);
+        }
+    }
+}
+
 impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Provisioner<S, B, K, L> {
-    /// Waits for `tenant`'s lock until the deadline: `Some((owner, waited))` once held, `None`
-    /// when it stayed with another holder.
-    async fn lock(
-        &self,
-        tenant: &TenantId,
-        deadline: &Deadline,
-    ) -> Result<Option<(String, bool)>, StepError> {
+    /// Waits for `tenant`'s lock until the deadline: `None` when it stayed with another holder.
+    async fn lock(&self, tenant: &TenantId, deadline: &Deadline) -> Result<Option<Held<'_, L>>, StepError> {
         let owner = owner();
-        let mut waited = false;
+        let mut first = true;
         loop {
             let lease = deadline.remaining() + LEASE_MARGIN;
             let (held, _) = deadline
                 .run(Step::Lock, || self.locks.acquire(tenant, &owner, lease))
                 .await?;
             if held {
-                return Ok(Some((owner, waited)));
+                return Ok(Some(Held {
+                    locks: &self.locks,
+                    tenant: tenant.clone(),
+                    owner,
+                    first,
+                    released: false,
+                }));
             }
             let pause = LOCK_POLL.mul_f64(0.5 + rand::random::<f64>());
             if deadline.remaining() <= pause {
                 return Ok(None);
             }
-            waited = true;
+            first = false;
             tokio::time::sleep(pause).await;
-        }
-    }
-
-    /// Gives the lock up; a failure only delays the next holder until the lease lapses.
-    async fn unlock(&self, tenant: &TenantId, owner: &str) {
-        if let Err(e) = self.locks.release(tenant, owner).await {
-            tracing::warn!(tenant = %tenant, error = %e, "tenant lock not released; it lapses with its lease");
         }
     }
 
@@ -109,17 +131,17 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Prov
         tenant: &TenantId,
         deadline: &Deadline,
     ) -> Result<Settled, StepError> {
-        let Some((owner, _)) = self.lock(tenant, deadline).await? else {
+        let Some(held) = self.lock(tenant, deadline).await? else {
             return Err(StepError::Failed {
                 step: Step::Lock,
                 source: crate::ports::Transient::wrap(
-                    "another run holds the tenant's credentials (a rotation under way); try again",
+                    "another run is writing the tenant's credentials (a rotation, or a repair); try again",
                     None,
                 ),
             });
         };
         let settled = self.settle_locked(tenant, deadline).await;
-        self.unlock(tenant, &owner).await;
+        held.release().await;
         settled
     }
 
@@ -192,9 +214,10 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Prov
     /// rotation left pending; see the module documentation for the protocol.
     pub async fn rotate(&self, tenant: &TenantId, deadline: &Deadline) -> Result<Rotation, StepError> {
         let before = self.fresh_versions(tenant, deadline).await?.current.version;
-        let Some((owner, waited)) = self.lock(tenant, deadline).await? else {
+        let Some(held) = self.lock(tenant, deadline).await? else {
             return Ok(Rotation::Busy);
         };
+        let waited = !held.first;
         let rotated = async {
             let versions = self.fresh_versions(tenant, deadline).await?;
             if waited && versions.pending.is_none() && versions.current.version != before {
@@ -221,7 +244,7 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Prov
             Ok(Rotation::Rotated(pending.credentials))
         }
         .await;
-        self.unlock(tenant, &owner).await;
+        held.release().await;
         rotated
     }
 
@@ -406,6 +429,28 @@ mod tests {
             assert_eq!(settled, new);
             assert_ne!(settled.password, old.password);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_cut_off_by_its_deadline_gives_the_lock_up() {
+        let p = provisioner();
+        ready(&p).await;
+        p.broker.hang.lock().unwrap().insert(Step::Permission);
+        p.rotate(&tenant(), &Deadline::new(Duration::from_millis(300), None))
+            .await
+            .unwrap_err();
+        p.broker.hang.lock().unwrap().clear();
+        assert!(
+            p.locks.held.lock().unwrap().is_empty(),
+            "the lock outlived its holder"
+        );
+        // The next run need not wait for the lease: it finishes the rotation at once.
+        assert!(matches!(
+            p.rotate(&tenant(), &Deadline::new(Duration::from_millis(300), None))
+                .await
+                .unwrap(),
+            Rotation::Rotated(_)
+        ));
     }
 
     #[tokio::test]

@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 
 pub use self::handoff::{HandOffQueue, HandedOff};
 pub use self::http::{Canned, Rule, Seen};
-pub use self::rig::{PATIENT_SYNC, POST_CONFIRMATION_TIMEOUT, Rig, Verdict, check_clear_error};
+pub use self::rig::{PATIENT_SYNC, POST_CONFIRMATION_TIMEOUT, Rig, Verdict, check_clear_error, reference_in};
 pub use self::tls::TestCa;
 
 /// How long the proxy waits for the real server to accept a connection.

@@ -382,7 +382,31 @@ pub fn check_clear_error(
     // (Lambda shows `Runtime.ExitError`); what it logged is what names the cause.
     let explained = match outcome.answer {
         crate::runtime::Answer::Exited { .. } => format!("{error}\n{}", function.logs()),
-        _ => error.clone(),
+        _ => match reference_in(&error) {
+            // What Cognito shows the user: a generic message and a reference. The detail is in
+            // the function's log under that reference, and nowhere in the message.
+            Some(reference) => {
+                if let Some(word) = INTERNAL.iter().find(|w| error.contains(*w)) {
+                    return Err(format!(
+                        "the error a user is shown carries internal detail (`{word}`): `{error}`"
+                    ));
+                }
+                let logged: Vec<String> = function
+                    .logs()
+                    .lines()
+                    .filter(|l| l.contains(reference))
+                    .map(str::to_owned)
+                    .collect();
+                if logged.is_empty() {
+                    return Err(format!(
+                        "no log line carries the reference {reference} the user was given; last log lines:\n{}",
+                        function.log_tail(15)
+                    ));
+                }
+                logged.join("\n")
+            }
+            None => error.clone(),
+        },
     };
     if !names.iter().any(|n| explained.contains(n)) {
         return Err(format!(
@@ -390,5 +414,27 @@ pub fn check_clear_error(
             function.log_tail(15)
         ));
     }
-    Ok(error)
+    Ok(explained)
+}
+
+/// What a user must never be shown: addresses, host names, the systems' own messages.
+const INTERNAL: &[&str] = &[
+    "http://",
+    "https://",
+    "amqp://",
+    "127.0.0.1",
+    "localhost",
+    "RabbitMQ",
+    "Kubernetes",
+    "Secrets Manager",
+    "step `",
+];
+
+/// The reference a withheld error gives (`reference <id>`).
+pub fn reference_in(error: &str) -> Option<&str> {
+    let rest = &error[error.find("reference ")? + "reference ".len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
 }

@@ -103,8 +103,8 @@ fn lock_key(tenant: &TenantId) -> String {
     format!("lock#{tenant}")
 }
 
-impl TenantLocks for TenantGuard {
-    async fn acquire(&self, tenant: &TenantId, owner: &str, lease: Duration) -> Result<bool, PortError> {
+impl TenantGuard {
+    async fn put_lock(&self, tenant: &TenantId, owner: &str, lease: Duration) -> Result<bool, PortError> {
         let now = now_ms();
         let until = now + lease.as_millis() as u64;
         let put = self
@@ -127,6 +127,25 @@ impl TenantLocks for TenantGuard {
             Err(e) => Err(self.fail("PutItem", e)),
         }
     }
+}
+
+impl TenantLocks for TenantGuard {
+    /// Cancel-safe: the conditional put runs in a task of its own, and when the caller is gone
+    /// by the time it succeeds (its deadline dropped it), the task gives the lock up again, so no
+    /// lock is left held by nobody until its lease lapses.
+    async fn acquire(&self, tenant: &TenantId, owner: &str, lease: Duration) -> Result<bool, PortError> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (guard, tenant, owner) = (self.clone(), tenant.clone(), owner.to_owned());
+        tokio::spawn(async move {
+            let taken = guard.put_lock(&tenant, &owner, lease).await;
+            if let Err(Ok(true)) = sender.send(taken) {
+                let _ = guard.release(&tenant, &owner).await;
+            }
+        });
+        receiver
+            .await
+            .map_err(|_| PortError::from("the tenant lock request stopped"))?
+    }
 
     async fn release(&self, tenant: &TenantId, owner: &str) -> Result<(), PortError> {
         let delete = self
@@ -144,6 +163,17 @@ impl TenantLocks for TenantGuard {
             // Lapsed and taken over, or gone: nothing of ours to give up.
             Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(self.fail("DeleteItem", e)),
+        }
+    }
+
+    fn release_detached(&self, tenant: &TenantId, owner: &str) {
+        let (guard, tenant, owner) = (self.clone(), tenant.clone(), owner.to_owned());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = guard.release(&tenant, &owner).await {
+                    tracing::warn!(tenant = %tenant, error = %e, "tenant lock not released; it lapses with its lease");
+                }
+            });
         }
     }
 }

@@ -46,6 +46,32 @@ pub enum HandlerError {
     Incomplete(String),
     #[error(transparent)]
     Refused(#[from] crate::teardown::TeardownRefused),
+    /// What a user may be shown of a failure: the detail (broker reasons, Kubernetes messages,
+    /// host names) is in the log under the reference, never in the answer.
+    #[error(
+        "your account is confirmed, but setting it up did not finish; it will be completed within 15 minutes (reference {reference})"
+    )]
+    Withheld { kind: &'static str, reference: String },
+}
+
+impl HandlerError {
+    /// This failure as its user may see it: its kind, and `reference` (the invocation's request
+    /// id) under which the log holds the detail.
+    pub fn withheld(self, reference: &str) -> Self {
+        let kind = match &self {
+            HandlerError::InvalidEvent(_) | HandlerError::Withheld { .. } => return self,
+            HandlerError::Step(StepError::TimedOut { .. }) => "StepTimedOut",
+            HandlerError::Step(StepError::Failed { .. }) => "StepFailed",
+            HandlerError::Reconcile(_) => "InventoryFailed",
+            HandlerError::Incomplete(_) => "ReconcileIncomplete",
+            HandlerError::Refused(_) => "TeardownRefused",
+        };
+        tracing::error!(reference, kind, error = %self, "failed; the caller was shown only the reference");
+        HandlerError::Withheld {
+            kind,
+            reference: reference.to_owned(),
+        }
+    }
 }
 
 impl From<HandlerError> for Diagnostic {
@@ -57,6 +83,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::Reconcile(_) => "InventoryFailed",
             HandlerError::Incomplete(_) => "ReconcileIncomplete",
             HandlerError::Refused(_) => "TeardownRefused",
+            HandlerError::Withheld { kind, .. } => kind,
         };
         Diagnostic {
             error_type: error_type.into(),

@@ -144,7 +144,7 @@ pub async fn handle<
     };
     if e.is_foreign() {
         error!(tenant = %tenant, step = %e.step(), error = %e, "provisioning refused: a foreign resource is in the way");
-        return Err(e.into());
+        return Err(HandlerError::from(e).withheld(&context.request_id));
     }
     let reason = e.to_string();
     match deadline
@@ -169,7 +169,7 @@ pub async fn handle<
                 handoff = %handoff,
                 "provisioning failed and could not be handed off; a retry of the same event converges"
             );
-            Err(e.into())
+            Err(HandlerError::from(e).withheld(&context.request_id))
         }
     }
 }

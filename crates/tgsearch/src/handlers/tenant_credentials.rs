@@ -372,21 +372,43 @@ pub async fn handle<F: JwksFetch, T: TenantReadiness, R: RateLimiter, S: Session
     ctx: &CredentialsContext<F, T, R, S>,
     request: Request,
 ) -> Result<Response<Body>, std::convert::Infallible> {
-    let route = match route(request.method(), &path_of(&request)) {
-        Ok(route) => route,
-        Err(why) => return Ok(no_route(why)),
-    };
-    let tenant = match caller(&ctx.verifier, &ctx.sessions, &request).await {
-        Ok(tenant) => tenant,
-        Err(refused) => return Ok(refused),
-    };
-    if let Some(refused) = limit(&ctx.rates, route, &tenant, (ctx.get_rate, ctx.rotate_rate)).await {
-        return Ok(refused);
+    let reference = request.lambda_context_ref().map(|c| c.request_id.clone());
+    let answer = async {
+        let route = match route(request.method(), &path_of(&request)) {
+            Ok(route) => route,
+            Err(why) => return no_route(why),
+        };
+        let tenant = match caller(&ctx.verifier, &ctx.sessions, &request).await {
+            Ok(tenant) => tenant,
+            Err(refused) => return refused,
+        };
+        if let Some(refused) = limit(&ctx.rates, route, &tenant, (ctx.get_rate, ctx.rotate_rate)).await {
+            return refused;
+        }
+        match route {
+            Route::GetTenant => get_tenant(&ctx.tenants, &tenant, ctx.deadline).await,
+            Route::Rotate => rotate(&ctx.tenants, &tenant).await,
+        }
     }
-    Ok(match route {
-        Route::GetTenant => get_tenant(&ctx.tenants, &tenant, ctx.deadline).await,
-        Route::Rotate => rotate(&ctx.tenants, &tenant).await,
+    .await;
+    Ok(match reference {
+        Some(reference) => with_reference(answer, &reference),
+        None => answer,
     })
+}
+
+/// A server-side failure's answer carries the invocation's request id as `reference`: the log
+/// lines of that invocation carry it too, so support finds the detail the answer leaves out.
+fn with_reference(answer: Response<Body>, reference: &str) -> Response<Body> {
+    if !answer.status().is_server_error() {
+        return answer;
+    }
+    let (parts, body) = answer.into_parts();
+    let mut value: serde_json::Value = serde_json::from_slice(body.as_ref()).unwrap_or_else(|_| json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.insert("reference".into(), reference.into());
+    }
+    Response::from_parts(parts, Body::from(value.to_string()))
 }
 
 #[cfg(test)]
@@ -774,6 +796,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
+    }
+
+    #[test]
+    fn server_errors_carry_a_reference_and_nothing_else_changes() {
+        let failed = with_reference(unavailable("ask again shortly"), "req-1");
+        assert_eq!(failed.status(), 503);
+        assert_eq!(body(&failed)["reference"], "req-1");
+        assert_eq!(failed.headers()["retry-after"], "5");
+        let fine = with_reference(respond(&Ok(Readiness::Provisioning)), "req-2");
+        assert!(body(&fine).get("reference").is_none());
     }
 
     #[tokio::test]
