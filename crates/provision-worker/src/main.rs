@@ -1,11 +1,13 @@
 //! The provisioning worker (SQS event source): finishes the tenants post-confirmation handed off.
+//! Invoked directly by tenant-credentials, it also answers a tenant's readiness and rotates its
+//! password: the internet-facing function holds none of the rights that takes.
 
 use lambda_runtime::{Error, run, service_fn, tracing};
 use tgsearch::adapters::cognito::CognitoDirectory;
 use tgsearch::adapters::sqs::SqsQueue;
 use tgsearch::app::AppContext;
 use tgsearch::config::{Env, HandOffConfig, user_pool_id};
-use tgsearch::handlers::provision_worker::{Worker, handle};
+use tgsearch::handlers::provision_worker::{Worker, dispatch};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -22,5 +24,6 @@ async fn main() -> Result<(), Error> {
         directory: &directory,
         budget: app.config.provision_budget,
     };
-    run(service_fn(|event| handle(&worker, event))).await
+    // Queue batches, and tenant-credentials' direct requests (it holds none of these rights).
+    run(service_fn(|event| dispatch(&worker, &app.provisioner, event))).await
 }

@@ -157,6 +157,10 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         ("MAILGUN_SIGNING_KEY_SECRET_ID", MAILGUN_KEY_SECRET_ID.into()),
         ("MAILGUN_DEDUP_TABLE", DEDUP_TABLE.into()),
         ("TENANT_GUARD_TABLE", TENANT_GUARD_TABLE.into()),
+        // tenant-credentials holds no provisioner rights: it asks the provisioning worker, here
+        // through the emulator's Invoke API (the SDK's endpoint for Lambda alone).
+        ("TENANT_ACCESS_FUNCTION", "provision-worker".into()),
+        ("AWS_ENDPOINT_URL_LAMBDA", format!("http://{HOST}:{LAMBDA_PORT}")),
         (
             "PROVISION_QUEUE_URL",
             std::fs::read_to_string(provision_queue_file())

@@ -427,3 +427,96 @@ fn the_default_kubernetes_version_is_the_one_the_standin_serves() {
         "k8s-openapi is not built for Kubernetes 1.{minor}: {k8s_openapi}"
     );
 }
+
+/// `template.yml` as CloudFormation reads it (short-form intrinsics such as `!Ref` become their
+/// `Fn::` form), through cfn-lint's own decoder from the stack's venv.
+fn template_json() -> serde_json::Value {
+    let python = tool(testkit::stack::venv_bin(), "python");
+    let out = Command::new(python)
+        .arg("-c")
+        .arg("import json, sys\nfrom cfnlint.decode import cfn_yaml\nprint(json.dumps(cfn_yaml.load(sys.argv[1])))")
+        .arg(root().join("template.yml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", report(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Each IAM action a function's role is granted, with the resource it is granted on.
+fn granted(template: &serde_json::Value, function: &str) -> Vec<(String, String)> {
+    let policies = &template["Resources"][function]["Properties"]["Policies"];
+    let mut rights = Vec::new();
+    for policy in policies.as_array().into_iter().flatten() {
+        for statement in policy["Statement"].as_array().into_iter().flatten() {
+            let actions: Vec<String> = match &statement["Action"] {
+                serde_json::Value::String(a) => vec![a.clone()],
+                serde_json::Value::Array(a) => a.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+                other => panic!("{function}: an Action of {other}"),
+            };
+            for action in actions {
+                rights.push((action, statement["Resource"].to_string()));
+            }
+        }
+    }
+    rights
+}
+
+/// The internet-facing function holds none of the provisioner's rights: no tenant secret, no
+/// RabbitMQ administrator, no Kubernetes group, no lock. It may invoke the worker, look users up,
+/// and count requests; the worker holds what rotation takes.
+#[test]
+fn the_internet_facing_function_holds_no_provisioner_rights() {
+    let template = template_json();
+    let rights = granted(&template, "TenantCredentialsFunction");
+    let mut actions: Vec<&str> = rights.iter().map(|(a, _)| a.as_str()).collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "cognito-idp:ListUsers",
+            "dynamodb:UpdateItem",
+            "lambda:InvokeFunction"
+        ],
+        "{rights:?}"
+    );
+    let invoke = &rights
+        .iter()
+        .find(|(a, _)| a == "lambda:InvokeFunction")
+        .unwrap()
+        .1;
+    assert!(invoke.contains("ProvisionWorkerFunction"), "{invoke}");
+    let environment =
+        &template["Resources"]["TenantCredentialsFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        environment["TENANT_ACCESS_FUNCTION"],
+        serde_json::json!({"Ref": "ProvisionWorkerFunction"})
+    );
+    for (name, resource) in template["Resources"].as_object().unwrap() {
+        if resource["Type"] == "AWS::EKS::AccessEntry" {
+            let principal = resource["Properties"]["PrincipalArn"].to_string();
+            assert!(
+                !principal.contains("TenantCredentials"),
+                "{name} maps tenant-credentials into the cluster"
+            );
+        }
+    }
+    let rbac = std::fs::read_to_string(root().join("manifests/cluster/provisioner-rbac.yaml")).unwrap();
+    assert!(!rbac.contains("tgsearch-tenant-credentials"));
+    // The worker, which rotates, holds what rotation takes.
+    let worker: Vec<String> = granted(&template, "ProvisionWorkerFunction")
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    for needed in [
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "cognito-idp:ListUsers",
+    ] {
+        assert!(
+            worker.iter().any(|a| a == needed),
+            "the worker lacks {needed}: {worker:?}"
+        );
+    }
+}

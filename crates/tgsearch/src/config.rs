@@ -474,6 +474,12 @@ pub struct TenantCredentialsConfig {
     pub get_rate: crate::ports::Rate,
     /// `TENANT_ROTATE_RATE`: rotations per tenant (default `3/600`).
     pub rotate_rate: crate::ports::Rate,
+    /// `TENANT_ACCESS_FUNCTION`: the function (the provisioning worker) that answers readiness
+    /// and rotates, holding the rights this one then does without. Unset: this function does
+    /// it in-process, and needs the provisioner's settings and rights.
+    pub access_function: Option<String>,
+    /// `TENANT_GUARD_TABLE`: where the per-tenant request counters are.
+    pub guard_table: String,
 }
 
 /// A rate setting `<max>/<seconds>`, e.g. `120/60`.
@@ -573,6 +579,13 @@ impl TenantCredentialsConfig {
             token_use,
             get_rate: rate("TENANT_GET_RATE", "120/60")?,
             rotate_rate: rate("TENANT_ROTATE_RATE", "3/600")?,
+            access_function: env
+                .optional("TENANT_ACCESS_FUNCTION")
+                .map(|f| f.trim().to_owned()),
+            guard_table: env.required(
+                "TENANT_GUARD_TABLE",
+                "the DynamoDB table of per-tenant locks and rate limits (partition key `pk`)",
+            )?,
         })
     }
 
@@ -594,7 +607,10 @@ mod tenant_credentials_tests {
     use crate::cognito_jwt::TokenUse;
 
     fn config(vars: &[(&str, &str)]) -> Result<TenantCredentialsConfig, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        map.entry("TENANT_GUARD_TABLE".into())
+            .or_insert_with(|| "tgsearch-tenant-guard".into());
         TenantCredentialsConfig::from(&Env::from_lookup(move |name| map.get(name).cloned()))
     }
 

@@ -42,6 +42,9 @@ pub enum ReadinessError {
     Rotation(String),
     #[error("another rotation of this tenant is under way")]
     RotationBusy,
+    /// The function that holds the provisioner's rights answered with a failure, or not at all.
+    #[error("the tenant access function: {reason}")]
+    Remote { transient: bool, reason: String },
     /// A secret edited by hand, or written for someone else: never handed out.
     #[error("the stored credentials do not belong to the tenant: {0}")]
     Foreign(String),
@@ -56,7 +59,66 @@ impl From<StatusError> for ReadinessError {
 impl ReadinessError {
     /// A dependency that is down, slow or mid-change: asking again later can succeed.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, ReadinessError::Foreign(_))
+        match self {
+            ReadinessError::Foreign(_) => false,
+            ReadinessError::Remote { transient, .. } => *transient,
+            _ => true,
+        }
+    }
+}
+
+/// What the internet-facing function asks of the one that holds the provisioner's rights (the
+/// provisioning worker, invoked directly): the only way its requests reach the broker, the
+/// cluster or the tenant secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessAction {
+    Readiness,
+    Rotate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccessRequest {
+    pub action: AccessAction,
+    pub sub: String,
+    /// How long the answer may take.
+    pub within_ms: u64,
+}
+
+/// The answer, as it crosses between the two functions (the credentials in it are the user's
+/// own, on their way to them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AccessAnswer {
+    Ready { credentials: TenantCredentials },
+    Provisioning,
+    Absent,
+    Busy,
+    Failed { transient: bool, reason: String },
+}
+
+impl AccessAnswer {
+    pub fn of(outcome: Result<Readiness, ReadinessError>) -> Self {
+        match outcome {
+            Ok(Readiness::Ready(credentials)) => AccessAnswer::Ready { credentials },
+            Ok(Readiness::Provisioning) => AccessAnswer::Provisioning,
+            Ok(Readiness::Absent) => AccessAnswer::Absent,
+            Err(ReadinessError::RotationBusy) => AccessAnswer::Busy,
+            Err(e) => AccessAnswer::Failed {
+                transient: e.is_transient(),
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    pub fn outcome(self) -> Result<Readiness, ReadinessError> {
+        match self {
+            AccessAnswer::Ready { credentials } => Ok(Readiness::Ready(credentials)),
+            AccessAnswer::Provisioning => Ok(Readiness::Provisioning),
+            AccessAnswer::Absent => Ok(Readiness::Absent),
+            AccessAnswer::Busy => Err(ReadinessError::RotationBusy),
+            AccessAnswer::Failed { transient, reason } => Err(ReadinessError::Remote { transient, reason }),
+        }
     }
 }
 
@@ -157,6 +219,39 @@ mod tests {
     fn creds(of: &str) -> TenantCredentials {
         let broker = reqwest::Url::parse("amqp://mq:5672").unwrap();
         TenantCredentials::new(&tenant(of), Password::new("p4ssw0rd"), &broker)
+    }
+
+    #[test]
+    fn answers_cross_between_the_functions_unchanged() {
+        for outcome in [
+            Ok(Readiness::Ready(creds(A))),
+            Ok(Readiness::Provisioning),
+            Ok(Readiness::Absent),
+            Err(ReadinessError::RotationBusy),
+            Err(ReadinessError::TimedOut { ms: 1000 }),
+            Err(ReadinessError::Foreign("x".into())),
+        ] {
+            let transient = outcome.as_ref().err().map(ReadinessError::is_transient);
+            let wire = serde_json::to_string(&AccessAnswer::of(outcome)).unwrap();
+            let back: AccessAnswer = serde_json::from_str(&wire).unwrap();
+            let back = back.outcome();
+            assert_eq!(
+                back.as_ref().err().map(ReadinessError::is_transient),
+                transient,
+                "{wire}"
+            );
+            if let Ok(r) = back {
+                assert!(wire.contains(r_tag(&r)), "{wire}");
+            }
+        }
+    }
+
+    fn r_tag(r: &Readiness) -> &'static str {
+        match r {
+            Readiness::Ready(_) => "ready",
+            Readiness::Provisioning => "provisioning",
+            Readiness::Absent => "absent",
+        }
     }
 
     #[test]

@@ -7,4 +7,5 @@ pub mod rabbitmq;
 pub mod secrets_manager;
 pub mod sns;
 pub mod sqs;
+pub mod tenant_access;
 pub mod tenant_guard;

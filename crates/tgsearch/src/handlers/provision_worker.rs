@@ -18,6 +18,7 @@ use crate::ports::{
     CredentialStore, DirectoryUser, ProvisionQueue, TenantBackend, TenantBroker, TenantLocks, UserDirectory,
 };
 use crate::provision::Provisioner;
+use crate::readiness::{AccessAction, AccessAnswer, AccessRequest, TenantReadiness};
 use crate::tenant::TenantId;
 
 /// What the worker works with, built once per container.
@@ -136,6 +137,67 @@ async fn process<
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A direct invocation from tenant-credentials, which holds none of the provisioner's rights: a
+/// tenant's readiness, or its rotation, answered as [`AccessAnswer`]. Logs name the tenant and
+/// the outcome, never the credentials.
+pub async fn access<T: TenantReadiness>(tenants: &T, request: AccessRequest) -> AccessAnswer {
+    let tenant = match TenantId::parse(&request.sub) {
+        Ok(tenant) => tenant,
+        Err(e) => {
+            return AccessAnswer::Failed {
+                transient: false,
+                reason: format!("field `sub`: {e}"),
+            };
+        }
+    };
+    let within = Duration::from_millis(request.within_ms.clamp(1, 10_000));
+    let outcome = match request.action {
+        AccessAction::Readiness => tenants.readiness(&tenant, within).await,
+        AccessAction::Rotate => tenants.rotate(&tenant, within).await,
+    };
+    let answer = AccessAnswer::of(outcome);
+    let what = match &answer {
+        AccessAnswer::Ready { .. } => "ready",
+        AccessAnswer::Provisioning => "provisioning",
+        AccessAnswer::Absent => "absent",
+        AccessAnswer::Busy => "busy",
+        AccessAnswer::Failed { .. } => "failed",
+    };
+    match &answer {
+        AccessAnswer::Failed { reason, .. } => {
+            warn!(tenant = %tenant, action = ?request.action, %reason, "tenant access failed")
+        }
+        _ => info!(tenant = %tenant, action = ?request.action, outcome = what, "tenant access answered"),
+    }
+    answer
+}
+
+/// The worker's one entry point: a batch from the queue's event source, or a tenant access
+/// request from tenant-credentials (`{"tenant_access": {...}}`).
+pub async fn dispatch<
+    S: CredentialStore,
+    B: TenantBroker,
+    K: TenantBackend,
+    L: TenantLocks,
+    Q: ProvisionQueue,
+    D: UserDirectory,
+    T: TenantReadiness,
+>(
+    ctx: &Worker<'_, S, B, K, L, Q, D>,
+    tenants: &T,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, HandlerError> {
+    let (payload, context) = event.into_parts();
+    if let Some(request) = payload.get("tenant_access") {
+        let request: AccessRequest = super::parse_event(request, "tenant access request")?;
+        let answer = access(tenants, request).await;
+        return Ok(serde_json::to_value(answer).expect("an answer serializes"));
+    }
+    let batch: SqsEvent = super::parse_event(&payload, "SQS")?;
+    let response = handle(ctx, LambdaEvent::new(batch, context)).await?;
+    Ok(serde_json::to_value(response).expect("a batch response serializes"))
 }
 
 /// Why a hand-off's user must not get a tenant (`None`: provision it).
