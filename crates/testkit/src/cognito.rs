@@ -216,3 +216,30 @@ pub async fn pool_tenants(n: usize) -> Vec<TenantId> {
         .collect()
         .await
 }
+
+/// Deletes the stack pool's user whose `sub` is `tenant`, if there is one (so that a test's
+/// tenant can be torn down, and reconcile finds no confirmed user without a tenant). Returns
+/// whether there was one.
+pub async fn delete_pool_user(tenant: &TenantId) -> bool {
+    let stack = crate::stack::Stack::require();
+    let cognito = Client::new(&stack.aws().await);
+    let pool = stack.var("USER_POOL_ID");
+    let found = context(
+        cognito
+            .list_users()
+            .user_pool_id(pool)
+            .filter(format!("sub = \"{tenant}\""))
+            .limit(1)
+            .send()
+            .await,
+        "ListUsers",
+    )
+    .unwrap_or_else(|e| panic!("{e}: run `cargo xtask stack up`"));
+    let Some(username) = found.users().first().and_then(|u| u.username()) else {
+        return false;
+    };
+    delete_user(&cognito, pool, username)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    true
+}

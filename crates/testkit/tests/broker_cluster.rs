@@ -373,6 +373,7 @@ async fn settle_and_check(
 
     let deadline = tgsearch::deadline::Deadline::new(Duration::from_secs(60), None);
     for (tenant, _) in &results {
+        testkit::cognito::delete_pool_user(tenant).await;
         let _ = app.provisioner.teardown(tenant, &deadline).await;
     }
     assert!(

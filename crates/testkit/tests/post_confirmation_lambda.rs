@@ -55,7 +55,9 @@ impl Harness {
             .expect("the tenant secret exists")
     }
 
+    /// The user leaves (as teardown requires), then their tenant is removed.
     async fn teardown(&self, tenant: &TenantId) {
+        testkit::cognito::delete_pool_user(tenant).await;
         let payload = serde_json::json!({ "sub": tenant.as_str() });
         invoke(&self.http, self.stack.lambda_endpoint(), "teardown", &payload)
             .await
@@ -223,6 +225,10 @@ async fn teardown_removes_everything_and_is_idempotent() {
     let tenant = pool_tenant().await;
     h.invoke(&events::signup_for(&tenant)).await.unwrap_ok();
     let creds = h.assert_one_working_tenant(&tenant).await;
+    assert!(
+        testkit::cognito::delete_pool_user(&tenant).await,
+        "the user leaves first"
+    );
     let payload = serde_json::json!({ "sub": tenant.as_str() });
     let first = invoke(&h.http, h.stack.lambda_endpoint(), "teardown", &payload)
         .await

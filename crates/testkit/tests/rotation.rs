@@ -113,24 +113,20 @@ async fn a_rotation_racing_reconcile_is_never_reverted() {
     f.remove(&user).await;
 }
 
-/// Where a rotation can be cut: after each of its writes.
+/// Where a rotation can be cut: after each of its writes (the pending version, the broker user,
+/// the Kubernetes Secret, the restart).
 #[derive(Clone, Copy, Debug)]
 enum Cut {
-    AfterPending,
-    AfterBroker,
-    AfterKubeSecret,
-    AfterRestart,
+    Pending,
+    Broker,
+    KubeSecret,
+    Restart,
 }
 
 #[tokio::test]
 async fn a_rotation_cut_at_any_step_is_finished_by_repeating_it() {
     let f = Frontend::new().await;
-    for cut in [
-        Cut::AfterPending,
-        Cut::AfterBroker,
-        Cut::AfterKubeSecret,
-        Cut::AfterRestart,
-    ] {
+    for cut in [Cut::Pending, Cut::Broker, Cut::KubeSecret, Cut::Restart] {
         let (user, token) = ready(&f, "rotate-cut").await;
         let old = f.get("/tenant", &[&token]).await.json()["amqp_uri"]
             .as_str()
@@ -145,7 +141,7 @@ async fn a_rotation_cut_at_any_step_is_finished_by_repeating_it() {
             .put_pending(&user.tenant, &version, &pending)
             .await
             .unwrap();
-        if !matches!(cut, Cut::AfterPending) {
+        if !matches!(cut, Cut::Pending) {
             p.broker
                 .ensure_user(&user.tenant, &pending.password)
                 .await
@@ -155,13 +151,13 @@ async fn a_rotation_cut_at_any_step_is_finished_by_repeating_it() {
             let meanwhile = f.get("/tenant", &[&token]).await;
             assert_eq!(meanwhile.status, 202, "{cut:?}: {}", meanwhile.text);
         }
-        if matches!(cut, Cut::AfterKubeSecret | Cut::AfterRestart) {
+        if matches!(cut, Cut::KubeSecret | Cut::Restart) {
             p.backend
                 .ensure_secret(&user.tenant, &pending.amqp_uri)
                 .await
                 .unwrap();
         }
-        if matches!(cut, Cut::AfterRestart) {
+        if matches!(cut, Cut::Restart) {
             p.backend.restart(&user.tenant, &version).await.unwrap();
         }
         let repeated = rotate(&f, &token).await;

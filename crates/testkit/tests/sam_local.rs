@@ -275,8 +275,9 @@ async fn sam_builds_invokes_and_serves_the_functions_in_containers() {
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["statusCode"], 406, "{answer}");
 
-    // 4. sam local start-lambda, and teardown through it with the AWS CLI (the fixture tenant has
-    // no user in the stack's pool, so teardown proceeds).
+    // 4. sam local start-lambda, and teardown through it with the AWS CLI, once the user has
+    // left the stack's pool (teardown refuses to remove an active user's tenant).
+    assert!(testkit::cognito::delete_pool_user(&tenant).await);
     let server = StartLambda::start();
     let (status, answer) = aws_lambda_invoke(
         &server.endpoint(),

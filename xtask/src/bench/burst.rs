@@ -109,6 +109,7 @@ pub async fn run(stack: &Stack, app: &AppContext, n: usize, report: &mut Report)
     let deadline = || Deadline::new(Duration::from_secs(60), None);
     futures::stream::iter(&tenants)
         .for_each_concurrent(8, |t| async move {
+            testkit::cognito::delete_pool_user(t).await;
             let _ = app.provisioner.teardown(t, &deadline()).await;
         })
         .await;

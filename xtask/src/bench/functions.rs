@@ -121,6 +121,8 @@ pub async fn run(stack: &Stack, signups: usize, report: &mut Report) -> Result<(
     expect_ok(&cold_post, "post-confirmation (cold)", &post)?;
     tenants.push(first.clone());
     let teardown = instance(stack, "teardown");
+    // The user leaves first (teardown refuses an active user's tenant); not timed.
+    testkit::cognito::delete_pool_user(&first).await;
     let cold_teardown = teardown.invoke(&json!({"sub": first.as_str()}), TIMEOUT).await;
     expect_ok(&cold_teardown, "teardown (cold)", &teardown)?;
     let webhook = instance(stack, "mailgun-webhook");
@@ -181,9 +183,10 @@ pub async fn run(stack: &Stack, signups: usize, report: &mut Report) -> Result<(
         hooks.push(outcome.elapsed);
     }
 
-    // Teardowns, warm (the tenants have no Cognito user, so the guard lets them go).
+    // Teardowns, warm, once each user has left the pool (not timed).
     let mut teardowns = Vec::new();
     for tenant in tenants.iter().skip(1) {
+        testkit::cognito::delete_pool_user(tenant).await;
         let outcome = teardown.invoke(&json!({"sub": tenant.as_str()}), TIMEOUT).await;
         expect_ok(&outcome, "teardown", &teardown)?;
         teardowns.push(outcome.elapsed);

@@ -343,6 +343,7 @@ impl Rig {
 
     /// Removes the tenant through the real servers (clean-up, not under test).
     pub async fn teardown(&self, tenant: &TenantId) {
+        crate::cognito::delete_pool_user(tenant).await;
         let deadline = tgsearch::deadline::Deadline::new(Duration::from_secs(30), None);
         self.app
             .provisioner
