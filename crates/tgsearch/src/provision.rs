@@ -201,6 +201,24 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Prov
         })
     }
 
+    /// The broker user and the Kubernetes Secret made to hold `credentials` (at once).
+    pub(crate) async fn write_credentials(
+        &self,
+        tenant: &TenantId,
+        credentials: &TenantCredentials,
+        deadline: &Deadline,
+    ) -> Result<(Converged, Converged), StepError> {
+        let ((user, _), (kube_secret, _)) = tokio::try_join!(
+            deadline.run(Step::User, || self
+                .broker
+                .ensure_user(tenant, &credentials.password)),
+            deadline.run(Step::KubeSecret, || self
+                .backend
+                .ensure_secret(tenant, &credentials.amqp_uri)),
+        )?;
+        Ok((user, kube_secret))
+    }
+
     /// Writes a just-created tenant's credentials to the broker and the cluster, then checks that
     /// they are still the current version with nothing pending: `None` when they are not (the
     /// caller settles under the lock).
@@ -210,14 +228,7 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Prov
         credentials: &TenantCredentials,
         deadline: &Deadline,
     ) -> Result<Option<(Converged, Converged)>, StepError> {
-        let ((user, _), (kube_secret, _)) = tokio::try_join!(
-            deadline.run(Step::User, || self
-                .broker
-                .ensure_user(tenant, &credentials.password)),
-            deadline.run(Step::KubeSecret, || self
-                .backend
-                .ensure_secret(tenant, &credentials.amqp_uri)),
-        )?;
+        let (user, kube_secret) = self.write_credentials(tenant, credentials, deadline).await?;
         let (found, _) = deadline.run(Step::Secret, || self.store.versions(tenant)).await?;
         let unchanged =
             matches!(&found, Found::Ours(v) if v.pending.is_none() && v.current.credentials == *credentials);

@@ -167,12 +167,7 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Prov
             }
             None => Converged::Unchanged,
         };
-        let ((user, _), (kube_secret, _)) = tokio::try_join!(
-            deadline.run(Step::User, || self.broker.ensure_user(tenant, &expected.password)),
-            deadline.run(Step::KubeSecret, || self
-                .backend
-                .ensure_secret(tenant, &expected.amqp_uri)),
-        )?;
+        let (user, kube_secret) = self.write_credentials(tenant, &expected, deadline).await?;
         Ok(Settled {
             credentials: expected,
             secret,

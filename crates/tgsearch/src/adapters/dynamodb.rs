@@ -224,7 +224,10 @@ impl DeliveryLedger for DynamoLedger {
     }
 }
 
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+/// DynamoDB refused a conditional write because its condition did not hold.
+pub(crate) fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    e: &SdkError<E, R>,
+) -> bool {
     e.as_service_error()
         .and_then(|s| s.code())
         .is_some_and(|code| code == "ConditionalCheckFailedException")

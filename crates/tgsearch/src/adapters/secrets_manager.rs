@@ -223,26 +223,7 @@ impl SecretsManager {
 
     /// The tags of secret `name`; `None` when it does not exist.
     pub async fn tags(&self, name: &str) -> Result<Option<Vec<(String, String)>>, SecretsError> {
-        match self.client.describe_secret().secret_id(name).send().await {
-            Ok(out) => Ok(Some(
-                out.tags()
-                    .iter()
-                    .map(|t| {
-                        (
-                            t.key().unwrap_or_default().to_owned(),
-                            t.value().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect(),
-            )),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(api_error("DescribeSecret", name, e)),
-        }
+        Ok(self.describe(name).await?.map(|d| d.tags))
     }
 
     /// Stores `value` as the new current version of the existing secret `name`.

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use super::dynamodb::is_condition_failure;
 use crate::ports::{Admission, PortError, Rate, RateLimiter, TenantLocks, Transient};
 use crate::tenant::TenantId;
 
@@ -46,12 +47,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 /// No answer, a timeout, throttling or a server error: a retry may pass.
