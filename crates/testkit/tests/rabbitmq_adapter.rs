@@ -319,18 +319,23 @@ async fn a_tenant_meets_its_limits_and_a_changed_limit_is_repaired() {
         amqp::connect(uri).await.is_err(),
         "a third connection is refused (user max-connections 2)"
     );
-    // Two queues at most in the vhost.
+    // Two queues at most in the vhost (exclusive: RabbitMQ 4 deprecates transient queues that
+    // are not).
     let channel = a.open_channel(None).await.unwrap();
     for n in 0..2 {
         channel
-            .queue_declare(QueueDeclareArguments::new(&format!("q{n}")).finish())
+            .queue_declare(
+                QueueDeclareArguments::new(&format!("q{n}"))
+                    .exclusive(true)
+                    .finish(),
+            )
             .await
             .unwrap();
     }
     let third = b.open_channel(None).await.unwrap();
     assert!(
         third
-            .queue_declare(QueueDeclareArguments::new("q2").finish())
+            .queue_declare(QueueDeclareArguments::new("q2").exclusive(true).finish())
             .await
             .is_err(),
         "a third queue is refused (vhost max-queues 2)"
