@@ -1,5 +1,5 @@
 //! The end of `cargo xtask demo`, from the user's side: the user signs up and is confirmed in
-//! Cognito (moto), signs in, asks `GET /tenant` with their ID token, and talks to their vhost
+//! Cognito (moto), signs in, asks `GET /tenant` with their access token, and talks to their vhost
 //! with the `amqp_uri` it returns, exactly as a frontend would.
 
 use std::time::Duration;
@@ -90,7 +90,7 @@ pub async fn run(stack: &Stack, endpoint: &str, user: &User) -> Result<()> {
     let password = body["password"].as_str().unwrap_or_default();
     let field = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
     println!(
-        "   GET /tenant with the ID token → 200 {}: username {}, vhost {}, amqp_uri {}",
+        "   GET /tenant with the access token → 200 {}: username {}, vhost {}, amqp_uri {}",
         field("status"),
         field("username"),
         field("vhost"),
