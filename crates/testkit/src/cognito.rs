@@ -194,25 +194,24 @@ pub async fn find_or_create_pool(cognito: &Client, name: &str) -> Result<String>
 /// production, and what the provisioning worker asks Cognito about before it provisions a
 /// hand-off. Tests whose signups may be handed off use these, never a bare random `sub`.
 pub async fn pool_tenant() -> TenantId {
-    let stack = crate::stack::Stack::require();
-    let cognito = Client::new(&stack.aws().await);
-    sign_up_confirmed(
-        &cognito,
-        stack.var("USER_POOL_ID"),
-        stack.frontend_client_id(),
-        "signup",
-    )
-    .await
-    .unwrap_or_else(|e| panic!("cannot sign a user up in the stack's pool ({e}): run `cargo xtask stack up`"))
-    .tenant
+    pool_tenants(1).await.remove(0)
 }
 
-/// `n` such tenants, signed up a few at a time.
+/// `n` such tenants, signed up a few at a time through one client.
 pub async fn pool_tenants(n: usize) -> Vec<TenantId> {
     use futures::StreamExt;
+    let stack = crate::stack::Stack::require();
+    let cognito = Client::new(&stack.aws().await);
+    let (pool, client_id) = (stack.var("USER_POOL_ID"), stack.frontend_client_id());
     futures::stream::iter(0..n)
-        .map(|_| pool_tenant())
+        .map(|_| sign_up_confirmed(&cognito, pool, client_id, "signup"))
         .buffer_unordered(8)
+        .map(|user| {
+            user.unwrap_or_else(|e| {
+                panic!("cannot sign a user up in the stack's pool ({e}): run `cargo xtask stack up`")
+            })
+            .tenant
+        })
         .collect()
         .await
 }

@@ -230,10 +230,7 @@ impl ProvisionerConfig {
         let provision_budget = env.millis_or("PROVISION_BUDGET_MS", DEFAULT_PROVISION_BUDGET_MS)?;
         let kube = crate::cluster::KubeConfig::from(env)?;
         let backend = crate::backend::BackendSettings::from(env, &kube.namespace)?;
-        let tenant_guard_table = env.required(
-            "TENANT_GUARD_TABLE",
-            "the DynamoDB table of per-tenant locks and rate limits (partition key `pk`)",
-        )?;
+        let tenant_guard_table = tenant_guard_table(env)?;
         let defaults = crate::ports::BrokerLimits::default();
         let connections = env.count_or(
             "RABBITMQ_TENANT_MAX_CONNECTIONS",
@@ -339,6 +336,14 @@ mod tests {
             assert!(msg.contains(name) && msg.contains(reason), "{msg}");
         }
     }
+}
+
+/// `TENANT_GUARD_TABLE`: the DynamoDB table of per-tenant locks and request counters.
+pub fn tenant_guard_table<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<String, ConfigError> {
+    env.required(
+        "TENANT_GUARD_TABLE",
+        "the DynamoDB table of per-tenant locks and rate limits (partition key `pk`)",
+    )
 }
 
 /// `USER_POOL_ID`: the Cognito user pool of who should have a tenant (reconcile, teardown's
@@ -582,10 +587,7 @@ impl TenantCredentialsConfig {
             access_function: env
                 .optional("TENANT_ACCESS_FUNCTION")
                 .map(|f| f.trim().to_owned()),
-            guard_table: env.required(
-                "TENANT_GUARD_TABLE",
-                "the DynamoDB table of per-tenant locks and rate limits (partition key `pk`)",
-            )?,
+            guard_table: tenant_guard_table(env)?,
         })
     }
 

@@ -100,40 +100,22 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Prov
                 (Some(drift), false) => Converged::Repaired(drift.clone()),
                 (None, false) => Converged::Unchanged,
             };
-            // Observe first: a tenant whose broker user and Kubernetes Secret hold the stored
-            // credentials needs no write and no lock.
             let credentials = &stored.credentials;
-            let ((user_ok, user_t), (kube_ok, kube_t)) = tokio::try_join!(
-                deadline.run(Step::User, || self
-                    .broker
-                    .user_has_password(tenant, &credentials.password)),
-                deadline.run(Step::KubeSecret, || self
-                    .backend
-                    .secret_holds(tenant, &credentials.amqp_uri)),
-            )?;
-            if user_ok && kube_ok && drift.is_none() {
-                return Ok::<_, StepError>((
-                    stored.credentials,
-                    [
-                        (secret, secret_t),
-                        (Converged::Unchanged, user_t),
-                        (Converged::Unchanged, kube_t),
-                    ],
-                ));
-            }
             let started = tokio::time::Instant::now();
+            let took = |step| StepTiming {
+                step,
+                micros: started.elapsed().as_micros() as u64,
+            };
             if stored.created {
-                // A tenant this run just created: nobody can have rotated it yet, so write without
-                // the lock (fewer calls on the signup path), then check that the stored version
-                // is still the one written; if not (a duplicate run finished and a rotation came
-                // in between), settle under the lock as any repair does.
-                let written = self.write_new_credentials(tenant, credentials, deadline).await?;
-                if let Some((user, kube_secret)) = written {
-                    let took = |step| StepTiming {
-                        step,
-                        micros: started.elapsed().as_micros() as u64,
-                    };
-                    return Ok((
+                // A tenant this run just created: nothing of it can hold its new password yet, and
+                // nobody can have rotated it, so write without observing and without the lock
+                // (fewer calls on the signup path), then check that the stored version is still
+                // the one written; if not (a duplicate run finished and a rotation came in
+                // between), settle under the lock as any repair does.
+                if let Some((user, kube_secret)) =
+                    self.write_new_credentials(tenant, credentials, deadline).await?
+                {
+                    return Ok::<_, StepError>((
                         stored.credentials,
                         [
                             (secret, secret_t),
@@ -142,12 +124,29 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Prov
                         ],
                     ));
                 }
+            } else {
+                // Observe first: a tenant whose broker user and Kubernetes Secret hold the stored
+                // credentials needs no write and no lock.
+                let ((user_ok, user_t), (kube_ok, kube_t)) = tokio::try_join!(
+                    deadline.run(Step::User, || self
+                        .broker
+                        .user_has_password(tenant, &credentials.password)),
+                    deadline.run(Step::KubeSecret, || self
+                        .backend
+                        .secret_holds(tenant, &credentials.amqp_uri)),
+                )?;
+                if user_ok && kube_ok && drift.is_none() {
+                    return Ok((
+                        stored.credentials,
+                        [
+                            (secret, secret_t),
+                            (Converged::Unchanged, user_t),
+                            (Converged::Unchanged, kube_t),
+                        ],
+                    ));
+                }
             }
             let settled = self.settle_credentials(tenant, deadline).await?;
-            let took = |step| StepTiming {
-                step,
-                micros: started.elapsed().as_micros() as u64,
-            };
             let secret = if settled.secret == Converged::Unchanged {
                 secret
             } else {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::app::LiveProvisioner;
 use crate::credentials::TenantCredentials;
-use crate::ports::PortError;
+use crate::ports::{CredentialStore, PortError};
 use crate::rotation::Rotation;
 use crate::status::{StatusError, tenant_status};
 use crate::tenant::TenantId;
@@ -187,15 +187,33 @@ impl TenantReadiness for LiveProvisioner {
     async fn rotate(&self, tenant: &TenantId, within: Duration) -> Result<Readiness, ReadinessError> {
         let deadline = crate::deadline::Deadline::new(within, None);
         let failed = |e: crate::deadline::StepError| ReadinessError::Rotation(e.to_string());
+        let (found, _) = deadline
+            .run(crate::deadline::Step::Secret, || self.store.versions(tenant))
+            .await
+            .map_err(failed)?;
         // A rotation left pending is finished whatever the tenant looks like meanwhile (its
         // broker user already holds the pending password); otherwise only a ready tenant rotates.
-        if !self.rotation_pending(tenant, &deadline).await.map_err(failed)? {
-            match self.readiness(tenant, deadline.remaining()).await? {
-                Readiness::Ready(_) => {}
-                other => return Ok(other),
+        let before = match found {
+            crate::ports::Found::Ours(versions) if versions.pending.is_some() => versions,
+            crate::ports::Found::Ours(versions) => {
+                match self.readiness(tenant, deadline.remaining()).await? {
+                    Readiness::Ready(_) => versions,
+                    other => return Ok(other),
+                }
             }
-        }
-        match self.rotate(tenant, &deadline).await.map_err(failed)? {
+            // Absent or not ours: the readiness check says which, as for `GET /tenant`.
+            _ => {
+                return match self.readiness(tenant, deadline.remaining()).await? {
+                    Readiness::Ready(_) => Err(ReadinessError::Changed),
+                    other => Ok(other),
+                };
+            }
+        };
+        match self
+            .rotate_from(tenant, &before, &deadline)
+            .await
+            .map_err(failed)?
+        {
             Rotation::Rotated(credentials) | Rotation::Joined(credentials) => {
                 Ok(Readiness::Ready(credentials))
             }

@@ -199,23 +199,29 @@ impl<S: CredentialStore, B: TenantBroker, K: TenantBackend, L: TenantLocks> Prov
         }
     }
 
-    /// Whether a rotation was left unfinished (a pending version is stored).
-    pub async fn rotation_pending(&self, tenant: &TenantId, deadline: &Deadline) -> Result<bool, StepError> {
-        let (found, _) = deadline.run(Step::Secret, || self.store.versions(tenant)).await?;
-        Ok(matches!(found, Found::Ours(v) if v.pending.is_some()))
-    }
-
     /// Gives the tenant a new password (a user who believes theirs leaked), or finishes the
     /// rotation left pending; see the module documentation for the protocol.
     pub async fn rotate(&self, tenant: &TenantId, deadline: &Deadline) -> Result<Rotation, StepError> {
-        let before = self.fresh_versions(tenant, deadline).await?.current.version;
+        let before = self.fresh_versions(tenant, deadline).await?;
+        self.rotate_from(tenant, &before, deadline).await
+    }
+
+    /// [`Self::rotate`], from the versions the caller read before deciding to rotate (`before`:
+    /// a rotation that finished while this one waited for the lock is recognised by its newer
+    /// current version, and joined).
+    pub async fn rotate_from(
+        &self,
+        tenant: &TenantId,
+        before: &crate::ports::CredentialVersions,
+        deadline: &Deadline,
+    ) -> Result<Rotation, StepError> {
         let Some(held) = self.lock(tenant, deadline).await? else {
             return Ok(Rotation::Busy);
         };
         let waited = !held.first;
         let rotated = async {
             let versions = self.fresh_versions(tenant, deadline).await?;
-            if waited && versions.pending.is_none() && versions.current.version != before {
+            if waited && versions.pending.is_none() && versions.current.version != before.current.version {
                 // Another rotation held the tenant and finished while this one waited.
                 return Ok(Rotation::Joined(versions.current.credentials));
             }

@@ -119,22 +119,37 @@ impl SecretsManager {
 
     /// Reads a secret's string as it is; `None` when the secret does not exist.
     pub async fn read_string(&self, secret_id: &str) -> Result<Option<String>, SecretsError> {
-        // AWSCURRENT named, not implied: what AWS does by default, and what moto (5.2) forgets to
-        // follow once UpdateSecretVersionStage has moved the label.
-        match self
+        Ok(self
+            .get_value(secret_id, Some(CURRENT), None)
+            .await?
+            .map(|(_, text)| text))
+    }
+
+    /// GetSecretValue of one version, by label or by id: its id and its string; `None` when the
+    /// secret or the version does not exist.
+    async fn get_value(
+        &self,
+        secret_id: &str,
+        stage: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Option<(String, String)>, SecretsError> {
+        let out = self
             .client
             .get_secret_value()
             .secret_id(secret_id)
-            .version_stage(CURRENT)
+            .set_version_stage(stage.map(str::to_owned))
+            .set_version_id(version.map(str::to_owned))
             .send()
-            .await
-        {
+            .await;
+        match out {
             Ok(out) => {
-                out.secret_string()
-                    .map(|s| Some(s.to_owned()))
-                    .ok_or_else(|| SecretsError::NoString {
-                        secret: secret_id.into(),
-                    })
+                let text = out.secret_string().ok_or_else(|| SecretsError::NoString {
+                    secret: secret_id.into(),
+                })?;
+                Ok(Some((
+                    out.version_id().unwrap_or_default().to_owned(),
+                    text.to_owned(),
+                )))
             }
             Err(e)
                 if e.as_service_error()
@@ -366,32 +381,14 @@ impl SecretsManager {
         version: Option<&str>,
         expected: &'static str,
     ) -> Result<Option<(String, T)>, SecretsError> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(name)
-            .set_version_stage(stage.map(str::to_owned))
-            .set_version_id(version.map(str::to_owned))
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(api_error("GetSecretValue", name, e)),
+        let Some((id, text)) = self.get_value(name, stage, version).await? else {
+            return Ok(None);
         };
-        let text = out
-            .secret_string()
-            .ok_or_else(|| SecretsError::NoString { secret: name.into() })?;
-        let value = serde_json::from_str(text).map_err(|_| SecretsError::Malformed {
+        let value = serde_json::from_str(&text).map_err(|_| SecretsError::Malformed {
             secret: name.into(),
             expected,
         })?;
-        Ok(Some((out.version_id().unwrap_or_default().to_owned(), value)))
+        Ok(Some((id, value)))
     }
 
     /// Moves `label` to version `to` (from whichever version has it), or takes it off `from`.
@@ -412,6 +409,29 @@ impl SecretsManager {
             .await
             .map(drop)
             .map_err(|e| api_error("UpdateSecretVersionStage", name, e))
+    }
+}
+
+impl SecretsManager {
+    /// A tenant secret's tags and labels, and its current version, read at once; with its
+    /// ownership.
+    async fn current(&self, tenant: &TenantId) -> Result<Found<(Described, Versioned)>, PortError> {
+        let name = self.tenant_secret_name(tenant);
+        let (described, current) = tokio::join!(
+            self.describe(&name),
+            self.read_version::<TenantCredentials>(&name, Some(CURRENT), None, TENANT_SECRET_SHAPE)
+        );
+        let Some(described) = described.map_err(port)? else {
+            return Ok(Found::Absent);
+        };
+        if let Some(reason) = foreign_reason(tenant, &described.tags) {
+            return Ok(Found::Foreign(reason));
+        }
+        Ok(match current.map_err(port)? {
+            Some((version, credentials)) => Found::Ours((described, Versioned { version, credentials })),
+            // Deleted between the two calls.
+            None => Found::Absent,
+        })
     }
 }
 
@@ -481,51 +501,29 @@ impl CredentialStore for SecretsManager {
     }
 
     async fn read(&self, tenant: &TenantId) -> Result<Found<TenantCredentials>, PortError> {
-        let name = self.tenant_secret_name(tenant);
-        let (tags, value) = tokio::join!(
-            self.tags(&name),
-            self.read_json::<TenantCredentials>(&name, TENANT_SECRET_SHAPE)
-        );
-        let Some(tags) = tags.map_err(port)? else {
-            return Ok(Found::Absent);
-        };
-        if let Some(reason) = foreign_reason(tenant, &tags) {
-            return Ok(Found::Foreign(reason));
-        }
-        match value.map_err(port)? {
-            Some(credentials) => Ok(Found::Ours(credentials)),
-            // Deleted between the two calls.
-            None => Ok(Found::Absent),
-        }
+        Ok(match self.current(tenant).await? {
+            Found::Ours((_, current)) => Found::Ours(current.credentials),
+            Found::Absent => Found::Absent,
+            Found::Foreign(reason) => Found::Foreign(reason),
+        })
     }
 
     async fn versions(&self, tenant: &TenantId) -> Result<Found<CredentialVersions>, PortError> {
+        let (described, current) = match self.current(tenant).await? {
+            Found::Ours(found) => found,
+            Found::Absent => return Ok(Found::Absent),
+            Found::Foreign(reason) => return Ok(Found::Foreign(reason)),
+        };
         let name = self.tenant_secret_name(tenant);
-        let (described, current) = tokio::join!(
-            self.describe(&name),
-            self.read_version::<TenantCredentials>(&name, Some(CURRENT), None, TENANT_SECRET_SHAPE)
-        );
-        let Some(described) = described.map_err(port)? else {
-            return Ok(Found::Absent);
-        };
-        if let Some(reason) = foreign_reason(tenant, &described.tags) {
-            return Ok(Found::Foreign(reason));
-        }
-        let Some((version, credentials)) = current.map_err(port)? else {
-            return Ok(Found::Absent);
-        };
         let pending = match described.version_with(PENDING) {
-            Some(id) if id != version => self
+            Some(id) if id != current.version => self
                 .read_version::<TenantCredentials>(&name, None, Some(id), TENANT_SECRET_SHAPE)
                 .await
                 .map_err(port)?
                 .map(|(version, credentials)| Versioned { version, credentials }),
             _ => None,
         };
-        Ok(Found::Ours(CredentialVersions {
-            current: Versioned { version, credentials },
-            pending,
-        }))
+        Ok(Found::Ours(CredentialVersions { current, pending }))
     }
 
     async fn put_pending(

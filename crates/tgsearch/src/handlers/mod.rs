@@ -58,25 +58,23 @@ impl HandlerError {
     /// This failure as its user may see it: its kind, and `reference` (the invocation's request
     /// id) under which the log holds the detail.
     pub fn withheld(self, reference: &str) -> Self {
-        let kind = match &self {
-            HandlerError::InvalidEvent(_) | HandlerError::Withheld { .. } => return self,
-            HandlerError::Step(StepError::TimedOut { .. }) => "StepTimedOut",
-            HandlerError::Step(StepError::Failed { .. }) => "StepFailed",
-            HandlerError::Reconcile(_) => "InventoryFailed",
-            HandlerError::Incomplete(_) => "ReconcileIncomplete",
-            HandlerError::Refused(_) => "TeardownRefused",
-        };
+        if matches!(
+            self,
+            HandlerError::InvalidEvent(_) | HandlerError::Withheld { .. }
+        ) {
+            return self;
+        }
+        let kind = self.kind();
         tracing::error!(reference, kind, error = %self, "failed; the caller was shown only the reference");
         HandlerError::Withheld {
             kind,
             reference: reference.to_owned(),
         }
     }
-}
 
-impl From<HandlerError> for Diagnostic {
-    fn from(err: HandlerError) -> Self {
-        let error_type = match &err {
+    /// The failure's kind: the Lambda error type.
+    pub fn kind(&self) -> &'static str {
+        match self {
             HandlerError::InvalidEvent(_) => "InvalidEvent",
             HandlerError::Step(StepError::TimedOut { .. }) => "StepTimedOut",
             HandlerError::Step(StepError::Failed { .. }) => "StepFailed",
@@ -84,9 +82,14 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::Incomplete(_) => "ReconcileIncomplete",
             HandlerError::Refused(_) => "TeardownRefused",
             HandlerError::Withheld { kind, .. } => kind,
-        };
+        }
+    }
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(err: HandlerError) -> Self {
         Diagnostic {
-            error_type: error_type.into(),
+            error_type: err.kind().into(),
             error_message: err.to_string(),
         }
     }

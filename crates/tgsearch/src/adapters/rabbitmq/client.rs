@@ -86,15 +86,6 @@ impl ManagementClient {
         self.send_full(method, path, body, &[]).await
     }
 
-    async fn send_headers(
-        &self,
-        method: Method,
-        path: String,
-        headers: &[(&str, &str)],
-    ) -> Result<reqwest::Response, RabbitMqError> {
-        self.send_full(method, path, None, headers).await
-    }
-
     async fn send_full(
         &self,
         method: Method,
@@ -160,7 +151,11 @@ impl ManagementClient {
     }
 
     async fn delete(&self, path: String) -> Result<Removed, RabbitMqError> {
-        match self.send(Method::DELETE, path, None).await {
+        self.delete_with(path, &[]).await
+    }
+
+    async fn delete_with(&self, path: String, headers: &[(&str, &str)]) -> Result<Removed, RabbitMqError> {
+        match self.send_full(Method::DELETE, path, None, headers).await {
             Ok(_) => Ok(Removed::Deleted),
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(Removed::AlreadyAbsent),
             Err(e) => Err(e),
@@ -294,53 +289,44 @@ impl ManagementClient {
     /// Closes every connection `user` has open, on every node (connection tracking, so it needs
     /// no statistics). `reason` is what the clients are told.
     pub async fn close_user_connections(&self, user: &str, reason: &str) -> Result<(), RabbitMqError> {
-        self.send_with_reason(format!("/api/connections/username/{}", enc(user)), reason)
-            .await
-            .map(drop)
-    }
-
-    async fn send_with_reason(&self, path: String, reason: &str) -> Result<Removed, RabbitMqError> {
-        match self
-            .send_headers(Method::DELETE, path, &[("x-reason", reason)])
-            .await
-        {
-            Ok(_) => Ok(Removed::Deleted),
-            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(Removed::AlreadyAbsent),
-            Err(e) => Err(e),
-        }
+        self.delete_with(
+            format!("/api/connections/username/{}", enc(user)),
+            &[("x-reason", reason)],
+        )
+        .await
+        .map(drop)
     }
 
     /// The limits set on `vhost` (`max-connections`, `max-queues`), by name.
     pub async fn vhost_limits(&self, vhost: &str) -> Result<Limits, RabbitMqError> {
-        let found: Option<Vec<LimitsEntry>> =
-            self.get_json(format!("/api/vhost-limits/{}", enc(vhost))).await?;
-        Ok(found
-            .and_then(|v| v.into_iter().next())
-            .map(|e| e.value)
-            .unwrap_or_default())
+        self.limits("vhost-limits", vhost).await
     }
 
     pub async fn put_vhost_limit(&self, vhost: &str, name: &str, value: u32) -> Result<(), RabbitMqError> {
-        self.put(
-            format!("/api/vhost-limits/{}/{}", enc(vhost), enc(name)),
-            serde_json::json!({ "value": value }),
-        )
-        .await
+        self.put_limit("vhost-limits", vhost, name, value).await
     }
 
     /// The limits set on `user` (`max-connections`, `max-channels`), by name.
     pub async fn user_limits(&self, user: &str) -> Result<Limits, RabbitMqError> {
-        let found: Option<Vec<LimitsEntry>> =
-            self.get_json(format!("/api/user-limits/{}", enc(user))).await?;
+        self.limits("user-limits", user).await
+    }
+
+    pub async fn put_user_limit(&self, user: &str, name: &str, value: u32) -> Result<(), RabbitMqError> {
+        self.put_limit("user-limits", user, name, value).await
+    }
+
+    /// `GET /api/<kind>/<of>` (`kind`: `vhost-limits` or `user-limits`): the limits by name.
+    async fn limits(&self, kind: &str, of: &str) -> Result<Limits, RabbitMqError> {
+        let found: Option<Vec<LimitsEntry>> = self.get_json(format!("/api/{kind}/{}", enc(of))).await?;
         Ok(found
             .and_then(|v| v.into_iter().next())
             .map(|e| e.value)
             .unwrap_or_default())
     }
 
-    pub async fn put_user_limit(&self, user: &str, name: &str, value: u32) -> Result<(), RabbitMqError> {
+    async fn put_limit(&self, kind: &str, of: &str, name: &str, value: u32) -> Result<(), RabbitMqError> {
         self.put(
-            format!("/api/user-limits/{}/{}", enc(user), enc(name)),
+            format!("/api/{kind}/{}/{}", enc(of), enc(name)),
             serde_json::json!({ "value": value }),
         )
         .await

@@ -65,14 +65,11 @@ pub struct CredentialsContext<F, T, R, S> {
     pub rotate_rate: Rate,
 }
 
-/// Authenticates the caller: their tenant, or the answer that refuses them. A valid token whose
-/// user Cognito no longer knows as active (disabled, deleted, signed out) is refused like any
-/// other.
-async fn caller<F: JwksFetch, S: SessionCheck>(
+/// Authenticates the caller: their tenant and token, or the answer that refuses them.
+async fn caller<'r, F: JwksFetch>(
     verifier: &TokenVerifier<F>,
-    sessions: &CachedSessions<S>,
-    request: &Request,
-) -> Result<TenantId, Response<Body>> {
+    request: &'r Request,
+) -> Result<(TenantId, &'r str), Response<Body>> {
     let token = bearer(request.headers()).map_err(|reason| {
         info!(%reason, "request refused");
         unauthorized()
@@ -87,15 +84,25 @@ async fn caller<F: JwksFetch, S: SessionCheck>(
             unavailable("sign-in cannot be checked right now; ask again shortly")
         }
     })?;
+    Ok((tenant, token))
+}
+
+/// A valid token whose user Cognito no longer knows as active (disabled, deleted, signed out)
+/// is refused like any other: `Some(answer)` refuses it.
+async fn revoked<S: SessionCheck>(
+    sessions: &CachedSessions<S>,
+    tenant: &TenantId,
+    token: &str,
+) -> Option<Response<Body>> {
     match sessions.check(tenant.as_str(), token).await {
-        Ok(Session::Active) => Ok(tenant),
+        Ok(Session::Active) => None,
         Ok(Session::Revoked(why)) => {
             info!(tenant = %tenant, reason = %why, "token of a user no longer active refused");
-            Err(unauthorized())
+            Some(unauthorized())
         }
         Err(e) => {
             error!(tenant = %tenant, error = %e, "cannot ask Cognito whether the user is still active");
-            Err(unavailable(
+            Some(unavailable(
                 "sign-in cannot be checked right now; ask again shortly",
             ))
         }
@@ -192,11 +199,16 @@ pub async fn handle<F: JwksFetch, T: TenantReadiness, R: RateLimiter, S: Session
             Ok(route) => route,
             Err(why) => return no_route(why),
         };
-        let tenant = match caller(&ctx.verifier, &ctx.sessions, &request).await {
-            Ok(tenant) => tenant,
+        let (tenant, token) = match caller(&ctx.verifier, &request).await {
+            Ok(caller) => caller,
             Err(refused) => return refused,
         };
-        if let Some(refused) = limit(&ctx.rates, route, &tenant, (ctx.get_rate, ctx.rotate_rate)).await {
+        // Cognito's word and the request count at once; a revoked user's refusal comes first.
+        let (revoked, limited) = tokio::join!(
+            revoked(&ctx.sessions, &tenant, token),
+            limit(&ctx.rates, route, &tenant, (ctx.get_rate, ctx.rotate_rate)),
+        );
+        if let Some(refused) = revoked.or(limited) {
             return refused;
         }
         match route {
