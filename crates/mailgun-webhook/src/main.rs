@@ -13,6 +13,7 @@ use tgsearch::mailgun::{Keyring, load_signing_key};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tgsearch::telemetry::init();
+    tgsearch::metrics::init(tgsearch::metrics::MAILGUN_WEBHOOK)?;
     let config = MailgunConfig::from_env()?;
     let aws = load_aws_config().await;
     let secrets = SecretsManager::from_aws(&aws, "");

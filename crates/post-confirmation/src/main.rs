@@ -11,6 +11,7 @@ use tgsearch::handlers::post_confirmation::{PostConfirmation, handle};
 async fn main() -> Result<(), Error> {
     let cold_start = ColdStart::now();
     tgsearch::telemetry::init();
+    tgsearch::metrics::init(tgsearch::metrics::POST_CONFIRMATION)?;
     let handoff = HandOffConfig::from_env()?;
     let app = AppContext::from_env()
         .await

@@ -12,6 +12,7 @@ use tgsearch::handlers::provision_worker::{Worker, dispatch};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tgsearch::telemetry::init();
+    tgsearch::metrics::init(tgsearch::metrics::PROVISION_WORKER)?;
     let handoff = HandOffConfig::from_env()?;
     let app = AppContext::from_env()
         .await

@@ -11,6 +11,7 @@ use tgsearch::reconcile::Options;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tgsearch::telemetry::init();
+    tgsearch::metrics::init(tgsearch::metrics::RECONCILE)?;
     let config = ProvisionerConfig::from_env()?;
     let reconcile = ReconcileConfig::from_env()?;
     let aws = load_aws_config().await;
@@ -23,7 +24,13 @@ async fn main() -> Result<(), Error> {
         ..Options::default()
     };
     run(service_fn(|event| {
-        handle(&app.provisioner, &directory, &options, event)
+        handle(
+            &app.provisioner,
+            &directory,
+            &options,
+            reconcile.tenant_capacity,
+            event,
+        )
     }))
     .await
 }

@@ -10,6 +10,7 @@ use tgsearch::handlers::teardown::handle;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tgsearch::telemetry::init();
+    tgsearch::metrics::init(tgsearch::metrics::TEARDOWN)?;
     let pool = user_pool_id(&Env::process())?;
     let app = AppContext::from_env()
         .await

@@ -20,6 +20,7 @@ use tgsearch::readiness::TenantReadiness;
 async fn main() -> Result<(), Error> {
     // Not the runtime's default: at TRACE it logs every raw event, bearer token included.
     tgsearch::telemetry::init();
+    tgsearch::metrics::init(tgsearch::metrics::TENANT_CREDENTIALS)?;
     let config = TenantCredentialsConfig::from_env()?;
     let aws = load_aws_config().await;
     let http = http_client()?;

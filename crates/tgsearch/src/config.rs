@@ -362,7 +362,13 @@ pub struct ReconcileConfig {
     pub user_pool_id: String,
     /// `RECONCILE_MAX_REMOVALS`: removals one run may make (default 10).
     pub max_removals: usize,
+    /// `TENANT_CAPACITY`: the tenants this deployment is sized for (default 1,000, what
+    /// `manifests/cluster/tenant-quota.yaml` allows); reconcile reports the fill against it.
+    pub tenant_capacity: usize,
 }
+
+/// The tenants a deployment is sized for when `TENANT_CAPACITY` is not set.
+pub const DEFAULT_TENANT_CAPACITY: usize = 1000;
 
 impl ReconcileConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -377,9 +383,22 @@ impl ReconcileConfig {
                 reason: format!("`{raw}` is not a whole number"),
             })?,
         };
+        let tenant_capacity = match env.optional("TENANT_CAPACITY") {
+            None => DEFAULT_TENANT_CAPACITY,
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "TENANT_CAPACITY",
+                    reason: format!("`{raw}` is not a whole number above 0"),
+                })?,
+        };
         Ok(Self {
             user_pool_id: user_pool_id(env)?,
             max_removals,
+            tenant_capacity,
         })
     }
 }

@@ -185,40 +185,75 @@ impl TenantReadiness for LiveProvisioner {
     }
 
     async fn rotate(&self, tenant: &TenantId, within: Duration) -> Result<Readiness, ReadinessError> {
-        let deadline = crate::deadline::Deadline::new(within, None);
-        let failed = |e: crate::deadline::StepError| ReadinessError::Rotation(e.to_string());
-        let (found, _) = deadline
-            .run(crate::deadline::Step::Secret, || self.store.versions(tenant))
-            .await
-            .map_err(failed)?;
-        // A rotation left pending is finished whatever the tenant looks like meanwhile (its
-        // broker user already holds the pending password); otherwise only a ready tenant rotates.
-        let before = match found {
-            crate::ports::Found::Ours(versions) if versions.pending.is_some() => versions,
-            crate::ports::Found::Ours(versions) => {
-                match self.readiness(tenant, deadline.remaining()).await? {
-                    Readiness::Ready(_) => versions,
-                    other => return Ok(other),
+        let mut outcome = "failed";
+        let result = rotate_counted(self, tenant, within, &mut outcome).await;
+        crate::metrics::Record::new()
+            .dim(crate::metrics::Dim::Outcome, outcome)
+            .one("Rotations")
+            .emit();
+        result
+    }
+}
+
+/// A rotation for [`TenantReadiness::rotate`]; `outcome` says how it ended, for its metric.
+async fn rotate_counted(
+    this: &LiveProvisioner,
+    tenant: &TenantId,
+    within: Duration,
+    outcome: &mut &'static str,
+) -> Result<Readiness, ReadinessError> {
+    let deadline = crate::deadline::Deadline::new(within, None);
+    let failed = |e: crate::deadline::StepError| ReadinessError::Rotation(e.to_string());
+    let (found, _) = deadline
+        .run(crate::deadline::Step::Secret, || this.store.versions(tenant))
+        .await
+        .map_err(failed)?;
+    // A rotation left pending is finished whatever the tenant looks like meanwhile (its
+    // broker user already holds the pending password); otherwise only a ready tenant rotates.
+    let before = match found {
+        crate::ports::Found::Ours(versions) if versions.pending.is_some() => versions,
+        crate::ports::Found::Ours(versions) => match this.readiness(tenant, deadline.remaining()).await? {
+            Readiness::Ready(_) => versions,
+            other => {
+                *outcome = not_rotated(&other);
+                return Ok(other);
+            }
+        },
+        // Absent or not ours: the readiness check says which, as for `GET /tenant`.
+        _ => {
+            return match this.readiness(tenant, deadline.remaining()).await? {
+                Readiness::Ready(_) => Err(ReadinessError::Changed),
+                other => {
+                    *outcome = not_rotated(&other);
+                    Ok(other)
                 }
-            }
-            // Absent or not ours: the readiness check says which, as for `GET /tenant`.
-            _ => {
-                return match self.readiness(tenant, deadline.remaining()).await? {
-                    Readiness::Ready(_) => Err(ReadinessError::Changed),
-                    other => Ok(other),
-                };
-            }
-        };
-        match self
-            .rotate_from(tenant, &before, &deadline)
-            .await
-            .map_err(failed)?
-        {
-            Rotation::Rotated(credentials) | Rotation::Joined(credentials) => {
-                Ok(Readiness::Ready(credentials))
-            }
-            Rotation::Busy => Err(ReadinessError::RotationBusy),
+            };
         }
+    };
+    match this
+        .rotate_from(tenant, &before, &deadline)
+        .await
+        .map_err(failed)?
+    {
+        Rotation::Rotated(credentials) => {
+            *outcome = "rotated";
+            Ok(Readiness::Ready(credentials))
+        }
+        Rotation::Joined(credentials) => {
+            *outcome = "joined";
+            Ok(Readiness::Ready(credentials))
+        }
+        Rotation::Busy => {
+            *outcome = "busy";
+            Err(ReadinessError::RotationBusy)
+        }
+    }
+}
+
+fn not_rotated(readiness: &Readiness) -> &'static str {
+    match readiness {
+        Readiness::Absent => "absent",
+        _ => "not_ready",
     }
 }
 

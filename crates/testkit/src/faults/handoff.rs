@@ -18,6 +18,8 @@ pub struct HandedOff {
     pub body: String,
     pub message_id: String,
     pub receipt: String,
+    /// SQS's `SentTimestamp` (ms since the epoch), as the event source passes it on.
+    pub sent_timestamp: String,
 }
 
 /// A queue of one test's own.
@@ -61,6 +63,7 @@ impl HandOffQueue {
                 .receive_message()
                 .queue_url(&self.url)
                 .max_number_of_messages(10)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)
                 .wait_time_seconds(0)
                 .send()
                 .await
@@ -82,6 +85,11 @@ impl HandOffQueue {
                     body,
                     message_id: m.message_id().unwrap_or_default().to_owned(),
                     receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+                    sent_timestamp: m
+                        .attributes()
+                        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
+                        .cloned()
+                        .unwrap_or_else(|| "0".into()),
                 });
             }
         }
@@ -103,7 +111,7 @@ impl HandOffQueue {
                     "messageId": m.message_id,
                     "receiptHandle": m.receipt,
                     "body": m.body,
-                    "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0"},
+                    "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": m.sent_timestamp},
                     "messageAttributes": {},
                     "md5OfBody": "",
                     "eventSource": "aws:sqs",

@@ -27,6 +27,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::mailgun::{HORIZON, Keyring, Reloaded, SigningKey, Verdict, VerifyError, classify, parse, verify};
+use crate::metrics::{Dim, Record};
 use crate::ports::{AlertSink, Claim, Delivery, DeliveryLedger, DeliveryState};
 
 /// Built once per container.
@@ -65,16 +66,46 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response<Body> {
         .expect("a valid response")
 }
 
-fn refuse(why: &str) -> Response<Body> {
+/// 406, which Mailgun never retries; `cause` is its metric's (`MailgunRefused`).
+fn refuse(cause: &'static str, why: &str) -> Response<Body> {
+    counted("refused", Some(("MailgunRefused", cause)));
     reply(StatusCode::NOT_ACCEPTABLE, json!({ "error": why }))
 }
 
-fn unavailable(why: &str) -> Response<Body> {
+/// 503, which Mailgun retries for about 8 hours; `cause` is its metric's (`MailgunUnavailable`).
+fn unavailable(cause: &'static str, why: &str) -> Response<Body> {
+    counted("unavailable", Some(("MailgunUnavailable", cause)));
     reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": why }))
+}
+
+/// 200 with `status`.
+fn settled(status: &'static str, mut body: serde_json::Value) -> Response<Body> {
+    counted(status, None);
+    body["status"] = status.into();
+    reply(StatusCode::OK, body)
+}
+
+/// A delivery's metrics: its outcome, and for a refusal or an unavailable answer, its cause.
+fn counted(outcome: &'static str, cause: Option<(&'static str, &'static str)>) {
+    Record::new()
+        .dim(Dim::Outcome, outcome)
+        .one("MailgunDeliveries")
+        .emit();
+    if let Some((metric, cause)) = cause {
+        Record::new().dim(Dim::Cause, cause).one(metric).emit();
+    }
 }
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// The cause of a refused signature, as its metric says it.
+fn verify_cause(e: &VerifyError) -> &'static str {
+    match e {
+        VerifyError::BadSignature => "signature",
+        VerifyError::BadTimestamp | VerifyError::TooOld(_) | VerifyError::Future(_) => "timestamp",
+    }
 }
 
 /// A random id for this invocation's claim.
@@ -101,7 +132,7 @@ pub async fn handle<A: AlertSink, L: DeliveryLedger>(
         Ok(w) => w,
         Err(e) => {
             warn!(reason = %e, bytes = request.body().len(), "not a Mailgun webhook: 406");
-            return Ok(refuse(&e.to_string()));
+            return Ok(refuse("malformed", &e.to_string()));
         }
     };
     let now = SystemTime::now();
@@ -117,22 +148,28 @@ pub async fn handle<A: AlertSink, L: DeliveryLedger>(
                 }
                 Err(e) => {
                     warn!(reason = %e, "signature refused by the new key too: 406");
-                    return Ok(refuse(&format!("signature refused: {e}")));
+                    return Ok(refuse(verify_cause(&e), &format!("signature refused: {e}")));
                 }
             },
             // The stored key is the one in use (read now, or within the last seconds).
             Reloaded::Same | Reloaded::TooSoon => {
                 warn!("signature refused (the stored key is the one in use): 406");
-                return Ok(refuse("signature refused: the signature does not match"));
+                return Ok(refuse(
+                    "signature",
+                    "signature refused: the signature does not match",
+                ));
             }
             Reloaded::Failed(e) => {
                 warn!(error = %e, "signature does not match and the key cannot be read again: 503");
-                return Ok(unavailable("the signing key cannot be checked right now; retry"));
+                return Ok(unavailable(
+                    "signing-key",
+                    "the signing key cannot be checked right now; retry",
+                ));
             }
         },
         Err(e) => {
             warn!(reason = %e, "signature refused: 406");
-            return Ok(refuse(&format!("signature refused: {e}")));
+            return Ok(refuse(verify_cause(&e), &format!("signature refused: {e}")));
         }
     };
     let event_id: String = webhook.event["id"]
@@ -160,25 +197,31 @@ pub async fn handle<A: AlertSink, L: DeliveryLedger>(
         let existing = match ctx.ledger.claim(token, &entry, unix(SystemTime::now())).await {
             Err(e) => {
                 warn!(id = %event_id, error = %e, "delivery ledger unavailable: 503, Mailgun retries");
-                return Ok(unavailable("the delivery ledger is unavailable; retry"));
+                return Ok(unavailable("ledger", "the delivery ledger is unavailable; retry"));
             }
             Ok(Claim::Claimed) => return Ok(act(ctx, token, &owner, &event_id, verdict).await),
             Ok(Claim::Existing(existing)) => existing,
         };
         if existing.digest != entry.digest {
             warn!(id = %event_id, "token replayed with another event: 406");
-            return Ok(refuse("this signature token was already used for another event"));
+            return Ok(refuse(
+                "replay",
+                "this signature token was already used for another event",
+            ));
         }
         match wait_for_other(ctx, token, existing).await {
             Ok(Some(state)) => {
                 info!(id = %event_id, was = state.as_str(), "duplicate delivery");
-                return Ok(reply(StatusCode::OK, json!({"status": "duplicate"})));
+                return Ok(settled("duplicate", json!({})));
             }
             Ok(None) => continue,
             Err(response) => return Ok(response),
         }
     }
-    Ok(unavailable("the same delivery is being handled elsewhere; retry"))
+    Ok(unavailable(
+        "in-flight",
+        "the same delivery is being handled elsewhere; retry",
+    ))
 }
 
 /// Waits while another invocation holds the token. `Some(state)` once it is settled, `None`
@@ -194,7 +237,10 @@ async fn wait_for_other<A, L: DeliveryLedger>(
             return Ok(Some(seen.state));
         }
         if tokio::time::Instant::now() >= until {
-            return Err(unavailable("the same delivery is being handled elsewhere; retry"));
+            return Err(unavailable(
+                "in-flight",
+                "the same delivery is being handled elsewhere; retry",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         seen = match ctx.ledger.get(token).await {
@@ -202,7 +248,7 @@ async fn wait_for_other<A, L: DeliveryLedger>(
             Ok(None) => return Ok(None),
             Err(e) => {
                 warn!(error = %e, "delivery ledger unavailable while waiting: 503");
-                return Err(unavailable("the delivery ledger is unavailable; retry"));
+                return Err(unavailable("ledger", "the delivery ledger is unavailable; retry"));
             }
         };
     }
@@ -219,7 +265,7 @@ async fn act<A: AlertSink, L: DeliveryLedger>(
     let alert = match verdict {
         Verdict::Ignore(what) => {
             info!(event = %what, id = %event_id, "ignored");
-            return reply(StatusCode::OK, json!({"status": "ignored", "event": what}));
+            return settled("ignored", json!({"event": what}));
         }
         Verdict::Alert(alert) => alert,
     };
@@ -232,14 +278,14 @@ async fn act<A: AlertSink, L: DeliveryLedger>(
                 warn!(id = %event_id, error = %e, "alerted, but not recorded as sent");
             }
             info!(id = %event_id, reason = %alert.reason, code = ?alert.code, "alerted");
-            reply(StatusCode::OK, json!({"status": "alerted"}))
+            settled("alerted", json!({}))
         }
         Err(e) => {
             if let Err(release) = ctx.ledger.release(token, owner).await {
                 warn!(id = %event_id, error = %release, "could not release the claim; it lapses with its lease");
             }
             warn!(id = %event_id, error = %e, "alert not sent: 503, Mailgun retries");
-            unavailable("the alert could not be sent; retry")
+            unavailable("alert-topic", "the alert could not be sent; retry")
         }
     }
 }

@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 use super::{EventError, HandlerError, tenant_from};
 use crate::app::ColdStart;
 use crate::deadline::{Deadline, Step};
+use crate::metrics::{self, Dim, Record};
 use crate::ports::{CredentialStore, ProvisionQueue, TenantBackend, TenantBroker, TenantLocks};
 use crate::provision::Provisioner;
 use crate::tenant::TenantId;
@@ -138,12 +139,16 @@ pub async fn handle<
             for (step, detail) in done.needs_person() {
                 warn!(tenant = %tenant, resource = %step, detail = ?detail, "needs a person");
             }
+            signup("sync", started.elapsed());
+            metrics::provisioned(&done);
             return Ok(payload);
         }
         Err(e) => e,
     };
     if e.is_foreign() {
         error!(tenant = %tenant, step = %e.step(), error = %e, "provisioning refused: a foreign resource is in the way");
+        signup("failed", started.elapsed());
+        metrics::provision_failed(&e);
         return Err(HandlerError::from(e).withheld(&context.request_id));
     }
     let reason = e.to_string();
@@ -159,6 +164,12 @@ pub async fn handle<
                 reason = %reason,
                 "handed off to the provisioning worker"
             );
+            signup("handed_off", started.elapsed());
+            Record::new()
+                .dim(Dim::Step, e.step().as_str())
+                .dim(Dim::Reason, metrics::failure_reason(&e))
+                .one("HandOffs")
+                .emit();
             Ok(payload)
         }
         Err(handoff) => {
@@ -169,9 +180,20 @@ pub async fn handle<
                 handoff = %handoff,
                 "provisioning failed and could not be handed off; a retry of the same event converges"
             );
+            signup("failed", started.elapsed());
+            metrics::provision_failed(&e);
             Err(HandlerError::from(e).withheld(&context.request_id))
         }
     }
+}
+
+/// A signup as Cognito saw it, and how long it took.
+fn signup(outcome: &'static str, took: Duration) {
+    Record::new()
+        .dim(Dim::Outcome, outcome)
+        .one("Signups")
+        .millis("SignupDuration", took)
+        .emit();
 }
 
 #[cfg(test)]

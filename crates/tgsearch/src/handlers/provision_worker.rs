@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use super::HandlerError;
 use crate::adapters::sqs::HandOff;
 use crate::deadline::{Deadline, Step};
+use crate::metrics::{self, Dim, Record};
 use crate::ports::{
     CredentialStore, DirectoryUser, ProvisionQueue, TenantBackend, TenantBroker, TenantLocks, UserDirectory,
 };
@@ -84,6 +85,7 @@ pub async fn handle<
             }
         }
         warn!(message = %id, receives, error = %why, "not provisioned; the message comes back after a backoff");
+        completed(&record, "failed");
         let mut failure = BatchItemFailure::default();
         failure.item_identifier = id;
         response.batch_item_failures.push(failure);
@@ -122,6 +124,7 @@ async fn process<
             dropped_because = why,
             "hand-off dropped: not provisioned"
         );
+        completed(record, "dropped");
         return Ok(());
     }
     match ctx.provisioner.provision(&tenant, &deadline).await {
@@ -133,10 +136,34 @@ async fn process<
                 created = %changed.join(","),
                 "provisioned by the worker"
             );
+            completed(record, "provisioned");
+            metrics::provisioned(&done);
             Ok(())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => {
+            metrics::provision_failed(&e);
+            Err(e.to_string())
+        }
     }
+}
+
+/// A hand-off the worker is done with: its outcome, and how long it waited since it was sent
+/// (SQS's `SentTimestamp`), for the provisioned and the dropped.
+fn completed(record: &SqsMessage, outcome: &'static str) {
+    let mut metric = Record::new().dim(Dim::Outcome, outcome).one("HandOffsCompleted");
+    let sent = record
+        .attributes
+        .get("SentTimestamp")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0);
+    if let (Some(sent), "provisioned" | "dropped") = (sent, outcome) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        metric = metric.value("HandOffAge", now.saturating_sub(sent) as f64);
+    }
+    metric.emit();
 }
 
 /// A direct invocation from tenant-credentials, which holds none of the provisioner's rights: a

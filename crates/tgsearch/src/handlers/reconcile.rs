@@ -6,13 +6,16 @@ use tracing::{info, warn};
 
 use super::HandlerError;
 use crate::app::LiveProvisioner;
+use crate::deadline::Step;
+use crate::metrics::{Dim, Record, resource_count};
 use crate::ports::UserDirectory;
-use crate::reconcile::{Options, Report, reconcile};
+use crate::reconcile::{Change, Options, Report, reconcile};
 
 pub async fn handle<D: UserDirectory>(
     provisioner: &LiveProvisioner,
     directory: &D,
     options: &Options,
+    capacity: usize,
     event: LambdaEvent<EventBridgeEvent>,
 ) -> Result<Report, HandlerError> {
     // Work until the Lambda's deadline leaves just the time to report.
@@ -20,7 +23,17 @@ pub async fn handle<D: UserDirectory>(
     if let Some(left) = crate::deadline::remaining_until(event.context.deadline) {
         options.deadline = Some(tokio::time::Instant::now() + left);
     }
-    let report = reconcile(provisioner, directory, &options).await?;
+    let started = std::time::Instant::now();
+    let report = reconcile(provisioner, directory, &options)
+        .await
+        .inspect_err(|_| {
+            Record::new()
+                .dim(Dim::Outcome, "aborted")
+                .one("ReconcileRuns")
+                .millis("ReconcileDuration", started.elapsed())
+                .emit()
+        })?;
+    report_metrics(&report, started.elapsed(), capacity);
     info!(
         trigger = event.payload.id.as_deref().unwrap_or("direct"),
         provisioned = report.provisioned.len(),
@@ -61,6 +74,78 @@ pub async fn handle<D: UserDirectory>(
         report.provisioned.len(),
         report.removed.len()
     )))
+}
+
+/// One run's counts, drift repaired and left for a person by resource, foreign resources by
+/// kind, and the deployment's fill (tenants seen against `capacity`).
+pub fn report_metrics(report: &Report, took: std::time::Duration, capacity: usize) {
+    let outcome = if report.is_clean() { "clean" } else { "incomplete" };
+    let n = |v: usize| v as f64;
+    let fill = if capacity == 0 {
+        100.0
+    } else {
+        100.0 * report.tenants_seen as f64 / capacity as f64
+    };
+    Record::new()
+        .dim(Dim::Outcome, outcome)
+        .one("ReconcileRuns")
+        .millis("ReconcileDuration", took)
+        .value("ReconcileUsers", n(report.users))
+        .value("ReconcileProvisioned", n(report.provisioned.len()))
+        .value("ReconcileRepaired", n(report.repaired.len()))
+        .value("ReconcileNeedsPerson", n(report.needs_person.len()))
+        .value("ReconcileRemoved", n(report.removed.len()))
+        .value("ReconcileKept", n(report.kept.len()))
+        .value("ReconcileForeign", n(report.foreign.len()))
+        .value("ReconcileFailed", n(report.failed.len()))
+        .value(
+            "ReconcileRefusedRemovals",
+            if report.refused_removals.is_some() {
+                1.0
+            } else {
+                0.0
+            },
+        )
+        .value("ReconcileLeftForNextRun", n(report.left_for_next_run.len()))
+        .value("Tenants", n(report.tenants_seen))
+        .value("TenantCapacity", n(capacity))
+        .value("TenantFill", fill)
+        .emit();
+    let by_resource = |changes: &[Change]| {
+        let mut counts = std::collections::BTreeMap::<Step, usize>::new();
+        for change in changes {
+            *counts.entry(change.resource).or_default() += 1;
+        }
+        counts
+    };
+    for (step, count) in by_resource(&report.repaired) {
+        resource_count("DriftRepaired", step, count);
+    }
+    for (step, count) in by_resource(&report.needs_person) {
+        resource_count("NeedsPerson", step, count);
+    }
+    let mut foreign = std::collections::BTreeMap::<Step, usize>::new();
+    for f in &report.foreign {
+        if let Some(step) = foreign_kind(&f.kind) {
+            *foreign.entry(step).or_default() += 1;
+        }
+    }
+    for (step, count) in foreign {
+        resource_count("ForeignResources", step, count);
+    }
+}
+
+/// The inventory's kinds of foreign resources, as the steps that own such a resource.
+fn foreign_kind(kind: &str) -> Option<Step> {
+    Some(match kind {
+        "secret" => Step::Secret,
+        "vhost" => Step::Vhost,
+        "RabbitMQ user" | "user" => Step::User,
+        "Secret" | "kube-secret" => Step::KubeSecret,
+        "PersistentVolumeClaim" | "volume" => Step::Volume,
+        "Deployment" | "deployment" => Step::Deployment,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ pub async fn handle<
         })
         .await?
         .0;
-    guard(tenant.as_str(), user.as_ref(), payload.force)?;
+    guard(tenant.as_str(), user.as_ref(), payload.force).inspect_err(|_| teardown_outcome("refused"))?;
     if payload.force && user.as_ref().is_some_and(|u| u.enabled) {
         warn!(tenant = %tenant, "forced teardown of a tenant whose user is enabled");
     }
@@ -70,11 +70,23 @@ pub async fn handle<
                 left_alone = ?done.left_alone(),
                 "tenant torn down"
             );
+            teardown_outcome("removed");
+            for (step, _) in done.left_alone() {
+                crate::metrics::resource_count("ForeignResources", step, 1);
+            }
             Ok(done)
         }
         Err(e) => {
             error!(tenant = %tenant, step = %e.step(), error = %e, "teardown failed; run it again");
+            teardown_outcome("failed");
             Err(e.into())
         }
     }
+}
+
+fn teardown_outcome(outcome: &'static str) {
+    crate::metrics::Record::new()
+        .dim(crate::metrics::Dim::Outcome, outcome)
+        .one("Teardowns")
+        .emit();
 }

@@ -217,8 +217,29 @@ pub async fn handle<F: JwksFetch, T: TenantReadiness, R: RateLimiter, S: Session
         }
     }
     .await;
+    count(answer.status());
     Ok(match reference {
         Some(reference) => with_reference(answer, &reference),
         None => answer,
     })
+}
+
+/// The answer's status code, as the metric `TenantApiAnswers` counts it.
+fn count(status: StatusCode) {
+    let code = match status.as_u16() {
+        200 => "200",
+        202 => "202",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => return,
+    };
+    crate::metrics::Record::new()
+        .dim(crate::metrics::Dim::Status, code)
+        .one("TenantApiAnswers")
+        .emit();
 }
