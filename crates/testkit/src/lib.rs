@@ -7,6 +7,7 @@ pub mod amqp;
 pub mod broker;
 pub mod cluster;
 pub mod cognito;
+pub mod emf;
 pub mod events;
 pub mod faults;
 pub mod frontend;
@@ -16,6 +17,7 @@ pub mod probe;
 pub mod runtime;
 pub mod settle;
 pub mod stack;
+pub mod template;
 pub mod tls;
 
 use tgsearch::TenantId;

@@ -428,18 +428,8 @@ fn the_default_kubernetes_version_is_the_one_the_standin_serves() {
     );
 }
 
-/// `template.yml` as CloudFormation reads it (short-form intrinsics such as `!Ref` become their
-/// `Fn::` form), through cfn-lint's own decoder from the stack's venv.
 fn template_json() -> serde_json::Value {
-    let python = tool(testkit::stack::venv_bin(), "python");
-    let out = Command::new(python)
-        .arg("-c")
-        .arg("import json, sys\nfrom cfnlint.decode import cfn_yaml\nprint(json.dumps(cfn_yaml.load(sys.argv[1])))")
-        .arg(root().join("template.yml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", report(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    testkit::template::json()
 }
 
 /// Each IAM action a function's role is granted, with the resource it is granted on.
