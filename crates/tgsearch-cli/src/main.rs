@@ -52,10 +52,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Show what exists of one tenant in every system (never its password).
+    /// Show what exists of one tenant in every system (never its password); with --all, the
+    /// whole fleet by state from the listings (needs USER_POOL_ID).
     Status {
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        sub: Option<TenantId>,
+        /// Every tenant, counted by state: ready, provisioning, missing, drift, needs a person,
+        /// orphaned, inactive; and foreign resources. Exit code 3 unless all is well.
         #[arg(long)]
-        sub: TenantId,
+        all: bool,
     },
     /// What the tenant-credentials function would answer the tenant's user (`GET /tenant`):
     /// ready with its connection, provisioning, or absent. Same check, no token. The password is
@@ -185,7 +190,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             output::torn_down(cli.json, &done);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { sub } => {
+        Command::Status { sub: None, .. } => {
+            let app = AppContext::from_env().await?;
+            let pool = ReconcileConfig::from(&Env::process())?.user_pool_id;
+            let directory = CognitoDirectory::new(&app.aws, pool);
+            let started = std::time::Instant::now();
+            let inventory = tgsearch::reconcile::take_inventory(&app.provisioner, &directory).await?;
+            let fleet = tgsearch::fleet::summarize(&inventory);
+            output::fleet(cli.json, &fleet, started.elapsed());
+            Ok(if fleet.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Command::Status { sub: Some(sub), .. } => {
             let app = AppContext::from_env().await?;
             let status = tenant_status(&app.provisioner, &sub).await?;
             output::status(cli.json, &status);

@@ -248,3 +248,86 @@ pub fn credentials(as_json: bool, show_password: bool, tenant: &TenantId, readin
         println!("  password  hidden (--show-password shows it)");
     }
 }
+
+/// `status --all`: the fleet by state, then what provisioning tenants lack, then foreign
+/// resources. `--json` adds every tenant's `sub` by state.
+pub fn fleet(as_json: bool, fleet: &tgsearch::fleet::Fleet, took: Duration) {
+    use tgsearch::fleet::FleetState;
+    if as_json {
+        let mut value = serde_json::to_value(fleet).expect("a fleet serializes");
+        value["counts"] = FleetState::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), fleet.count(*s).into()))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        value["seconds"] = took.as_secs_f64().into();
+        json(value);
+        return;
+    }
+    println!(
+        "{} users in the pool, {} confirmed and enabled ({:.1} s)",
+        fleet.users,
+        fleet.active_users,
+        took.as_secs_f64()
+    );
+    let what = |state: FleetState| match state {
+        FleetState::Ready => "complete in every system",
+        FleetState::Provisioning => "partly there: the worker or reconcile completes them",
+        FleetState::Missing => "confirmed users without any resource: reconcile creates them",
+        FleetState::Drift => "rights differ from their own vhost's `.*`: reconcile repairs them",
+        FleetState::NeedsPerson => "a foreign resource is in the way: see below",
+        FleetState::Orphaned => "users no longer in the pool: reconcile removes them",
+        FleetState::Inactive => "users disabled or unconfirmed: kept until deleted",
+    };
+    for state in FleetState::ALL {
+        let n = fleet.count(state);
+        let mark = if n == 0 || matches!(state, FleetState::Ready | FleetState::Inactive) {
+            " "
+        } else {
+            "!"
+        };
+        println!(
+            "{mark} {:<13} {n:>7}  {}",
+            state.as_str().replace('_', " "),
+            what(state)
+        );
+    }
+    println!(
+        "{} {:<13} {:>7}  resources named like a tenant's that are not ours (left alone)",
+        if fleet.foreign.is_empty() { " " } else { "!" },
+        "foreign",
+        fleet.foreign.len()
+    );
+    if !fleet.lacking.is_empty() {
+        let lacking: Vec<String> = fleet.lacking.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        println!("provisioning tenants lack: {}", lacking.join(", "));
+    }
+    for foreign in fleet.foreign.iter().take(20) {
+        println!("  {foreign}");
+    }
+    if fleet.foreign.len() > 20 {
+        println!("  ... and {} more (--json lists all)", fleet.foreign.len() - 20);
+    }
+    for state in [
+        FleetState::NeedsPerson,
+        FleetState::Drift,
+        FleetState::Missing,
+        FleetState::Orphaned,
+    ] {
+        let subs = fleet.tenants.get(&state).map(Vec::as_slice).unwrap_or_default();
+        if !subs.is_empty() {
+            let shown: Vec<&str> = subs.iter().take(5).map(String::as_str).collect();
+            let more = subs.len().saturating_sub(5);
+            println!(
+                "{}: {}{}",
+                state.as_str().replace('_', " "),
+                shown.join(" "),
+                if more > 0 {
+                    format!(" (+{more}, --json lists all)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+}

@@ -9,58 +9,13 @@ use std::process::{Command, Output};
 use common::text;
 
 use aws_sdk_cognitoidentityprovider::Client;
-use aws_sdk_cognitoidentityprovider::types::{AttributeType, MessageActionType};
 use testkit::fresh_tenant;
 use testkit::stack::{self, Stack};
 use tgsearch::TenantId;
 use tgsearch::deadline::Deadline;
 use tgsearch::status::tenant_status;
 
-/// A fresh user pool; returns its id.
-async fn pool(cognito: &Client) -> String {
-    let name = format!("tgsearch-test-{}", &fresh_tenant().as_str()[..8]);
-    let out = cognito.create_user_pool().pool_name(name).send().await.unwrap();
-    out.user_pool().unwrap().id().unwrap().to_owned()
-}
-
-/// Creates a user; confirmed users get a permanent password, as after a confirmed signup.
-async fn user(cognito: &Client, pool: &str, confirmed: bool) -> TenantId {
-    let email = format!("{}@example.com", &fresh_tenant().as_str()[..8]);
-    let out = cognito
-        .admin_create_user()
-        .user_pool_id(pool)
-        .username(&email)
-        .message_action(MessageActionType::Suppress)
-        .user_attributes(
-            AttributeType::builder()
-                .name("email")
-                .value(&email)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    if confirmed {
-        cognito
-            .admin_set_user_password()
-            .user_pool_id(pool)
-            .username(&email)
-            .password("Correct-Horse-9")
-            .permanent(true)
-            .send()
-            .await
-            .unwrap();
-    }
-    let sub = out
-        .user()
-        .unwrap()
-        .attributes()
-        .iter()
-        .find(|a| a.name() == "sub")
-        .unwrap();
-    TenantId::parse(sub.value().unwrap()).unwrap()
-}
+use common::{pool, user};
 
 /// `tgsearch` with `pool` as its user pool.
 fn tgsearch(pool: &str, args: &[&str]) -> Output {

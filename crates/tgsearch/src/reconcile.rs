@@ -81,6 +81,9 @@ pub struct Inventory {
     pub volumes: BTreeSet<String>,
     pub deployments: BTreeSet<String>,
     pub foreign: Vec<ForeignResource>,
+    /// Tenant users whose rights differ from exactly configure/write/read `.*` on their own
+    /// vhost (a right elsewhere, or a narrower one), from the permissions listing.
+    pub permission_drift: BTreeSet<String>,
 }
 
 impl Inventory {
@@ -264,6 +267,12 @@ pub async fn take_inventory<D: UserDirectory>(
         .filter(|p| p.user == p.vhost && is_tenant(&p.user) && tagged_vhosts.contains(&p.vhost))
         .map(|p| p.user.clone())
         .collect();
+    let permission_drift = permissions
+        .iter()
+        .filter(|p| is_tenant(&p.user))
+        .filter(|p| p.vhost != p.user || [&p.configure, &p.write, &p.read].iter().any(|r| *r != ".*"))
+        .map(|p| p.user.clone())
+        .collect();
     let mut rabbit_owned = BTreeSet::new();
     for u in rabbit_users.map_err(|e| fail("RabbitMQ users")(e.into()))? {
         if !is_tenant(&u.name) {
@@ -298,6 +307,7 @@ pub async fn take_inventory<D: UserDirectory>(
     inventory.kube_secrets = kube.secrets;
     inventory.volumes = kube.volumes;
     inventory.deployments = kube.deployments;
+    inventory.permission_drift = permission_drift;
     Ok(inventory)
 }
 
