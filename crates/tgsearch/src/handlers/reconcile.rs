@@ -7,9 +7,9 @@ use tracing::{info, warn};
 use super::HandlerError;
 use crate::app::LiveProvisioner;
 use crate::deadline::Step;
-use crate::metrics::{Dim, Record, resource_count};
+use crate::metrics::{Dim, Record};
 use crate::ports::UserDirectory;
-use crate::reconcile::{Change, Options, Report, reconcile};
+use crate::reconcile::{Options, Report, reconcile};
 
 pub async fn handle<D: UserDirectory>(
     provisioner: &LiveProvisioner,
@@ -79,60 +79,58 @@ pub async fn handle<D: UserDirectory>(
 /// One run's counts, drift repaired and left for a person by resource, foreign resources by
 /// kind, and the deployment's fill (tenants seen against `capacity`).
 pub fn report_metrics(report: &Report, took: std::time::Duration, capacity: usize) {
+    for record in run_records(report, took, capacity) {
+        record.emit();
+    }
+}
+
+/// The records of [`report_metrics`] (pure).
+pub fn run_records(report: &Report, took: std::time::Duration, capacity: usize) -> Vec<Record> {
     let outcome = if report.is_clean() { "clean" } else { "incomplete" };
     let n = |v: usize| v as f64;
-    let fill = if capacity == 0 {
-        100.0
-    } else {
-        100.0 * report.tenants_seen as f64 / capacity as f64
-    };
-    Record::new()
-        .dim(Dim::Outcome, outcome)
-        .one("ReconcileRuns")
-        .millis("ReconcileDuration", took)
-        .value("ReconcileUsers", n(report.users))
-        .value("ReconcileProvisioned", n(report.provisioned.len()))
-        .value("ReconcileRepaired", n(report.repaired.len()))
-        .value("ReconcileNeedsPerson", n(report.needs_person.len()))
-        .value("ReconcileRemoved", n(report.removed.len()))
-        .value("ReconcileKept", n(report.kept.len()))
-        .value("ReconcileForeign", n(report.foreign.len()))
-        .value("ReconcileFailed", n(report.failed.len()))
-        .value(
-            "ReconcileRefusedRemovals",
-            if report.refused_removals.is_some() {
-                1.0
-            } else {
-                0.0
-            },
-        )
-        .value("ReconcileLeftForNextRun", n(report.left_for_next_run.len()))
-        .value("Tenants", n(report.tenants_seen))
-        .value("TenantCapacity", n(capacity))
-        .value("TenantFill", fill)
-        .emit();
-    let by_resource = |changes: &[Change]| {
+    let fill = 100.0 * report.tenants_seen as f64 / capacity.max(1) as f64;
+    let mut records = vec![
+        Record::new()
+            .dim(Dim::Outcome, outcome)
+            .one("ReconcileRuns")
+            .millis("ReconcileDuration", took)
+            .value("ReconcileUsers", n(report.users))
+            .value("ReconcileProvisioned", n(report.provisioned.len()))
+            .value("ReconcileRepaired", n(report.repaired.len()))
+            .value("ReconcileNeedsPerson", n(report.needs_person.len()))
+            .value("ReconcileRemoved", n(report.removed.len()))
+            .value("ReconcileKept", n(report.kept.len()))
+            .value("ReconcileForeign", n(report.foreign.len()))
+            .value("ReconcileFailed", n(report.failed.len()))
+            .value(
+                "ReconcileRefusedRemovals",
+                n(usize::from(report.refused_removals.is_some())),
+            )
+            .value("ReconcileLeftForNextRun", n(report.left_for_next_run.len()))
+            .value("Tenants", n(report.tenants_seen))
+            .value("TenantCapacity", n(capacity))
+            .value("TenantFill", fill),
+    ];
+    let mut count = |name: &'static str, steps: &mut dyn Iterator<Item = Step>| {
         let mut counts = std::collections::BTreeMap::<Step, usize>::new();
-        for change in changes {
-            *counts.entry(change.resource).or_default() += 1;
+        for step in steps {
+            *counts.entry(step).or_default() += 1;
         }
-        counts
+        for (step, c) in counts {
+            records.push(
+                Record::new()
+                    .dim(Dim::Resource, step.as_str())
+                    .value(name, c as f64),
+            );
+        }
     };
-    for (step, count) in by_resource(&report.repaired) {
-        resource_count("DriftRepaired", step, count);
-    }
-    for (step, count) in by_resource(&report.needs_person) {
-        resource_count("NeedsPerson", step, count);
-    }
-    let mut foreign = std::collections::BTreeMap::<Step, usize>::new();
-    for f in &report.foreign {
-        if let Some(step) = foreign_kind(&f.kind) {
-            *foreign.entry(step).or_default() += 1;
-        }
-    }
-    for (step, count) in foreign {
-        resource_count("ForeignResources", step, count);
-    }
+    count("DriftRepaired", &mut report.repaired.iter().map(|c| c.resource));
+    count("NeedsPerson", &mut report.needs_person.iter().map(|c| c.resource));
+    count(
+        "ForeignResources",
+        &mut report.foreign.iter().filter_map(|f| foreign_kind(&f.kind)),
+    );
+    records
 }
 
 /// The inventory's kinds of foreign resources, as the steps that own such a resource.
@@ -151,6 +149,47 @@ fn foreign_kind(kind: &str) -> Option<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_reports_its_counts_drift_by_resource_and_the_fill() {
+        use crate::reconcile::{Change, ForeignResource};
+        let change = |resource| Change {
+            sub: "s".into(),
+            resource,
+            detail: "d".into(),
+        };
+        let report = Report {
+            users: 900,
+            tenants_seen: 850,
+            repaired: vec![change(Step::User), change(Step::User), change(Step::Permission)],
+            foreign: vec![ForeignResource {
+                kind: "vhost".into(),
+                name: "n".into(),
+                reason: "r".into(),
+            }],
+            ..Report::default()
+        };
+        let docs: Vec<serde_json::Value> = run_records(&report, std::time::Duration::from_millis(1500), 1000)
+            .iter()
+            .map(|r| r.document("TGSearch", "reconcile", 0))
+            .collect();
+        let run = &docs[0];
+        assert_eq!(run["Outcome"], "clean");
+        assert_eq!(run["ReconcileRepaired"], 3.0);
+        assert_eq!(run["ReconcileForeign"], 1.0);
+        assert_eq!(run["ReconcileDuration"], 1500.0);
+        assert_eq!(run["Tenants"], 850.0);
+        assert_eq!(run["TenantFill"], 85.0);
+        let of = |metric: &str, resource: &str| {
+            docs.iter()
+                .find(|d| d["Resource"] == resource && d.get(metric).is_some())
+                .map(|d| d[metric].clone())
+        };
+        assert_eq!(of("DriftRepaired", "user"), Some(2.0.into()));
+        assert_eq!(of("DriftRepaired", "permission"), Some(1.0.into()));
+        assert_eq!(of("ForeignResources", "vhost"), Some(1.0.into()));
+        assert_eq!(docs.len(), 4);
+    }
 
     #[test]
     fn the_schedule_fixture_is_an_eventbridge_event() {
