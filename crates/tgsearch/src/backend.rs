@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::config::{ConfigError, Env};
 use crate::credentials::SecretUri;
+use crate::env::{ConfigError, Env};
 use crate::tenant::TenantId;
 
 /// The template as operators edit it.

@@ -21,7 +21,10 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tower::{BoxError, Layer, Service};
 
-use crate::config::{ConfigError, DEFAULT_KUBE_NAMESPACE, Env};
+use crate::env::{ConfigError, Env};
+
+/// Default Kubernetes namespace of the tenants' backends.
+pub const DEFAULT_KUBE_NAMESPACE: &str = "tgsearch";
 use crate::eks::{SourceError, TokenSource};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +76,7 @@ impl KubeConfig {
                 let ca = env.optional("EKS_CLUSTER_CA");
                 let endpoint_and_ca = match (endpoint, ca) {
                     (Some(e), Some(c)) => {
-                        crate::config::parse_url("EKS_CLUSTER_ENDPOINT", &e, &["https"])?;
+                        crate::env::parse_url("EKS_CLUSTER_ENDPOINT", &e, &["https"])?;
                         Some((e, c))
                     }
                     (None, None) => None,

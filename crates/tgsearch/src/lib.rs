@@ -17,6 +17,7 @@ pub mod config;
 pub mod credentials;
 pub mod deadline;
 pub mod eks;
+pub mod env;
 pub mod fleet;
 pub mod handlers;
 pub mod mailgun;

@@ -32,7 +32,7 @@ use crate::provision::SecretFirst;
 use crate::tenant::TenantId;
 
 /// Removals one run may make before it stops and asks a person.
-pub const DEFAULT_MAX_REMOVALS: usize = 10;
+pub use crate::config::DEFAULT_MAX_REMOVALS;
 /// Time kept back at the end of a run to write the report.
 pub const REPORT_MARGIN: Duration = Duration::from_secs(5);
 /// A tenant is not started with less time than this left.
