@@ -196,7 +196,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let directory = CognitoDirectory::new(&app.aws, pool);
             let started = std::time::Instant::now();
             let inventory = tgsearch::reconcile::take_inventory(&app.provisioner, &directory).await?;
-            let fleet = tgsearch::fleet::summarize(&inventory);
+            let credentials = tgsearch::fleet::credential_drift(&app.provisioner, &inventory).await?;
+            let fleet = tgsearch::fleet::summarize(&inventory, &credentials);
             output::fleet(cli.json, &fleet, started.elapsed());
             Ok(if fleet.is_clean() {
                 ExitCode::SUCCESS

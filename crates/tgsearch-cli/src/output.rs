@@ -274,7 +274,7 @@ pub fn fleet(as_json: bool, fleet: &tgsearch::fleet::Fleet, took: Duration) {
         FleetState::Ready => "complete in every system",
         FleetState::Provisioning => "partly there: the worker or reconcile completes them",
         FleetState::Missing => "confirmed users without any resource: reconcile creates them",
-        FleetState::Drift => "rights differ from their own vhost's `.*`: reconcile repairs them",
+        FleetState::Drift => "password, stored secret or rights differ: reconcile repairs them",
         FleetState::NeedsPerson => "a foreign resource is in the way: see below",
         FleetState::Orphaned => "users no longer in the pool: reconcile removes them",
         FleetState::Inactive => "users disabled or unconfirmed: kept until deleted",
@@ -308,12 +308,10 @@ pub fn fleet(as_json: bool, fleet: &tgsearch::fleet::Fleet, took: Duration) {
     if fleet.foreign.len() > 20 {
         println!("  ... and {} more (--json lists all)", fleet.foreign.len() - 20);
     }
-    for state in [
-        FleetState::NeedsPerson,
-        FleetState::Drift,
-        FleetState::Missing,
-        FleetState::Orphaned,
-    ] {
+    for (sub, why) in fleet.drift.iter().take(5) {
+        println!("drift: {sub}: {why}");
+    }
+    for state in [FleetState::NeedsPerson, FleetState::Missing, FleetState::Orphaned] {
         let subs = fleet.tenants.get(&state).map(Vec::as_slice).unwrap_or_default();
         if !subs.is_empty() {
             let shown: Vec<&str> = subs.iter().take(5).map(String::as_str).collect();

@@ -39,6 +39,17 @@ async fn status_all_counts_every_tenant_by_state() {
         .put_permission("/", drifted.as_str(), ".*", ".*", ".*")
         .await
         .unwrap();
+    // Its broker password changed by hand: drift, found from the listings.
+    let password_changed = user(&cognito, &pool, true).await;
+    p.provision(&password_changed, &deadline()).await.unwrap();
+    p.broker
+        .put_user(
+            password_changed.as_str(),
+            &tgsearch::credentials::Password::new("changed-by-hand"),
+            &[],
+        )
+        .await
+        .unwrap();
     // Someone else's vhost of a confirmed user's name: in the way, and foreign.
     let blocked = user(&cognito, &pool, true).await;
     p.broker
@@ -68,11 +79,26 @@ async fn status_all_counts_every_tenant_by_state() {
     assert_eq!(state_of(&partial), ["provisioning"]);
     assert_eq!(state_of(&missing), ["missing"]);
     assert_eq!(state_of(&drifted), ["drift"]);
+    assert_eq!(state_of(&password_changed), ["drift"]);
+    assert!(
+        fleet["drift"][password_changed.as_str()]
+            .as_str()
+            .unwrap()
+            .contains("password"),
+        "{}",
+        fleet["drift"]
+    );
+    assert!(
+        fleet["drift"][drifted.as_str()]
+            .as_str()
+            .unwrap()
+            .contains("rights")
+    );
     assert_eq!(state_of(&blocked), ["needs_person"]);
     assert_eq!(state_of(&orphaned), ["orphaned"]);
     assert_eq!(state_of(&inactive), ["inactive"]);
-    assert_eq!(fleet["users"], 6);
-    assert_eq!(fleet["active_users"], 5);
+    assert_eq!(fleet["users"], 7);
+    assert_eq!(fleet["active_users"], 6);
     assert!(
         fleet["foreign"]
             .as_array()
@@ -100,14 +126,21 @@ async fn status_all_counts_every_tenant_by_state() {
     // The human summary says the same.
     let text = common::text(&tgsearch_with(&[("USER_POOL_ID", &pool)], &["status", "--all"]));
     assert!(
-        text.contains("6 users in the pool, 5 confirmed and enabled"),
+        text.contains("7 users in the pool, 6 confirmed and enabled"),
         "{text}"
     );
     assert!(text.contains(&format!("needs person: {blocked}")), "{text}");
 
     p.broker.delete_vhost(blocked.as_str()).await.unwrap();
     p.broker.delete_permission("/", drifted.as_str()).await.unwrap();
-    for t in [&ready, &partial, &drifted, &orphaned, &inactive] {
+    for t in [
+        &ready,
+        &partial,
+        &drifted,
+        &password_changed,
+        &orphaned,
+        &inactive,
+    ] {
         p.teardown(t, &deadline()).await.unwrap();
     }
 }

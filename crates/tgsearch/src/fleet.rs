@@ -3,15 +3,19 @@
 //! secrets, the broker's vhosts, users and permissions, the labelled Kubernetes objects), never a
 //! call per tenant, so thousands of tenants take seconds.
 //!
-//! From listings it sees what exists and whose it is, and the permissions: enough for
-//! ready, provisioning, missing, orphaned, needs a person (a foreign resource in a tenant's way),
-//! drift of the rights, and foreign resources. What needs each tenant's own reads (the password
-//! against the stored one, the Kubernetes Secret's `AMQP_URI`, the Deployment's spec, the
-//! volume) is `tgsearch status --sub`'s and reconcile's.
+//! From listings it sees what exists and whose it is, the rights, and the credentials: every
+//! tenant secret's current value (BatchGetSecretValue, 20 a call) against the broker users'
+//! password hashes (one listing) and against what it must name. That gives ready,
+//! provisioning, missing, orphaned, needs a person (a foreign resource in a tenant's way), drift
+//! of the password, the stored secret or the rights, and foreign resources. What only each
+//! tenant's own reads show (the Kubernetes Secret's `AMQP_URI`, the Deployment's spec, the
+//! volume, the broker limits) is `tgsearch status --sub`'s and reconcile's.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::reconcile::{ForeignResource, Inventory};
+use crate::app::LiveProvisioner;
+use crate::credentials::TenantCredentials;
+use crate::reconcile::{ForeignResource, Inventory, ReconcileError};
 use crate::tenant::TenantId;
 
 /// Where one tenant stands.
@@ -24,7 +28,8 @@ pub enum FleetState {
     Provisioning,
     /// A confirmed, enabled user with none (reconcile creates it within 15 minutes).
     Missing,
-    /// Every resource there, but its rights differ (reconcile repairs them).
+    /// Every resource there, but the broker user's password is not the stored one, the stored
+    /// secret names another user, vhost or broker, or the rights differ (reconcile repairs it).
     Drift,
     /// A foreign resource with the tenant's name stands in its way.
     NeedsPerson,
@@ -68,6 +73,8 @@ pub struct Fleet {
     pub tenants: BTreeMap<FleetState, Vec<String>>,
     /// For tenants being provisioned: how many lack each resource.
     pub lacking: BTreeMap<&'static str, usize>,
+    /// What drifted, per tenant in drift.
+    pub drift: BTreeMap<String, String>,
     pub foreign: Vec<ForeignResource>,
 }
 
@@ -86,8 +93,54 @@ impl Fleet {
     }
 }
 
-/// Classifies every tenant of `inventory` (pure).
-pub fn summarize(inventory: &Inventory) -> Fleet {
+/// Each tenant whose stored credentials and broker user disagree, and how: from the tenant
+/// secrets' current values (in batches) and the broker's users listing, never a call per tenant.
+pub async fn credential_drift(
+    provisioner: &LiveProvisioner,
+    inventory: &Inventory,
+) -> Result<BTreeMap<String, String>, ReconcileError> {
+    let prefix = provisioner.store.tenant_prefix();
+    let names: Vec<String> = inventory.secrets.iter().map(|s| format!("{prefix}{s}")).collect();
+    let (values, users) = tokio::join!(
+        provisioner.store.current_strings(&names),
+        provisioner.broker.list_users()
+    );
+    let fail =
+        |what: &'static str| move |e: crate::ports::PortError| ReconcileError::Inventory { what, source: e };
+    let values = values.map_err(|e| fail("Secrets Manager (tenant secrets)")(e.into()))?;
+    let users: BTreeMap<String, _> = users
+        .map_err(|e| fail("RabbitMQ users")(e.into()))?
+        .into_iter()
+        .map(|u| (u.name.clone(), u))
+        .collect();
+    let mut drift = BTreeMap::new();
+    for (name, text) in values {
+        let Some(tenant) = name.strip_prefix(prefix).and_then(|s| TenantId::parse(s).ok()) else {
+            continue;
+        };
+        let why = match serde_json::from_str::<TenantCredentials>(&text) {
+            Err(_) => Some("the stored secret is not the credentials JSON".to_owned()),
+            Ok(stored) => {
+                let expected =
+                    TenantCredentials::new(&tenant, stored.password.clone(), &provisioner.amqp_url);
+                match stored.drift_from(&expected) {
+                    Some(why) => Some(format!("the stored secret: {why}")),
+                    None => users
+                        .get(tenant.as_str())
+                        .filter(|user| !user.has_password(&stored.password))
+                        .map(|_| "the broker user's password is not the stored one".to_owned()),
+                }
+            }
+        };
+        if let Some(why) = why {
+            drift.insert(tenant.to_string(), why);
+        }
+    }
+    Ok(drift)
+}
+
+/// Classifies every tenant of `inventory` (pure); `credentials` is [`credential_drift`]'s.
+pub fn summarize(inventory: &Inventory, credentials: &BTreeMap<String, String>) -> Fleet {
     let sets: [(&'static str, &BTreeSet<String>); 7] = [
         ("secret", &inventory.secrets),
         ("vhost", &inventory.vhosts),
@@ -138,7 +191,17 @@ pub fn summarize(inventory: &Inventory) -> Fleet {
                 }
                 FleetState::Provisioning
             }
-            Some(_) if inventory.permission_drift.contains(sub) => FleetState::Drift,
+            Some(_) if credentials.contains_key(sub) => {
+                fleet.drift.insert(sub.to_owned(), credentials[sub].clone());
+                FleetState::Drift
+            }
+            Some(_) if inventory.permission_drift.contains(sub) => {
+                fleet.drift.insert(
+                    sub.to_owned(),
+                    "its rights are not exactly `.*` on its own vhost".to_owned(),
+                );
+                FleetState::Drift
+            }
             Some(_) => FleetState::Ready,
         };
         fleet.tenants.entry(state).or_default().push(sub.to_owned());
@@ -214,7 +277,7 @@ mod tests {
         with_all(&mut inv, 6); // orphaned: not in the pool
         with_all(&mut inv, 7); // inactive: disabled
         // 8: unconfirmed, nothing: not a tenant
-        let fleet = summarize(&inv);
+        let fleet = summarize(&inv, &BTreeMap::new());
         let of = |s: FleetState| fleet.tenants.get(&s).cloned().unwrap_or_default();
         assert_eq!(of(FleetState::Ready), vec![sub(1)]);
         assert_eq!(of(FleetState::Provisioning), vec![sub(2)]);
@@ -228,6 +291,17 @@ mod tests {
         assert_eq!(fleet.lacking["vhost"], 1);
         assert!(!fleet.lacking.contains_key("secret"));
         assert!(!fleet.is_clean());
+        assert!(fleet.drift[&sub(4)].contains("rights"));
+        // A password that differs is drift too.
+        with_all(&mut inv, 9);
+        inv.users.push(user(9, true, true));
+        let credentials = BTreeMap::from([(
+            sub(9),
+            "the broker user's password is not the stored one".to_owned(),
+        )]);
+        let fleet = summarize(&inv, &credentials);
+        assert_eq!(fleet.tenants[&FleetState::Drift], vec![sub(4), sub(9)]);
+        assert!(fleet.drift[&sub(9)].contains("password"));
     }
 
     #[test]
