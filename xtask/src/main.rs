@@ -69,6 +69,13 @@ enum Task {
         /// Also cross-build the arm64 release bootstraps and report their zipped sizes.
         #[arg(long)]
         size: bool,
+        /// Also time `tgsearch status --all` over a fleet of this many tenants (filled first,
+        /// removed after).
+        #[arg(long, default_value_t = 0)]
+        fleet: usize,
+        /// The fleet alone: no function, burst or token benches.
+        #[arg(long)]
+        only_fleet: bool,
     },
     /// Draws a chart (SVG) from series written down as JSON (see `bench::plot::from_json`).
     #[command(hide = true)]
@@ -189,6 +196,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             no_comparison,
             vhosts,
             size,
+            fleet,
+            only_fleet,
         } => {
             bench::run(bench::Options {
                 signups,
@@ -198,6 +207,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 comparison: !no_comparison,
                 vhosts,
                 size,
+                fleet,
+                only_fleet,
             })
             .await?
         }

@@ -129,6 +129,7 @@ pub async fn run(stack: &Stack, app: &AppContext, n: usize, report: &mut Report)
     }
     let _ = app.provisioner.teardown(&existing, &deadline()).await;
 
+    report.sample(&format!("{n} confirmations at once"), &answers);
     let answers = Stats::of(answers).expect("n > 0");
     println!(
         "\n{n} confirmations at once ({n} warm instances): Cognito's answer p50 {} p99 {} max {}; \

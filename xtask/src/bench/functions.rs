@@ -150,6 +150,7 @@ pub async fn run(stack: &Stack, signups: usize, report: &mut Report) -> Result<(
         .logs()
         .matches("handed off to the provisioning worker")
         .count();
+    report.sample("post-confirmation, warm, one at a time", &warm);
     let warm_stats = Stats::of(warm).context("no warm signups")?;
 
     // 20 in flight: 20 warm instances, rounds of 20 signups at once.
@@ -198,6 +199,9 @@ pub async fn run(stack: &Stack, signups: usize, report: &mut Report) -> Result<(
     }
 
     header("Functions, release builds under the Lambda Runtime API (testkit::runtime)");
+    report.sample("post-confirmation, warm, 20 in flight", &concurrent);
+    report.sample("teardown, warm", &teardowns);
+    report.sample("mailgun-webhook, warm", &hooks);
     let concurrent = Stats::of(concurrent).context("no concurrent signups")?;
     let hooks = Stats::of(hooks).context("no webhooks")?;
     let teardowns = Stats::of(teardowns).context("no teardowns")?;

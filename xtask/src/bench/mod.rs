@@ -16,6 +16,7 @@
 //! Speed goals live here, never as timed assertions in tests.
 
 mod burst;
+mod fleet;
 mod functions;
 pub mod plot;
 mod size;
@@ -24,7 +25,7 @@ mod tokens;
 mod vhosts;
 
 use anyhow::{Context, Result};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::stack;
 use stats::Report;
@@ -39,6 +40,10 @@ pub struct Options {
     pub comparison: bool,
     pub vhosts: usize,
     pub size: bool,
+    /// Tenants of the `status --all` fleet (0: none).
+    pub fleet: usize,
+    /// The fleet alone: no function, burst or token benches.
+    pub only_fleet: bool,
 }
 
 /// Builds the release binaries the bench runs.
@@ -88,6 +93,11 @@ pub async fn run(options: Options) -> Result<()> {
         "machine",
         json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "profile": "release"}),
     );
+    if options.only_fleet {
+        fleet::run(&stack, &app, options.fleet.max(1), &mut report).await?;
+        report.print_targets();
+        return write(&report);
+    }
     if options.only_vhost_scaling {
         scale_curve(&stack, &app, &options, &mut report).await?;
         report.print_targets();
@@ -131,6 +141,9 @@ pub async fn run(options: Options) -> Result<()> {
         .await;
         crate::procs::stop(&testkit::stack::dir(), stack::rabbitmq::MNESIA_NODE)?;
         outcome?;
+    }
+    if options.fleet > 0 {
+        fleet::run(&stack, &app, options.fleet, &mut report).await?;
     }
     println!();
     tokens::eks_token_processes(20, &mut report)?;
@@ -183,5 +196,84 @@ fn write(report: &Report) -> Result<()> {
     std::fs::write(&file, &text).with_context(|| format!("writing {}", file.display()))?;
     std::fs::write(dir.join("latest.json"), &text)?;
     println!("\nwritten to {} (and latest.json)", file.display());
+    for (name, chart) in plots(report) {
+        let path = dir.join(name);
+        std::fs::write(&path, chart.svg()).with_context(|| format!("writing {}", path.display()))?;
+        println!("plotted {}", path.display());
+    }
     Ok(())
+}
+
+const PALETTE: [&str; 8] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#17becf", "#7f7f7f",
+];
+
+/// The run's pictures: the latency distributions of what was measured one by one, and the
+/// bursts (Cognito's answer and the time until every tenant was complete, against the burst's
+/// size). The scale curve draws its own (`vhost-scaling.svg`).
+fn plots(report: &Report) -> Vec<(&'static str, plot::Chart)> {
+    let mut charts = Vec::new();
+    let singles: Vec<&(String, Vec<f64>)> = report
+        .samples
+        .iter()
+        .filter(|(what, _)| !what.ends_with("at once"))
+        .collect();
+    if !singles.is_empty() {
+        let mut chart = plot::Chart::new(
+            "Latency distributions (release builds, local stack)",
+            "milliseconds",
+            "% of requests at or below",
+        );
+        for (i, (what, sample)) in singles.iter().enumerate() {
+            let series = plot::Series::new(what, plot::cumulative(sample))
+                .without_markers()
+                .coloured(PALETTE[i % PALETTE.len()]);
+            chart.add(if what.contains("floor") {
+                series.dashed()
+            } else {
+                series
+            });
+        }
+        charts.push(("latency-distribution.svg", chart));
+    }
+    let mut bursts: Vec<(f64, &Value)> = report
+        .results
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("burst_")?.parse().ok()?, v)))
+        .collect();
+    bursts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if !bursts.is_empty() {
+        let mut chart = plot::Chart::new(
+            "Bursts of confirmations at once",
+            "confirmations at once",
+            "seconds",
+        );
+        let line = |name: &str, pick: &dyn Fn(&Value) -> Option<f64>, colour| {
+            let points = bursts
+                .iter()
+                .filter_map(|(n, v)| Some((*n, pick(v)? / 1000.0)))
+                .collect();
+            plot::Series::new(name, points).coloured(colour)
+        };
+        chart.add(line(
+            "Cognito's answer, p50",
+            &|v| v["answers"]["p50_ms"].as_f64(),
+            PALETTE[0],
+        ));
+        chart.add(line(
+            "Cognito's answer, p99",
+            &|v| v["answers"]["p99_ms"].as_f64(),
+            PALETTE[1],
+        ));
+        chart.add(
+            line(
+                "every tenant complete",
+                &|v| v["all_complete_ms"].as_f64(),
+                PALETTE[2],
+            )
+            .dashed(),
+        );
+        charts.push(("bursts.svg", chart));
+    }
+    charts
 }

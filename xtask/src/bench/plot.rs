@@ -9,12 +9,16 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 250.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
-const COLOURS: [&str; 6] = ["#1f77b4", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+const COLOURS: [&str; 8] = [
+    "#1f77b4", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#ff7f0e", "#17becf",
+];
 
 pub struct Series {
     name: String,
     points: Vec<(f64, f64)>,
     dashed: bool,
+    markers: bool,
+    colour: Option<&'static str>,
 }
 
 impl Series {
@@ -23,11 +27,25 @@ impl Series {
             name: name.into(),
             points,
             dashed: false,
+            markers: true,
+            colour: None,
         }
     }
 
     pub fn dashed(mut self) -> Self {
         self.dashed = true;
+        self
+    }
+
+    /// Drawn in `colour` rather than the palette's next.
+    pub fn coloured(mut self, colour: &'static str) -> Self {
+        self.colour = Some(colour);
+        self
+    }
+
+    /// A line without a marker per point (a distribution of hundreds of samples).
+    pub fn without_markers(mut self) -> Self {
+        self.markers = false;
         self
     }
 }
@@ -136,7 +154,7 @@ impl Chart {
             escape(&self.y_label)
         );
         for (i, series) in self.series.iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
+            let colour = series.colour.unwrap_or(COLOURS[i % COLOURS.len()]);
             let points: Vec<String> = series
                 .points
                 .iter()
@@ -152,7 +170,7 @@ impl Chart {
                 r##"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"##,
                 points.join(" ")
             );
-            for (px, py) in &series.points {
+            for (px, py) in series.points.iter().filter(|_| series.markers) {
                 let _ = writeln!(
                     svg,
                     r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"##,
@@ -218,5 +236,29 @@ mod tests {
         assert!(svg.contains("t &lt;1&gt;"));
         assert!(!svg.contains(">empty<"));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+    }
+}
+
+/// The share of `sample` (ms) at or below each value: a cumulative distribution's points.
+pub fn cumulative(sample: &[f64]) -> Vec<(f64, f64)> {
+    let mut sorted = sample.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len() as f64;
+    sorted
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (*v, 100.0 * (i + 1) as f64 / n))
+        .collect()
+}
+
+#[cfg(test)]
+mod cumulative_tests {
+    #[test]
+    fn the_distribution_rises_to_every_sample() {
+        let points = super::cumulative(&[30.0, 10.0, 20.0, 40.0]);
+        assert_eq!(
+            points,
+            vec![(10.0, 25.0), (20.0, 50.0), (30.0, 75.0), (40.0, 100.0)]
+        );
     }
 }

@@ -70,11 +70,21 @@ pub fn header(title: &str) {
 pub struct Report {
     pub results: serde_json::Map<String, Value>,
     pub targets: Vec<(String, bool, String)>,
+    /// Raw samples (ms) by what they measure, in the order taken: the latency distributions.
+    pub samples: Vec<(String, Vec<f64>)>,
 }
 
 impl Report {
     pub fn put(&mut self, key: &str, value: Value) {
         self.results.insert(key.into(), value);
+    }
+
+    /// Keeps `sample` (each in ms) for the latency-distribution plot and the JSON.
+    pub fn sample(&mut self, what: &str, sample: &[Duration]) {
+        self.samples.push((
+            what.into(),
+            sample.iter().map(|d| d.as_secs_f64() * 1000.0).collect(),
+        ));
     }
 
     /// A target: what it says, whether it is met, the numbers behind it.
@@ -95,6 +105,8 @@ impl Report {
             .iter()
             .map(|(what, met, numbers)| json!({"target": what, "met": met, "measured": numbers}))
             .collect();
-        json!({"results": self.results, "targets": targets})
+        let samples: serde_json::Map<String, Value> =
+            self.samples.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        json!({"results": self.results, "targets": targets, "samples_ms": samples})
     }
 }

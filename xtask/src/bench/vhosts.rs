@@ -56,6 +56,7 @@ pub async fn put_floor(broker: &ManagementClient, n: usize, report: &mut Report)
     let mut made = Vec::new();
     let times = timed_puts(broker, n, &mut made).await?;
     remove_all(broker, made).await;
+    report.sample("vhost PUT, bare (the floor)", &times);
     let stats = Stats::of(times).expect("n > 0");
     header("The broker's floor");
     println!("{}", stats.row("vhost PUT, bare (management API, sequential)"));
