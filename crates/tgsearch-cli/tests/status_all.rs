@@ -64,7 +64,12 @@ async fn status_all_counts_every_tenant_by_state() {
     p.provision(&inactive, &deadline()).await.unwrap();
 
     let out = tgsearch_with(&[("USER_POOL_ID", &pool)], &["--json", "status", "--all"]);
-    assert_eq!(out.status.code(), Some(3), "not all is well: exit code 3\n{}", common::text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "not all is well: exit code 3\n{}",
+        common::text(&out)
+    );
     let fleet = json(&out);
     let state_of = |t: &TenantId| -> Vec<String> {
         fleet["tenants"]
