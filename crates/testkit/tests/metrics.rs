@@ -2,7 +2,8 @@
 //! `testkit::emf` (by the embedded metric format's rules, not by the writer's code), each datum
 //! checked against `tgsearch::metrics::CATALOG` (name, unit, function, dimension values: never a
 //! tenant id), and the values a user of the dashboard expects:
-//! - through cargo-lambda's emulator: a signup, its teardown, and a Mailgun 406;
+//! - through cargo-lambda's emulator: a signup, its teardown, a hand-off taken from the stack's
+//!   queue by its event source (the poller) and completed by the worker, and a Mailgun 406;
 //! - through the real binaries under `testkit::runtime` (their own logs): a signup handed off by
 //!   a slow broker and completed by the worker with its age, and a Mailgun 503.
 //!
@@ -274,4 +275,49 @@ async fn a_hand_off_is_counted_when_made_and_when_completed_with_its_age() {
     );
     assert!(!find(&data, pw, "StepDuration", &[("Step", "deployment")]).is_empty());
     rig.teardown(&tenant).await;
+}
+
+#[tokio::test]
+async fn a_hand_off_through_the_stack_queue_is_counted_with_its_age() {
+    let _turn = EMULATOR.lock().await;
+    let stack = Stack::require();
+    let tenant = cognito::pool_tenant().await;
+    let offset = log_len();
+    let sqs = aws_sdk_sqs::Client::new(&stack.aws().await);
+    let sent = SystemTime::now();
+    sqs.send_message()
+        .queue_url(stack.var("PROVISION_QUEUE_URL"))
+        .message_body(json!({"sub": tenant.as_str(), "reason": "a test's hand-off"}).to_string())
+        .send()
+        .await
+        .expect("the stack's provisioning queue: run `cargo xtask stack up`");
+    let pw = tgsearch::metrics::PROVISION_WORKER;
+    let data = await_emulator_data(offset, &[tenant.as_str()], |d| {
+        !find(d, pw, "HandOffAge", &[("Outcome", "provisioned")]).is_empty()
+    })
+    .await;
+    let waited = sent.elapsed().unwrap().as_secs_f64() * 1000.0;
+    let age = find(&data, pw, "HandOffAge", &[("Outcome", "provisioned")]);
+    assert!(
+        !age.is_empty(),
+        "the worker counted the hand-off with its age: {data:#?}"
+    );
+    assert!(
+        age.iter()
+            .any(|a| a.values[0] > 0.0 && a.values[0] <= waited + 1000.0),
+        "HandOffAge within the {waited} ms since it was sent: {age:?}"
+    );
+    assert!(!find(&data, pw, "HandOffsCompleted", &[("Outcome", "provisioned")]).is_empty());
+    testkit::settle::until_complete(&stack.app().await.provisioner, &tenant).await;
+    assert!(cognito::delete_pool_user(&tenant).await);
+    stack
+        .app()
+        .await
+        .provisioner
+        .teardown(
+            &tenant,
+            &tgsearch::deadline::Deadline::new(Duration::from_secs(30), None),
+        )
+        .await
+        .unwrap();
 }
