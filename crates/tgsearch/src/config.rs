@@ -238,18 +238,8 @@ impl ReconcileConfig {
                 reason: format!("`{raw}` is not a whole number"),
             })?,
         };
-        let tenant_capacity = match env.optional("TENANT_CAPACITY") {
-            None => DEFAULT_TENANT_CAPACITY,
-            Some(raw) => raw
-                .trim()
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "TENANT_CAPACITY",
-                    reason: format!("`{raw}` is not a whole number above 0"),
-                })?,
-        };
+        let tenant_capacity =
+            env.count_or("TENANT_CAPACITY", DEFAULT_TENANT_CAPACITY as u32, 1_000_000)? as usize;
         Ok(Self {
             user_pool_id: user_pool_id(env)?,
             max_removals,

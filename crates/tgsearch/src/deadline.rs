@@ -44,6 +44,20 @@ pub enum Step {
 }
 
 impl Step {
+    pub const ALL: [Step; 11] = [
+        Step::Secret,
+        Step::Vhost,
+        Step::User,
+        Step::Permission,
+        Step::KubeSecret,
+        Step::Volume,
+        Step::Deployment,
+        Step::Directory,
+        Step::HandOff,
+        Step::Lock,
+        Step::Limits,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Secret => "secret",

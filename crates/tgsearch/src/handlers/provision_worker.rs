@@ -157,11 +157,8 @@ fn completed(record: &SqsMessage, outcome: &'static str) {
         .and_then(|t| t.parse::<u64>().ok())
         .filter(|t| *t > 0);
     if let (Some(sent), "provisioned" | "dropped") = (sent, outcome) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        metric = metric.value("HandOffAge", now.saturating_sub(sent) as f64);
+        let age = metrics::epoch_millis().saturating_sub(sent);
+        metric = metric.value("HandOffAge", age as f64);
     }
     metric.emit();
 }

@@ -7,7 +7,7 @@ use tracing::{info, warn};
 use super::HandlerError;
 use crate::app::LiveProvisioner;
 use crate::deadline::Step;
-use crate::metrics::{Dim, Record};
+use crate::metrics::{Dim, Record, resource_record};
 use crate::ports::UserDirectory;
 use crate::reconcile::{Options, Report, reconcile};
 
@@ -116,13 +116,7 @@ pub fn run_records(report: &Report, took: std::time::Duration, capacity: usize) 
         for step in steps {
             *counts.entry(step).or_default() += 1;
         }
-        for (step, c) in counts {
-            records.push(
-                Record::new()
-                    .dim(Dim::Resource, step.as_str())
-                    .value(name, c as f64),
-            );
-        }
+        records.extend(counts.into_iter().map(|(step, c)| resource_record(name, step, c)));
     };
     count("DriftRepaired", &mut report.repaired.iter().map(|c| c.resource));
     count("NeedsPerson", &mut report.needs_person.iter().map(|c| c.resource));
@@ -138,10 +132,10 @@ fn foreign_kind(kind: &str) -> Option<Step> {
     Some(match kind {
         "secret" => Step::Secret,
         "vhost" => Step::Vhost,
-        "RabbitMQ user" | "user" => Step::User,
-        "Secret" | "kube-secret" => Step::KubeSecret,
-        "PersistentVolumeClaim" | "volume" => Step::Volume,
-        "Deployment" | "deployment" => Step::Deployment,
+        "RabbitMQ user" => Step::User,
+        "Secret" => Step::KubeSecret,
+        "PersistentVolumeClaim" => Step::Volume,
+        "Deployment" => Step::Deployment,
         _ => return None,
     })
 }

@@ -128,9 +128,10 @@ impl Record {
 
     /// Adds a value of the catalog's metric `name`.
     pub fn value(mut self, name: &'static str, value: f64) -> Self {
-        let unit = spec(name).map(|s| s.unit).unwrap_or(Unit::Count);
-        debug_assert!(spec(name).is_some(), "metric {name} is not in the catalog");
-        self.values.push((name, unit, value));
+        let spec = spec(name);
+        debug_assert!(spec.is_some(), "metric {name} is not in the catalog");
+        self.values
+            .push((name, spec.map_or(Unit::Count, |s| s.unit), value));
         self
     }
 
@@ -189,14 +190,33 @@ impl Record {
         if self.values.is_empty() {
             return;
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        let mut line = self.document(&sink.namespace, sink.function, now).to_string();
+        let mut line = self
+            .document(&sink.namespace, sink.function, epoch_millis())
+            .to_string();
         line.push('\n');
         let _ = std::io::stdout().lock().write_all(line.as_bytes());
     }
+}
+
+/// Now, in milliseconds since the Unix epoch (EMF's `Timestamp`, SQS's `SentTimestamp`).
+pub fn epoch_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// The catalog's own spelling of `value` for `metric`'s dimension `dim` (`None` when it is not
+/// one of its values): a dimension value from data, as the `'static` string a record takes.
+pub fn dim_value(metric: &str, dim: Dim, value: &str) -> Option<&'static str> {
+    spec(metric)?
+        .dims
+        .iter()
+        .find(|(d, _)| *d == dim)?
+        .1
+        .iter()
+        .find(|v| **v == value)
+        .copied()
 }
 
 /// Why a step did not complete, as a [`Dim::Reason`] value.
@@ -223,10 +243,14 @@ pub fn provision_failed(error: &StepError) {
 
 /// `count` of `name` (a per-resource metric) for `step`'s resource.
 pub fn resource_count(name: &'static str, step: Step, count: usize) {
+    resource_record(name, step, count).emit();
+}
+
+/// The record of [`resource_count`].
+pub fn resource_record(name: &'static str, step: Step, count: usize) -> Record {
     Record::new()
         .dim(Dim::Resource, step.as_str())
         .value(name, count as f64)
-        .emit();
 }
 
 /// What a completed provisioning did: each step's time, and what it repaired or left for a
@@ -293,19 +317,7 @@ mod tests {
             );
             assert!(!m.functions.is_empty());
         }
-        for step in [
-            Step::Secret,
-            Step::Vhost,
-            Step::User,
-            Step::Permission,
-            Step::KubeSecret,
-            Step::Volume,
-            Step::Deployment,
-            Step::Directory,
-            Step::HandOff,
-            Step::Lock,
-            Step::Limits,
-        ] {
+        for step in Step::ALL {
             assert!(STEPS.contains(&step.as_str()), "{step:?}");
         }
     }

@@ -226,17 +226,9 @@ pub async fn handle<F: JwksFetch, T: TenantReadiness, R: RateLimiter, S: Session
 
 /// The answer's status code, as the metric `TenantApiAnswers` counts it.
 fn count(status: StatusCode) {
-    let code = match status.as_u16() {
-        200 => "200",
-        202 => "202",
-        401 => "401",
-        404 => "404",
-        405 => "405",
-        409 => "409",
-        429 => "429",
-        500 => "500",
-        503 => "503",
-        _ => return,
+    use crate::metrics::{Dim, dim_value};
+    let Some(code) = dim_value("TenantApiAnswers", Dim::Status, status.as_str()) else {
+        return;
     };
     crate::metrics::Record::new()
         .dim(crate::metrics::Dim::Status, code)
