@@ -212,11 +212,10 @@ pub fn summarize(inventory: &Inventory, credentials: &BTreeMap<String, String>) 
 /// The tenant a resource's name belongs to: the name itself, or with the prefixes and suffixes
 /// tenants' resources carry (`tgsearch/users/<sub>`, `backend-<sub>`, `backend-<sub>-data`).
 fn tenant_in(name: &str) -> Option<&str> {
-    let start = name.len().checked_sub(36)?;
-    [name, &name[start..]]
-        .into_iter()
-        .chain(name.strip_prefix("backend-").map(|n| n.trim_end_matches("-data")))
-        .find(|candidate| TenantId::parse(candidate).is_ok())
+    let name = name.strip_suffix("-data").unwrap_or(name);
+    // The last 36 bytes, where they begin a character (a name may hold any UTF-8).
+    let tail = name.get(name.len().checked_sub(36)?..)?;
+    TenantId::parse(tail).is_ok().then_some(tail)
 }
 
 #[cfg(test)]
@@ -312,5 +311,8 @@ mod tests {
         assert_eq!(tenant_in(&format!("backend-{s}")), Some(s.as_str()));
         assert_eq!(tenant_in(&format!("backend-{s}-data")), Some(s.as_str()));
         assert_eq!(tenant_in("backend-template"), None);
+        // A name of any UTF-8 is read without slicing inside a character.
+        assert_eq!(tenant_in(&format!("€{}", "a".repeat(35))), None);
+        assert_eq!(tenant_in(&format!("é{s}")), Some(s.as_str()));
     }
 }
