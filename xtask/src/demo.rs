@@ -13,7 +13,12 @@ use tgsearch::status::tenant_status;
 use crate::stack;
 
 pub async fn run(keep: bool) -> Result<()> {
-    let stack = stack::up().await?;
+    // Two cells, so that the demo shows placement: each a broker and a cluster of its own.
+    let stack = stack::up_with(stack::Options {
+        cells: 2,
+        ..Default::default()
+    })
+    .await?;
     let app = stack.app().await;
     let http = reqwest::Client::new();
     let endpoint = stack.lambda_endpoint().to_owned();
@@ -39,7 +44,24 @@ pub async fn run(keep: bool) -> Result<()> {
     }
 
     println!("\n2. What now exists, in every system");
-    let broker = &app.provisioner.broker;
+    use tgsearch::cells::TenantCells;
+    let at = app.cells.locate(&tenant).await?;
+    let Some(cell) = at.cell.clone() else {
+        bail!(
+            "the tenant has no entry in the cell map ({})",
+            testkit::stack::TENANT_CELLS_TABLE
+        );
+    };
+    let local = testkit::stack::local_cells()
+        .into_iter()
+        .find(|c| c.name == cell.as_str())
+        .context("the tenant's cell is not one of the stack's")?;
+    println!(
+        "   cell: {cell} (placed by post-confirmation: the least-filled open cell that answered), broker {}, cluster {}",
+        local.management_url(),
+        local.cluster_name
+    );
+    let broker = &at.provisioner.broker;
     if let (Ok(overview), Ok(view), Ok(store)) =
         tokio::join!(broker.overview(), broker.cluster_view(), broker.metadata_store())
     {
@@ -52,7 +74,7 @@ pub async fn run(keep: bool) -> Result<()> {
             view.nodes.len()
         );
     }
-    let status = tenant_status(&app.provisioner, &tenant).await?;
+    let status = tenant_status(&at.provisioner, &tenant).await?;
     for line in status.to_string().lines() {
         println!("   {line}");
     }
@@ -73,9 +95,11 @@ pub async fn run(keep: bool) -> Result<()> {
         creds.username, creds.vhost
     );
 
-    println!("\n   Plain kubectl, through `tgsearch eks-token` (as with EKS):");
+    println!("\n   Plain kubectl on cell {cell}'s cluster, through `tgsearch eks-token` (as with EKS):");
     let kubectl = std::process::Command::new("kubectl")
         .args([
+            "--context",
+            local.cluster_name,
             "get",
             "deployments,secrets,pvc",
             "-l",
@@ -116,7 +140,7 @@ pub async fn run(keep: bool) -> Result<()> {
             println!("   ✓ vhost `/` refused it ({reason})")
         }
     }
-    let as_tenant = app.provisioner.broker.with_credentials(AdminCredentials {
+    let as_tenant = at.provisioner.broker.with_credentials(AdminCredentials {
         username: creds.username.clone(),
         password: creds.password.clone(),
     });
@@ -147,10 +171,13 @@ pub async fn run(keep: bool) -> Result<()> {
     .await?
     .unwrap_ok();
     println!("   {done}");
-    let after = tenant_status(&app.provisioner, &tenant).await?;
+    let after = tenant_status(&at.provisioner, &tenant).await?;
     if !after.is_absent() {
         bail!("something of the tenant survived teardown:\n{after}");
     }
-    println!("   ✓ nothing of {tenant} is left");
+    if app.cells.locate(&tenant).await?.cell.is_some() {
+        bail!("the tenant's cell map entry survived teardown");
+    }
+    println!("   ✓ nothing of {tenant} is left, in cell {cell} or in the cell map");
     Ok(())
 }

@@ -117,6 +117,10 @@ enum StackAction {
         /// Also install the tools only tests use (the AWS CLI, the Kubernetes linters, SAM CLI).
         #[arg(long)]
         test_tools: bool,
+        /// Cells: 1 (the stack's broker and stand-in, cell `a`) or 2 (and cell `b`: a second
+        /// RabbitMQ and a second Kubernetes API stand-in, with their own ports and CA).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=2))]
+        cells: u16,
     },
     /// Stop everything the stack started.
     Down {
@@ -151,12 +155,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     no_emulator,
                     single_node,
                     test_tools,
+                    cells,
                 },
         } => {
             stack::up_with(stack::Options {
                 emulator: !no_emulator,
                 nodes: nodes(single_node),
                 test_tools,
+                cells,
                 ..Default::default()
             })
             .await?;
@@ -183,6 +189,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             stack::up_with(stack::Options {
                 nodes: nodes(single_node),
                 test_tools: true,
+                // Cell `b` runs for the cell tests (which register cells in tables of their
+                // own); in the stack's registry it takes no one, so that every other test finds
+                // its tenants on the stack's own broker.
+                cells: 2,
+                second_cell_draining: true,
                 ..Default::default()
             })
             .await?;

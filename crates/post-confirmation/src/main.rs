@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
         .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
     let queue = SqsQueue::new(&app.aws, handoff.queue_url);
     let ctx = PostConfirmation {
-        provisioner: &app.provisioner,
+        cells: &app.cells,
         queue: &queue,
         budget: app.config.provision_budget,
         sync: handoff.sync,

@@ -20,11 +20,11 @@ async fn main() -> Result<(), Error> {
     let queue = SqsQueue::new(&app.aws, handoff.queue_url);
     let directory = CognitoDirectory::new(&app.aws, user_pool_id(&Env::process())?);
     let worker = Worker {
-        provisioner: &app.provisioner,
+        cells: &app.cells,
         queue: &queue,
         directory: &directory,
         budget: app.config.provision_budget,
     };
     // Queue batches, and tenant-credentials' direct requests (it holds none of these rights).
-    run(service_fn(|event| dispatch(&worker, &app.provisioner, event))).await
+    run(service_fn(|event| dispatch(&worker, &app.cells, event))).await
 }

@@ -24,13 +24,7 @@ async fn main() -> Result<(), Error> {
         ..Options::default()
     };
     run(service_fn(|event| {
-        handle(
-            &app.provisioner,
-            &directory,
-            &options,
-            reconcile.tenant_capacity,
-            event,
-        )
+        handle(&app.cells, &directory, &options, reconcile.tenant_capacity, event)
     }))
     .await
 }

@@ -17,8 +17,5 @@ async fn main() -> Result<(), Error> {
         .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
     let directory = CognitoDirectory::new(&app.aws, pool);
     let budget = app.config.provision_budget;
-    run(service_fn(|event| {
-        handle(&app.provisioner, &directory, budget, event)
-    }))
-    .await
+    run(service_fn(|event| handle(&app.cells, &directory, budget, event))).await
 }

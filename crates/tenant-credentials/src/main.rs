@@ -51,7 +51,7 @@ async fn main() -> Result<(), Error> {
             let app = AppContext::new(ProvisionerConfig::from_env()?, &aws, http)
                 .await
                 .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
-            serve(parts, &config, app.provisioner).await
+            serve(parts, &config, app.cells).await
         }
     }
 }

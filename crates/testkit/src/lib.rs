@@ -5,6 +5,7 @@
 
 pub mod amqp;
 pub mod broker;
+pub mod cells;
 pub mod cluster;
 pub mod cognito;
 pub mod emf;

@@ -49,6 +49,95 @@ pub const PROVISION_DLQ: &str = "tgsearch-provision-dlq";
 pub const DEDUP_TABLE: &str = "tgsearch-mailgun-deliveries";
 /// The tenant guard table: per-tenant locks and rate counters.
 pub const TENANT_GUARD_TABLE: &str = "tgsearch-tenant-guard";
+/// The cell registry and the tenant→cell map (DynamoDB).
+pub const CELLS_TABLE: &str = "tgsearch-cells";
+pub const TENANT_CELLS_TABLE: &str = "tgsearch-tenant-cells";
+/// Cell `b` of `stack up --cells 2`: a one-node RabbitMQ cluster of its own (behind its own
+/// HAProxy) on this AMQP base port (management 10000 above), and a Kubernetes API stand-in of
+/// its own (its own port and CA) for an EKS cluster of this name.
+pub const CELL_B_AMQP_PORT: u16 = 5772;
+pub const CELL_B_KUBE_PORT: u16 = 6444;
+pub const CELL_B_CLUSTER_NAME: &str = "tgsearch-local-b";
+pub const CELL_B_ADMIN_SECRET_ID: &str = "tgsearch/cells/b/rabbitmq-admin";
+
+/// One cell of the local stack: where its broker and its cluster are.
+#[derive(Clone, Debug)]
+pub struct LocalCell {
+    pub name: &'static str,
+    /// Its state directory (cell `a` is the stack's own).
+    pub dir: PathBuf,
+    pub amqp_port: u16,
+    pub kube_port: u16,
+    pub cluster_name: &'static str,
+    pub admin_secret_id: &'static str,
+}
+
+impl LocalCell {
+    pub fn management_url(&self) -> String {
+        format!("http://{HOST}:{}", self.amqp_port + 10000)
+    }
+
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://{HOST}:{}", self.amqp_port)
+    }
+
+    pub fn kube_endpoint(&self) -> String {
+        format!("https://{HOST}:{}", self.kube_port)
+    }
+
+    pub fn kube_ca_file(&self) -> PathBuf {
+        self.dir.join("kube/ca.pem")
+    }
+
+    /// Its registry item's settings (the stand-in's CA as DescribeCluster gives it).
+    pub fn fields(&self, capacity: u32) -> BTreeMap<String, String> {
+        use base64::Engine;
+        let ca = std::fs::read(self.kube_ca_file())
+            .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
+            .unwrap_or_default();
+        [
+            ("cell", self.name.to_owned()),
+            ("state", "open".to_owned()),
+            ("capacity", capacity.to_string()),
+            ("broker", "rabbitmq".to_owned()),
+            ("management_url", self.management_url()),
+            ("amqp_url", self.amqp_url()),
+            ("admin_secret_id", self.admin_secret_id.to_owned()),
+            ("eks_cluster", self.cluster_name.to_owned()),
+            ("eks_endpoint", self.kube_endpoint()),
+            ("eks_ca", ca),
+            ("namespace", NAMESPACE.to_owned()),
+            ("storage_class", "gp3".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+/// The local stack's cells: `a` is the stack's own broker and stand-in, `b` the second pair
+/// `stack up --cells 2` runs.
+pub fn local_cells() -> [LocalCell; 2] {
+    [
+        LocalCell {
+            name: "a",
+            dir: dir(),
+            amqp_port: amqp_port(),
+            kube_port: KUBE_PORT,
+            cluster_name: CLUSTER_NAME,
+            admin_secret_id: ADMIN_SECRET_ID,
+        },
+        LocalCell {
+            name: "b",
+            dir: dir().join("cell-b"),
+            amqp_port: CELL_B_AMQP_PORT,
+            kube_port: CELL_B_KUBE_PORT,
+            cluster_name: CELL_B_CLUSTER_NAME,
+            admin_secret_id: CELL_B_ADMIN_SECRET_ID,
+        },
+    ]
+}
+
 /// moto's default account.
 pub const ACCOUNT: &str = "123456789012";
 /// Variable naming the emulator's invoke endpoint, for tests and the demo.
@@ -157,6 +246,8 @@ pub fn exports() -> BTreeMap<&'static str, String> {
         ("MAILGUN_SIGNING_KEY_SECRET_ID", MAILGUN_KEY_SECRET_ID.into()),
         ("MAILGUN_DEDUP_TABLE", DEDUP_TABLE.into()),
         ("TENANT_GUARD_TABLE", TENANT_GUARD_TABLE.into()),
+        ("CELLS_TABLE", CELLS_TABLE.into()),
+        ("TENANT_CELLS_TABLE", TENANT_CELLS_TABLE.into()),
         // tenant-credentials holds no provisioner rights: it asks the provisioning worker, here
         // through the emulator's Invoke API (the SDK's endpoint for Lambda alone).
         ("TENANT_ACCESS_FUNCTION", "provision-worker".into()),

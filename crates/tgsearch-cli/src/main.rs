@@ -12,13 +12,16 @@ use tgsearch::adapters::rabbitmq::{AdminCredentials, ManagementClient};
 use tgsearch::adapters::secrets_manager::SecretsManager;
 use tgsearch::app::{AppContext, http_client, load_aws_config};
 use tgsearch::bootstrap::{BootstrapRequest, bootstrap_rabbitmq};
+use tgsearch::cells::TenantCells;
+use tgsearch::cells::reconcile::reconcile_cells;
 use tgsearch::config::{Env, ProvisionerConfig, ReconcileConfig};
 use tgsearch::credentials::Password;
 use tgsearch::deadline::Deadline;
 use tgsearch::ports::UserDirectory;
-use tgsearch::reconcile::{Options, reconcile};
+use tgsearch::reconcile::Options;
 use tgsearch::status::tenant_status;
 
+mod cells;
 mod output;
 
 #[derive(Parser)]
@@ -98,6 +101,12 @@ enum Command {
         #[arg(long = "sub")]
         subs: Vec<TenantId>,
     },
+    /// The cells: list them with their fill and health, add one, open, drain or close one, set
+    /// its capacity, or adopt the deployment's own broker and its tenants as a first cell.
+    Cells {
+        #[command(subcommand)]
+        command: cells::CellsCommand,
+    },
     /// Print the Kubernetes objects provisioning would apply for a tenant (Secret with a
     /// placeholder URI, PersistentVolumeClaim, Deployment), as YAML documents, for review and
     /// validation. Reads only BACKEND_IMAGE, KUBE_NAMESPACE and BACKEND_STORAGE_*.
@@ -166,8 +175,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let app = AppContext::from_env().await?;
             let deadline = Deadline::new(app.config.provision_budget, None);
             let started = std::time::Instant::now();
-            let done = app.provisioner.provision(&sub, &deadline).await?;
-            output::provisioned(cli.json, &done, &app, started.elapsed());
+            let at = app.cells.place(&sub).await?;
+            let done = at.provisioner.provision(&sub, &deadline).await?;
+            output::provisioned(cli.json, &done, &at, started.elapsed());
             Ok(ExitCode::SUCCESS)
         }
         Command::Teardown { sub, force } => {
@@ -186,8 +196,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) if !force => return Err(e.into()),
                 Err(_) => eprintln!("warning: USER_POOL_ID is not set; --force skips the user check"),
             }
-            let done = app.provisioner.teardown(&sub, &deadline).await?;
-            output::torn_down(cli.json, &done);
+            let at = app.cells.locate(&sub).await?;
+            let done = at.provisioner.teardown(&sub, &deadline).await?;
+            if let Some(cell) = &at.cell {
+                app.cells.forget(&sub, cell).await?;
+            }
+            output::torn_down(cli.json, at.cell_name(), &done);
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { sub: None, .. } => {
@@ -207,8 +221,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { sub: Some(sub), .. } => {
             let app = AppContext::from_env().await?;
-            let status = tenant_status(&app.provisioner, &sub).await?;
-            output::status(cli.json, &status);
+            let at = app.cells.locate(&sub).await?;
+            let status = tenant_status(&at.provisioner, &sub).await?;
+            output::status(cli.json, at.cell_name(), &status);
             // Scripts can test completeness through the exit code.
             Ok(if status.is_complete() {
                 ExitCode::SUCCESS
@@ -224,7 +239,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             use tgsearch::readiness::{Readiness, TenantReadiness};
             let app = AppContext::from_env().await?;
             let within = std::time::Duration::from_millis(deadline_ms);
-            let readiness = app.provisioner.readiness(&sub, within).await?;
+            let readiness = app.cells.readiness(&sub, within).await?;
             output::credentials(cli.json, show_password, &sub, &readiness);
             Ok(if matches!(readiness, Readiness::Ready(_)) {
                 ExitCode::SUCCESS
@@ -235,7 +250,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rotate { sub, show_password } => {
             use tgsearch::readiness::{ROTATION_DEADLINE, Readiness, TenantReadiness};
             let app = AppContext::from_env().await?;
-            let outcome = TenantReadiness::rotate(&app.provisioner, &sub, ROTATION_DEADLINE).await?;
+            let outcome = TenantReadiness::rotate(&app.cells, &sub, ROTATION_DEADLINE).await?;
             output::credentials(cli.json, show_password, &sub, &outcome);
             Ok(if matches!(outcome, Readiness::Ready(_)) {
                 ExitCode::SUCCESS
@@ -257,7 +272,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 only: (!subs.is_empty()).then(|| subs.iter().map(|s| s.to_string()).collect()),
                 ..Options::default()
             };
-            let report = reconcile(&app.provisioner, &directory, &options).await?;
+            let report = reconcile_cells(&app.cells, &directory, &options).await?;
             output::reconciled(cli.json, &report);
             Ok(if report.is_clean() {
                 ExitCode::SUCCESS
@@ -265,6 +280,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(4)
             })
         }
+        Command::Cells { command } => cells::run(cli.json, command).await,
         Command::Render { sub } => {
             render(&sub)?;
             Ok(ExitCode::SUCCESS)

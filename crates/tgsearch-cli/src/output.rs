@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use tgsearch::TenantId;
-use tgsearch::app::AppContext;
+use tgsearch::app::LiveProvisioner;
 use tgsearch::bootstrap::Bootstrapped;
+use tgsearch::cells::InCell;
+use tgsearch::cells::reconcile::CellsReport;
 use tgsearch::ports::{Converged, Removed};
 use tgsearch::provision::Provisioned;
 use tgsearch::readiness::Readiness;
-use tgsearch::reconcile::Report;
 use tgsearch::status::TenantStatus;
 use tgsearch::teardown::TornDown;
 
@@ -34,11 +35,12 @@ fn converged(c: &Converged) -> String {
     }
 }
 
-pub fn provisioned(as_json: bool, done: &Provisioned, app: &AppContext, took: Duration) {
-    let secret = app.provisioner.store.tenant_secret_name(&done.tenant);
+pub fn provisioned(as_json: bool, done: &Provisioned, at: &InCell<'_, LiveProvisioner>, took: Duration) {
+    let secret = at.provisioner.store.tenant_secret_name(&done.tenant);
     if as_json {
         return json(serde_json::json!({
             "sub": done.tenant.as_str(),
+            "cell": at.cell_name(),
             "secret": secret,
             "created_secret": done.created_secret,
             "vhost": done.credentials.vhost,
@@ -54,10 +56,13 @@ pub fn provisioned(as_json: bool, done: &Provisioned, app: &AppContext, took: Du
         "existing, password kept"
     };
     println!("provisioned tenant {} in {} ms", done.tenant, took.as_millis());
+    println!("  cell        {}", at.cell_name());
     println!("  secret      {secret} ({how})");
     println!(
         "  broker      {} (user {}, no tags, configure/write/read .* on vhost {} only)",
-        app.config.rabbitmq_management_url, done.credentials.username, done.credentials.vhost
+        at.provisioner.broker.base_url(),
+        done.credentials.username,
+        done.credentials.vhost
     );
     for (step, outcome) in &done.changes {
         println!("  {:<11} {}", step.as_str(), converged(outcome));
@@ -70,11 +75,13 @@ pub fn provisioned(as_json: bool, done: &Provisioned, app: &AppContext, took: Du
     println!("  steps       {}", steps.join(", "));
 }
 
-pub fn torn_down(as_json: bool, done: &TornDown) {
+pub fn torn_down(as_json: bool, cell: &str, done: &TornDown) {
     if as_json {
-        return json(serde_json::to_value(done).expect("JSON output"));
+        let mut value = serde_json::to_value(done).expect("JSON output");
+        value["cell"] = cell.into();
+        return json(value);
     }
-    println!("tore down tenant {}", done.sub);
+    println!("tore down tenant {} (cell {cell})", done.sub);
     println!("  deployment   {}", removed(&done.deployment));
     println!("  volume       {}", removed(&done.volume));
     println!("  k8s secret   {}", removed(&done.kube_secret));
@@ -83,9 +90,10 @@ pub fn torn_down(as_json: bool, done: &TornDown) {
     println!("  secret       {}", removed(&done.secret));
 }
 
-pub fn status(as_json: bool, status: &TenantStatus) {
+pub fn status(as_json: bool, cell: &str, status: &TenantStatus) {
     if as_json {
         let mut value = serde_json::to_value(status).expect("JSON output");
+        value["cell"] = cell.into();
         value["complete"] = status.is_complete().into();
         value["state"] = if status.is_complete() {
             "ready"
@@ -99,6 +107,7 @@ pub fn status(as_json: bool, status: &TenantStatus) {
         .into();
         return json(value);
     }
+    println!("cell: {cell}");
     print!("{status}");
     let verdict = if status.is_complete() {
         "complete"
@@ -137,10 +146,40 @@ pub fn bootstrapped(as_json: bool, done: &Bootstrapped) {
     println!("  default user    {}", removed(&done.bootstrap_user));
 }
 
-pub fn reconciled(as_json: bool, report: &Report) {
+pub fn reconciled(as_json: bool, cells: &CellsReport) {
     if as_json {
-        return json(serde_json::to_value(report).expect("JSON output"));
+        return json(serde_json::to_value(cells).expect("JSON output"));
     }
+    for run in &cells.cells {
+        match &run.error {
+            Some(e) => println!("cell {:<12} NOT reconciled, nothing of it changed: {e}", run.cell),
+            None => println!(
+                "cell {:<12} {} tenants mapped{}{}",
+                run.cell,
+                run.mapped,
+                run.health
+                    .as_deref()
+                    .map(|h| format!(", unhealthy: {h}"))
+                    .unwrap_or_default(),
+                run.counter_repaired
+                    .map(|(was, now)| format!(", counter repaired {was} -> {now}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    for (sub, cell) in &cells.placed {
+        println!("placed {sub} in cell {cell}");
+    }
+    for (sub, why) in &cells.unplaced {
+        println!("NO CELL for {sub}: {why}");
+    }
+    if !cells.released.is_empty() {
+        println!(
+            "map entries of removed users released: {}",
+            cells.released.join(", ")
+        );
+    }
+    let report = &cells.total;
     println!(
         "{} users in the pool, {} tenants with resources{}",
         report.users,

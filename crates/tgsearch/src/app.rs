@@ -1,15 +1,18 @@
 //! The context every entry point builds once per process (per Lambda container): typed config,
 //! one AWS config, one HTTP client, and the clients made from them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
+use crate::adapters::cell_registry::DynamoCells;
 use crate::adapters::kubernetes::KubeBackend;
 use crate::adapters::rabbitmq::{AdminCredentials, ManagementClient};
 use crate::adapters::secrets_manager::{SecretsError, SecretsManager};
 use crate::adapters::tenant_guard::TenantGuard;
 use crate::backend::TemplateError;
+use crate::cells::live::LiveCells;
 use crate::cluster::ClusterError;
 use crate::config::{ConfigError, ProvisionerConfig};
 use crate::provision::Provisioner;
@@ -150,7 +153,10 @@ pub struct AppContext {
     pub config: ProvisionerConfig,
     /// The process' one AWS configuration: build further SDK clients from it.
     pub aws: SdkConfig,
-    pub provisioner: LiveProvisioner,
+    /// The deployment's own broker and cluster (its environment).
+    pub provisioner: Arc<LiveProvisioner>,
+    /// Every tenant's cell: the registry's cells, or the provisioner above when there is none.
+    pub cells: LiveCells,
 }
 
 impl AppContext {
@@ -180,17 +186,32 @@ impl AppContext {
             .map_err(StartupError::AdminSecret)?
             .ok_or_else(|| StartupError::AdminSecretMissing(config.rabbitmq_admin_secret_id.clone()))?;
         let kube = kube??;
-        let broker = ManagementClient::new(http, config.rabbitmq_management_url.clone(), admin);
-        let backend = KubeBackend::new(kube, config.backend.clone(), crate::backend::template()?);
+        let broker = ManagementClient::new(http.clone(), config.rabbitmq_management_url.clone(), admin);
+        let template = crate::backend::template()?;
+        let backend = KubeBackend::new(kube, config.backend.clone(), template.clone());
+        let provisioner = Arc::new(Provisioner {
+            store: secrets,
+            broker,
+            backend,
+            locks: TenantGuard::new(aws, config.tenant_guard_table.clone()),
+            amqp_url: config.rabbitmq_amqp_url.clone(),
+            limits: config.broker_limits,
+        });
+        let registry = config
+            .cell_tables
+            .as_ref()
+            .map(|t| DynamoCells::new(aws, &t.cells, &t.map));
+        let cells = LiveCells::new(
+            registry,
+            provisioner.clone(),
+            aws,
+            http,
+            config.backend.clone(),
+            template,
+        );
         Ok(Self {
-            provisioner: Provisioner {
-                store: secrets,
-                broker,
-                backend,
-                locks: TenantGuard::new(aws, config.tenant_guard_table.clone()),
-                amqp_url: config.rabbitmq_amqp_url.clone(),
-                limits: config.broker_limits,
-            },
+            provisioner,
+            cells,
             config,
             aws: aws.clone(),
         })

@@ -58,7 +58,7 @@ pub enum ClusterTarget {
     Kubeconfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeConfig {
     pub target: ClusterTarget,
     pub namespace: String,

@@ -38,6 +38,35 @@ pub struct ProvisionerConfig {
     /// Each tenant's limits on the broker (`RABBITMQ_TENANT_MAX_CONNECTIONS`, `..._MAX_QUEUES`,
     /// `..._MAX_CHANNELS`).
     pub broker_limits: crate::ports::BrokerLimits,
+    /// `CELLS_TABLE` and `TENANT_CELLS_TABLE`: the cell registry and the tenant→cell map
+    /// (both or neither; neither: one broker and one cluster, this configuration's).
+    pub cell_tables: Option<CellTables>,
+}
+
+/// The DynamoDB tables of cells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellTables {
+    /// `CELLS_TABLE`: one item per cell (partition key `cell`).
+    pub cells: String,
+    /// `TENANT_CELLS_TABLE`: one item per tenant (partition key `sub`).
+    pub map: String,
+}
+
+impl CellTables {
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Option<Self>, ConfigError> {
+        match (env.optional("CELLS_TABLE"), env.optional("TENANT_CELLS_TABLE")) {
+            (Some(cells), Some(map)) => Ok(Some(Self { cells, map })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError::Missing {
+                name: "TENANT_CELLS_TABLE",
+                hint: "the tenant-to-cell map, required with CELLS_TABLE",
+            }),
+            (None, Some(_)) => Err(ConfigError::Missing {
+                name: "CELLS_TABLE",
+                hint: "the cell registry, required with TENANT_CELLS_TABLE",
+            }),
+        }
+    }
 }
 
 impl ProvisionerConfig {
@@ -95,7 +124,9 @@ impl ProvisionerConfig {
             vhost_queues: env.count_or("RABBITMQ_TENANT_MAX_QUEUES", defaults.vhost_queues, 100_000)?,
             user_channels: env.count_or("RABBITMQ_TENANT_MAX_CHANNELS", defaults.user_channels, 2_047)?,
         };
+        let cell_tables = CellTables::from(env)?;
         Ok(Self {
+            cell_tables,
             rabbitmq_management_url,
             rabbitmq_amqp_url,
             rabbitmq_admin_secret_id,
@@ -158,6 +189,21 @@ mod tests {
         vars.push(("RABBITMQ_ALLOW_PLAINTEXT", "maybe"));
         let err = ProvisionerConfig::from(&env(&vars)).unwrap_err().to_string();
         assert!(err.contains("RABBITMQ_ALLOW_PLAINTEXT"), "{err}");
+    }
+
+    #[test]
+    fn cell_tables_come_together_or_not_at_all() {
+        assert_eq!(ProvisionerConfig::from(&env(COMPLETE)).unwrap().cell_tables, None);
+        let mut vars = COMPLETE.to_vec();
+        vars.push(("CELLS_TABLE", "tgsearch-cells"));
+        let err = ProvisionerConfig::from(&env(&vars)).unwrap_err().to_string();
+        assert!(err.contains("TENANT_CELLS_TABLE"), "{err}");
+        vars.push(("TENANT_CELLS_TABLE", "tgsearch-tenant-cells"));
+        let tables = ProvisionerConfig::from(&env(&vars)).unwrap().cell_tables.unwrap();
+        assert_eq!(
+            (tables.cells.as_str(), tables.map.as_str()),
+            ("tgsearch-cells", "tgsearch-tenant-cells")
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod adapters;
 pub mod app;
 pub mod backend;
 pub mod bootstrap;
+pub mod cells;
 pub mod cluster;
 pub mod cognito_jwt;
 pub mod config;

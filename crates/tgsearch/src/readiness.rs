@@ -48,6 +48,9 @@ pub enum ReadinessError {
     /// A secret edited by hand, or written for someone else: never handed out.
     #[error("the stored credentials do not belong to the tenant: {0}")]
     Foreign(String),
+    /// The tenant's cell could not be had (the registry, or the cell's broker or cluster).
+    #[error(transparent)]
+    Cell(#[from] crate::cells::CellError),
 }
 
 impl From<StatusError> for ReadinessError {
@@ -62,6 +65,7 @@ impl ReadinessError {
         match self {
             ReadinessError::Foreign(_) => false,
             ReadinessError::Remote { transient, .. } => *transient,
+            ReadinessError::Cell(e) => e.is_transient(),
             _ => true,
         }
     }

@@ -148,6 +148,9 @@ pub struct Options {
     pub only: Option<BTreeSet<String>>,
     /// When the whole run must have reported (the Lambda's deadline); `None`: no limit.
     pub deadline: Option<Instant>,
+    /// Tenants whose home is another cell: neither provisioned nor checked here (what this
+    /// cell holds of them is reported, not removed, while their user exists).
+    pub elsewhere: BTreeSet<String>,
 }
 
 impl Default for Options {
@@ -159,6 +162,7 @@ impl Default for Options {
             concurrency: 4,
             only: None,
             deadline: None,
+            elsewhere: BTreeSet::new(),
         }
     }
 }
@@ -328,6 +332,33 @@ pub async fn reconcile<D: UserDirectory>(
         .await
         .map_err(|_| ReconcileError::InventoryTimedOut(inventory_time))??;
     let mut plan = plan(&inventory);
+    let mut inventory = inventory;
+    if !options.elsewhere.is_empty() {
+        let elsewhere = &options.elsewhere;
+        plan.provision.retain(|s| !elsewhere.contains(s));
+        plan.check.retain(|s| !elsewhere.contains(s));
+        // What this cell holds of a tenant whose home is another cell (the secret is shared).
+        let held: BTreeSet<&String> = [
+            &inventory.vhosts,
+            &inventory.rabbit_users,
+            &inventory.kube_secrets,
+            &inventory.volumes,
+            &inventory.deployments,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|s| elsewhere.contains(*s) && !plan.remove.contains(*s))
+        .collect();
+        let strays: Vec<ForeignResource> = held
+            .into_iter()
+            .map(|sub| ForeignResource {
+                kind: "tenant of another cell".into(),
+                name: sub.clone(),
+                reason: "the map places this tenant in another cell; left for a person".into(),
+            })
+            .collect();
+        inventory.foreign.extend(strays);
+    }
     if let Some(only) = &options.only {
         plan.provision.retain(|s| only.contains(s));
         plan.check.retain(|s| only.contains(s));

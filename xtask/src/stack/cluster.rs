@@ -93,6 +93,11 @@ fn rabbitmq_conf(cluster: &Cluster, default_user: &AdminCredentials) -> String {
 /// Starts the cluster unless it runs. Returns `true` when it started fresh (with `guest`, which
 /// bootstrap then replaces).
 pub(super) fn ensure_cluster(dir: &Path, nodes: u16, say: &impl Fn(&str)) -> Result<bool> {
+    ensure_cluster_at(dir, stack::amqp_port(), nodes, say)
+}
+
+/// [`ensure_cluster`] with its state in `dir` and its ports from `base` (a second cell's broker).
+pub(super) fn ensure_cluster_at(dir: &Path, base: u16, nodes: u16, say: &impl Fn(&str)) -> Result<bool> {
     let image = super::broker_image::ensure(dir, say)?;
     let deployed = DeployedBroker::read(&super::workspace_root())?;
     let settings = deployed
@@ -100,7 +105,7 @@ pub(super) fn ensure_cluster(dir: &Path, nodes: u16, say: &impl Fn(&str)) -> Res
         .into_iter()
         .map(|(k, v)| format!("{k} = {v}"))
         .collect();
-    let wanted = cluster::layout(dir, stack::amqp_port(), nodes, &image, settings);
+    let wanted = cluster::layout(dir, base, nodes, &image, settings);
     if running(dir, &wanted) {
         return Ok(false);
     }

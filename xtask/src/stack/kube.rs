@@ -17,6 +17,19 @@ use crate::procs::{self, port_open};
 /// Starts the Kubernetes API stand-in unless it runs (its debug build, or its release build,
 /// which the bench builds). Returns `true` when it started (with a new CA).
 pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str), release: bool) -> Result<bool> {
+    ensure_kube_standin_at(dir, KUBE_PORT, CLUSTER_NAME, say, release)
+}
+
+/// [`ensure_kube_standin`] with its state (pid, CA) in `dir`, on `port`, for the EKS cluster
+/// `cluster_name` (a second cell's cluster).
+pub(super) fn ensure_kube_standin_at(
+    dir: &Path,
+    port: u16,
+    cluster_name: &str,
+    say: &impl Fn(&str),
+    release: bool,
+) -> Result<bool> {
+    let ca_file = dir.join("kube/ca.pem");
     let profile = if release { "release" } else { "debug" };
     if release {
         let mut build = Command::new("cargo");
@@ -34,26 +47,24 @@ pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str), release: bool
     let built = fs::metadata(&binary).and_then(|m| m.modified()).ok();
     let rebuilt = matches!((built, started), (Some(b), Some(s)) if b > s);
     let running = fs::read_to_string(dir.join("kube.profile")).ok();
-    if port_open(KUBE_PORT)
-        && !rebuilt
-        && running.as_deref() == Some(profile)
-        && stack::kube_ca_file().exists()
-    {
+    if port_open(port) && !rebuilt && running.as_deref() == Some(profile) && ca_file.exists() {
         return Ok(false);
     }
     procs::stop(dir, "kube")?;
-    if port_open(KUBE_PORT) {
-        bail!("port {KUBE_PORT} is taken by another process (a local cluster?); stop it and run again");
+    if port_open(port) {
+        bail!("port {port} is taken by another process (a local cluster?); stop it and run again");
     }
-    say(&format!("starting the Kubernetes API stand-in ({profile} build)"));
-    let _ = fs::remove_file(stack::kube_ca_file());
+    say(&format!(
+        "starting the Kubernetes API stand-in for {cluster_name} on {port} ({profile} build)"
+    ));
+    let _ = fs::remove_file(&ca_file);
     let mut standin = Command::new(&binary);
     standin
         .args([
             "--listen",
-            &format!("127.0.0.1:{KUBE_PORT}"),
+            &format!("127.0.0.1:{port}"),
             "--cluster-name",
-            CLUSTER_NAME,
+            cluster_name,
         ])
         .arg("--dir")
         .arg(dir.join("kube"))
@@ -70,7 +81,7 @@ pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str), release: bool
     procs::spawn(dir, "kube", &mut standin)?;
     fs::write(dir.join("kube.profile"), profile)?;
     procs::wait_for(dir, "kube", Duration::from_secs(30), || {
-        port_open(KUBE_PORT) && stack::kube_ca_file().exists()
+        port_open(port) && ca_file.exists()
     })?;
     Ok(true)
 }
@@ -80,28 +91,27 @@ pub(super) fn ensure_kube_standin(dir: &Path, say: &impl Fn(&str), release: bool
 /// `system:masters` user on the stand-in), not the stack's.
 pub(super) fn write_kubeconfig() -> Result<()> {
     let tgsearch = target_dir().join("debug/tgsearch");
-    let kubeconfig = format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: {CLUSTER_NAME}
-  cluster:
-    server: https://127.0.0.1:{KUBE_PORT}
-    certificate-authority: {ca}
-contexts:
-- name: {CLUSTER_NAME}
-  context:
-    cluster: {CLUSTER_NAME}
-    user: {CLUSTER_NAME}
-    namespace: {NAMESPACE}
-current-context: {CLUSTER_NAME}
-users:
-- name: {CLUSTER_NAME}
+    let mut clusters = String::new();
+    let mut contexts = String::new();
+    let mut users = String::new();
+    // One context per cell's cluster, named after it; the first (cell `a`) is current.
+    for cell in stack::local_cells() {
+        let name = cell.cluster_name;
+        clusters.push_str(&format!(
+            "- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n",
+            server = cell.kube_endpoint(),
+            ca = cell.kube_ca_file().display(),
+        ));
+        contexts.push_str(&format!(
+            "- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: {NAMESPACE}\n"
+        ));
+        users.push_str(&format!(
+            "- name: {name}
   user:
     exec:
       apiVersion: client.authentication.k8s.io/v1
       command: {tgsearch}
-      args: [eks-token, --cluster-name, {CLUSTER_NAME}, --region, {REGION}]
+      args: [eks-token, --cluster-name, {name}, --region, {REGION}]
       env:
       - name: AWS_ACCESS_KEY_ID
         value: {KUBE_ADMIN_ACCESS_KEY_ID}
@@ -109,8 +119,11 @@ users:
         value: {KUBE_ADMIN_SECRET_ACCESS_KEY}
       interactiveMode: Never
 ",
-        ca = stack::kube_ca_file().display(),
-        tgsearch = tgsearch.display(),
+            tgsearch = tgsearch.display(),
+        ));
+    }
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n{clusters}contexts:\n{contexts}current-context: {CLUSTER_NAME}\nusers:\n{users}"
     );
     fs::write(stack::kubeconfig_file(), kubeconfig)?;
     Ok(())

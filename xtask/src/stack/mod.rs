@@ -73,6 +73,12 @@ pub struct Options {
     pub release_standin: bool,
     /// Also the tools only tests use (the AWS CLI, the Kubernetes linters, SAM CLI).
     pub test_tools: bool,
+    /// Cells: 1 (the stack's broker and stand-in, registered as cell `a`) or 2 (and cell `b`,
+    /// a broker and a stand-in of its own).
+    pub cells: u16,
+    /// Register cell `b` draining (its broker and stand-in run, it takes no one): the test
+    /// suite's state, where only the cell tests, with registries of their own, place in `b`.
+    pub second_cell_draining: bool,
 }
 
 impl Default for Options {
@@ -83,6 +89,8 @@ impl Default for Options {
             nodes: testkit::cluster::NODES,
             release_standin: false,
             test_tools: false,
+            cells: 1,
+            second_cell_draining: false,
         }
     }
 }
@@ -100,6 +108,8 @@ pub async fn up_with(options: Options) -> Result<Stack> {
         nodes,
         release_standin,
         test_tools,
+        cells,
+        second_cell_draining,
     } = options;
     let dir = stack::dir();
     fs::create_dir_all(&dir)?;
@@ -112,13 +122,48 @@ pub async fn up_with(options: Options) -> Result<Stack> {
     let rabbit_fresh = cluster::ensure_cluster(&dir, nodes, &say)?;
     moto::ensure_moto(&dir, &say)?;
     build_binaries()?;
-    let kube_fresh = kube::ensure_kube_standin(&dir, &say, release_standin)?;
+    let mut kube_fresh = kube::ensure_kube_standin(&dir, &say, release_standin)?;
     kube::write_kubeconfig()?;
+    let second = &stack::local_cells()[1];
+    let mut second_fresh = false;
+    if cells >= 2 {
+        fs::create_dir_all(&second.dir)?;
+        second_fresh = cluster::ensure_cluster_at(&second.dir, second.amqp_port, 1, &say)?;
+        kube_fresh |= kube::ensure_kube_standin_at(
+            &second.dir,
+            second.kube_port,
+            second.cluster_name,
+            &say,
+            release_standin,
+        )?;
+    }
     let stack = Stack::require();
     // One AWS configuration for every moto call below.
     let aws = stack.aws().await;
     rabbitmq::ensure_admin(&dir, &stack, &aws, rabbit_fresh).await?;
+    if cells >= 2 {
+        let base = tgsearch::config::parse_url("cell b", &second.management_url(), &["http"])?;
+        rabbitmq::ensure_admin_at(
+            &second.dir,
+            &stack,
+            &aws,
+            second_fresh,
+            base,
+            second.admin_secret_id,
+        )
+        .await?;
+    }
     say("RabbitMQ administrator in place (the default user removed), credentials in Secrets Manager");
+    let cells_changed = register_cells(&aws, cells, second_cell_draining).await?;
+    say(&format!(
+        "cells registered: {}",
+        stack::local_cells()
+            .iter()
+            .take(cells.into())
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let pool_changed = moto::ensure_user_pool(&aws).await?;
     let client_changed = moto::ensure_frontend_client(&aws).await?;
     moto::ensure_alerting(&aws).await?;
@@ -128,7 +173,7 @@ pub async fn up_with(options: Options) -> Result<Stack> {
         lambda::ensure_lambda_emulator(
             &dir,
             &say,
-            kube_fresh || pool_changed || client_changed || queue_changed,
+            kube_fresh || second_fresh || cells_changed || pool_changed || client_changed || queue_changed,
         )?;
         poller::ensure_poller(&dir, &say)?;
     } else {
@@ -142,8 +187,43 @@ pub async fn up_with(options: Options) -> Result<Stack> {
     Ok(Stack::require())
 }
 
+/// The stack's cell registry: cell `a` (the stack's own broker and stand-in) and, with two
+/// cells, `b`; a cell not asked for is removed. States are set anew (open, or `b` draining),
+/// counters kept. Returns `true` when the tables were created now (moto restarted).
+async fn register_cells(aws: &aws_config::SdkConfig, cells: u16, second_draining: bool) -> Result<bool> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let existed = dynamodb
+        .describe_table()
+        .table_name(stack::CELLS_TABLE)
+        .send()
+        .await
+        .is_ok();
+    testkit::cells::create_tables(aws, stack::CELLS_TABLE, stack::TENANT_CELLS_TABLE).await?;
+    for (i, cell) in stack::local_cells().iter().enumerate() {
+        if i < usize::from(cells) {
+            let mut fields = cell.fields(1000);
+            if i == 1 && second_draining {
+                fields.insert("state".into(), "draining".into());
+            }
+            testkit::cells::register(aws, stack::CELLS_TABLE, &fields).await?;
+        } else {
+            testkit::cells::unregister(aws, stack::CELLS_TABLE, cell.name).await?;
+        }
+    }
+    Ok(!existed)
+}
+
 pub fn down() -> Result<()> {
     let dir = stack::dir();
+    let second = &stack::local_cells()[1];
+    if second.dir.exists() {
+        if cluster::stop(&second.dir)? {
+            eprintln!("stack: stopped cell b's RabbitMQ");
+        }
+        if procs::stop(&second.dir, "kube")? {
+            eprintln!("stack: stopped cell b's Kubernetes API stand-in");
+        }
+    }
     if cluster::stop(&dir)? {
         eprintln!("stack: stopped the RabbitMQ cluster");
     }

@@ -77,8 +77,20 @@ pub(super) async fn ensure_admin(
     aws: &aws_config::SdkConfig,
     rabbit_fresh: bool,
 ) -> Result<()> {
-    let secrets = SecretsManager::from_aws(aws, stack.var("USER_SECRET_PREFIX"));
     let base = stack.config().rabbitmq_management_url;
+    ensure_admin_at(dir, stack, aws, rabbit_fresh, base, ADMIN_SECRET_ID).await
+}
+
+/// [`ensure_admin`] for the broker at `base`, its administrator in the secret `secret_id`.
+pub(super) async fn ensure_admin_at(
+    dir: &Path,
+    stack: &Stack,
+    aws: &aws_config::SdkConfig,
+    rabbit_fresh: bool,
+    base: tgsearch::config::Url,
+    secret_id: &str,
+) -> Result<()> {
+    let secrets = SecretsManager::from_aws(aws, stack.var("USER_SECRET_PREFIX"));
     let http = http_client()?;
     let saved = dir.join("rabbitmq-admin.json");
     // The cluster's generated default user, as the Cluster Operator makes one.
@@ -105,7 +117,7 @@ pub(super) async fn ensure_admin(
         // The broker kept our admin; moto may have restarted and forgotten the secret.
         secrets
             .create_or_read_json(
-                ADMIN_SECRET_ID,
+                secret_id,
                 admin,
                 "TGSearch RabbitMQ administrator",
                 &[],
@@ -117,13 +129,13 @@ pub(super) async fn ensure_admin(
     bootstrap_rabbitmq(BootstrapRequest {
         bootstrap: &bootstrap,
         secrets: &secrets,
-        admin_secret_id: ADMIN_SECRET_ID,
+        admin_secret_id: secret_id,
         admin_user: ADMIN_USER,
     })
     .await
     .context("bootstrapping the stack's RabbitMQ administrator")?;
     let admin: AdminCredentials = secrets
-        .read_json(ADMIN_SECRET_ID, ADMIN_SECRET_SHAPE)
+        .read_json(secret_id, ADMIN_SECRET_SHAPE)
         .await?
         .context("the admin secret vanished right after bootstrap")?;
     fs::write(&saved, serde_json::to_vec(&admin)?)?;

@@ -1,5 +1,6 @@
 //! One module per external system, each implementing the ports it serves.
 
+pub mod cell_registry;
 pub mod cognito;
 pub mod dynamodb;
 pub mod kubernetes;

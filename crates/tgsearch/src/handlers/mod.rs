@@ -46,6 +46,8 @@ pub enum HandlerError {
     Incomplete(String),
     #[error(transparent)]
     Refused(#[from] crate::teardown::TeardownRefused),
+    #[error(transparent)]
+    Cell(#[from] crate::cells::CellError),
     /// What a user may be shown of a failure: the detail (broker reasons, Kubernetes messages,
     /// host names) is in the log under the reference, never in the answer.
     #[error(
@@ -81,6 +83,7 @@ impl HandlerError {
             HandlerError::Reconcile(_) => "InventoryFailed",
             HandlerError::Incomplete(_) => "ReconcileIncomplete",
             HandlerError::Refused(_) => "TeardownRefused",
+            HandlerError::Cell(_) => "CellUnavailable",
             HandlerError::Withheld { kind, .. } => kind,
         }
     }

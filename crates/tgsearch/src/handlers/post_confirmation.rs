@@ -11,10 +11,10 @@ use tracing::{error, info, warn};
 
 use super::{EventError, HandlerError, tenant_from};
 use crate::app::ColdStart;
+use crate::cells::{CellError, TenantCells};
 use crate::deadline::{Deadline, Step};
 use crate::metrics::{self, Dim, Record};
-use crate::ports::{CredentialStore, ProvisionQueue, TenantBackend, TenantBroker, TenantLocks};
-use crate::provision::Provisioner;
+use crate::ports::ProvisionQueue;
 use crate::tenant::TenantId;
 
 pub type PostConfirmationEvent = CognitoEventUserPoolsPostConfirmation;
@@ -75,8 +75,9 @@ pub fn parse(raw: &serde_json::Value) -> Result<PostConfirmationEvent, EventErro
 }
 
 /// What the trigger works with, built once per container.
-pub struct PostConfirmation<'a, S, B, K, L, Q> {
-    pub provisioner: &'a Provisioner<S, B, K, L>,
+pub struct PostConfirmation<'a, C, Q> {
+    /// The tenant's cell, chosen before anything is created (or the one provisioner).
+    pub cells: &'a C,
     pub queue: &'a Q,
     /// `PROVISION_BUDGET_MS`: the most one invocation may take.
     pub budget: Duration,
@@ -98,14 +99,8 @@ pub const HAND_OFF_RESERVE: Duration = Duration::from_millis(500);
 ///
 /// The event is read as raw JSON and parsed into its typed form for validation; the raw JSON is
 /// what goes back, so not even an absent optional field (`clientMetadata`) is added to it.
-pub async fn handle<
-    S: CredentialStore,
-    B: TenantBroker,
-    K: TenantBackend,
-    L: TenantLocks,
-    Q: ProvisionQueue,
->(
-    ctx: &PostConfirmation<'_, S, B, K, L, Q>,
+pub async fn handle<C: TenantCells, Q: ProvisionQueue>(
+    ctx: &PostConfirmation<'_, C, Q>,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, HandlerError> {
     let (payload, context) = event.into_parts();
@@ -122,7 +117,20 @@ pub async fn handle<
         None,
     );
     let started = std::time::Instant::now();
-    let e = match ctx.provisioner.provision(&tenant, &sync).await {
+    // The cell first, before anything is created: a retried event finds the cell chosen.
+    let placed = tokio::time::timeout(sync.remaining(), ctx.cells.place(&tenant))
+        .await
+        .unwrap_or_else(|_| {
+            Err(CellError::TimedOut {
+                ms: started.elapsed().as_millis() as u64,
+            })
+        });
+    let at = match placed {
+        Ok(at) => at,
+        Err(e) => return unplaced(ctx, &tenant, &deadline, e, started, payload, &context.request_id).await,
+    };
+    let cell = at.cell_name().to_owned();
+    let e = match at.provisioner.provision(&tenant, &sync).await {
         Ok(done) => {
             let steps: Vec<String> = done
                 .timings
@@ -131,6 +139,7 @@ pub async fn handle<
                 .collect();
             info!(
                 tenant = %tenant,
+                cell = %cell,
                 created = done.created_secret,
                 ms = started.elapsed().as_millis() as u64,
                 steps = %steps.join(","),
@@ -159,6 +168,7 @@ pub async fn handle<
         Ok(_) => {
             info!(
                 tenant = %tenant,
+                cell = %cell,
                 step = %e.step(),
                 ms = started.elapsed().as_millis() as u64,
                 reason = %reason,
@@ -183,6 +193,35 @@ pub async fn handle<
             signup("failed", started.elapsed());
             metrics::provision_failed(&e);
             Err(HandlerError::from(e).withheld(&context.request_id))
+        }
+    }
+}
+
+/// No cell could be had in time (none with room, the registry slow or down): the signup is
+/// handed off, never failed, unless the hand-off fails too. Nothing was created.
+async fn unplaced<C: TenantCells, Q: ProvisionQueue>(
+    ctx: &PostConfirmation<'_, C, Q>,
+    tenant: &TenantId,
+    deadline: &Deadline,
+    why: CellError,
+    started: std::time::Instant,
+    payload: serde_json::Value,
+    request_id: &str,
+) -> Result<serde_json::Value, HandlerError> {
+    let reason = why.to_string();
+    match deadline
+        .run(Step::HandOff, || ctx.queue.hand_off(tenant, &reason))
+        .await
+    {
+        Ok(_) => {
+            warn!(tenant = %tenant, reason = %reason, "no cell now: handed off to the provisioning worker");
+            signup("handed_off", started.elapsed());
+            Ok(payload)
+        }
+        Err(handoff) => {
+            error!(tenant = %tenant, reason = %reason, handoff = %handoff, "no cell, and the hand-off failed; a retry of the same event converges");
+            signup("failed", started.elapsed());
+            Err(HandlerError::from(why).withheld(request_id))
         }
     }
 }

@@ -13,18 +13,17 @@ use tracing::{error, info, warn};
 
 use super::HandlerError;
 use crate::adapters::sqs::HandOff;
+use crate::cells::TenantCells;
 use crate::deadline::{Deadline, Step};
 use crate::metrics::{self, Dim, Record};
-use crate::ports::{
-    CredentialStore, DirectoryUser, ProvisionQueue, TenantBackend, TenantBroker, TenantLocks, UserDirectory,
-};
-use crate::provision::Provisioner;
+use crate::ports::{DirectoryUser, ProvisionQueue, UserDirectory};
 use crate::readiness::{AccessAction, AccessAnswer, AccessRequest, TenantReadiness};
 use crate::tenant::TenantId;
 
 /// What the worker works with, built once per container.
-pub struct Worker<'a, S, B, K, L, Q, D> {
-    pub provisioner: &'a Provisioner<S, B, K, L>,
+pub struct Worker<'a, C, Q, D> {
+    /// The tenant's cell (placed now if the signup could not place it).
+    pub cells: &'a C,
     pub queue: &'a Q,
     /// Asked before anything is provisioned: a hand-off outlives its user when they delete or
     /// are disabled while it waits.
@@ -45,15 +44,8 @@ pub fn backoff(receive_count: u32) -> Duration {
         .mul_f64(0.75 + rand::random::<f64>() / 2.0)
 }
 
-pub async fn handle<
-    S: CredentialStore,
-    B: TenantBroker,
-    K: TenantBackend,
-    L: TenantLocks,
-    Q: ProvisionQueue,
-    D: UserDirectory,
->(
-    ctx: &Worker<'_, S, B, K, L, Q, D>,
+pub async fn handle<C: TenantCells, Q: ProvisionQueue, D: UserDirectory>(
+    ctx: &Worker<'_, C, Q, D>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, HandlerError> {
     let (event, context) = event.into_parts();
@@ -93,15 +85,8 @@ pub async fn handle<
     Ok(response)
 }
 
-async fn process<
-    S: CredentialStore,
-    B: TenantBroker,
-    K: TenantBackend,
-    L: TenantLocks,
-    Q: ProvisionQueue,
-    D: UserDirectory,
->(
-    ctx: &Worker<'_, S, B, K, L, Q, D>,
+async fn process<C: TenantCells, Q: ProvisionQueue, D: UserDirectory>(
+    ctx: &Worker<'_, C, Q, D>,
     record: &SqsMessage,
     lambda_deadline: u64,
 ) -> Result<(), String> {
@@ -127,11 +112,16 @@ async fn process<
         completed(record, "dropped");
         return Ok(());
     }
-    match ctx.provisioner.provision(&tenant, &deadline).await {
+    let at = tokio::time::timeout(deadline.remaining(), ctx.cells.place(&tenant))
+        .await
+        .map_err(|_| "choosing the tenant's cell did not finish in time".to_owned())?
+        .map_err(|e| e.to_string())?;
+    match at.provisioner.provision(&tenant, &deadline).await {
         Ok(done) => {
             let changed: Vec<String> = done.changed().map(|(step, _)| step.to_string()).collect();
             info!(
                 tenant = %tenant,
+                cell = at.cell_name(),
                 handed_off_because = %message.reason,
                 created = %changed.join(","),
                 "provisioned by the worker"
@@ -200,16 +190,8 @@ pub async fn access<T: TenantReadiness>(tenants: &T, request: AccessRequest) -> 
 
 /// The worker's one entry point: a batch from the queue's event source, or a tenant access
 /// request from tenant-credentials (`{"tenant_access": {...}}`).
-pub async fn dispatch<
-    S: CredentialStore,
-    B: TenantBroker,
-    K: TenantBackend,
-    L: TenantLocks,
-    Q: ProvisionQueue,
-    D: UserDirectory,
-    T: TenantReadiness,
->(
-    ctx: &Worker<'_, S, B, K, L, Q, D>,
+pub async fn dispatch<C: TenantCells, Q: ProvisionQueue, D: UserDirectory, T: TenantReadiness>(
+    ctx: &Worker<'_, C, Q, D>,
     tenants: &T,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, HandlerError> {

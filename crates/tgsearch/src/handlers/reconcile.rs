@@ -5,26 +5,27 @@ use lambda_runtime::LambdaEvent;
 use tracing::{info, warn};
 
 use super::HandlerError;
-use crate::app::LiveProvisioner;
+use crate::cells::live::LiveCells;
+use crate::cells::reconcile::{CellRun, CellsReport, reconcile_cells};
 use crate::deadline::Step;
 use crate::metrics::{Dim, Record, resource_record};
 use crate::ports::UserDirectory;
-use crate::reconcile::{Options, Report, reconcile};
+use crate::reconcile::{Options, Report};
 
 pub async fn handle<D: UserDirectory>(
-    provisioner: &LiveProvisioner,
+    cells: &LiveCells,
     directory: &D,
     options: &Options,
     capacity: usize,
     event: LambdaEvent<EventBridgeEvent>,
-) -> Result<Report, HandlerError> {
+) -> Result<CellsReport, HandlerError> {
     // Work until the Lambda's deadline leaves just the time to report.
     let mut options = options.clone();
     if let Some(left) = crate::deadline::remaining_until(event.context.deadline) {
         options.deadline = Some(tokio::time::Instant::now() + left);
     }
     let started = std::time::Instant::now();
-    let report = reconcile(provisioner, directory, &options)
+    let cells_report = reconcile_cells(cells, directory, &options)
         .await
         .inspect_err(|_| {
             Record::new()
@@ -33,7 +34,22 @@ pub async fn handle<D: UserDirectory>(
                 .millis("ReconcileDuration", started.elapsed())
                 .emit()
         })?;
-    report_metrics(&report, started.elapsed(), capacity);
+    let report = &cells_report.total;
+    report_metrics(report, started.elapsed(), capacity);
+    for record in cell_records(&cells_report.cells) {
+        record.emit();
+    }
+    for run in &cells_report.cells {
+        match &run.error {
+            None => {
+                info!(cell = %run.cell, state = run.state, mapped = run.mapped, capacity = run.capacity, health = run.health.as_deref().unwrap_or("ok"), "cell reconciled")
+            }
+            Some(e) => warn!(cell = %run.cell, error = %e, "cell not reconciled; nothing of it was changed"),
+        }
+    }
+    for (sub, why) in &cells_report.unplaced {
+        warn!(tenant = %sub, reason = %why, "user without a cell");
+    }
     info!(
         trigger = event.payload.id.as_deref().unwrap_or("direct"),
         provisioned = report.provisioned.len(),
@@ -51,8 +67,8 @@ pub async fn handle<D: UserDirectory>(
     for foreign in &report.foreign {
         info!(kind = %foreign.kind, name = %foreign.name, reason = %foreign.reason, "foreign resource left alone");
     }
-    if report.is_clean() {
-        return Ok(report);
+    if cells_report.is_clean() {
+        return Ok(cells_report);
     }
     // A run with failures fails the invocation, so it shows in the function's error metrics;
     // the next run retries what failed.
@@ -62,8 +78,17 @@ pub async fn handle<D: UserDirectory>(
     for change in &report.needs_person {
         warn!(tenant = %change.sub, resource = %change.resource, detail = %change.detail, "needs a person");
     }
+    let cells_failed: Vec<&str> = cells_report
+        .cells
+        .iter()
+        .filter(|c| c.error.is_some())
+        .map(|c| c.cell.as_str())
+        .collect();
     Err(HandlerError::Incomplete(format!(
-        "{} tenants failed, {} resources need a person{}; provisioned {}, removed {}",
+        "{} cells not reconciled ({}), {} users without a cell, {} tenants failed, {} resources need a person{}; provisioned {}, removed {}",
+        cells_failed.len(),
+        cells_failed.join(", "),
+        cells_report.unplaced.len(),
         report.failed.len(),
         report.needs_person.len(),
         report
@@ -125,6 +150,31 @@ pub fn run_records(report: &Report, took: std::time::Duration, capacity: usize) 
         &mut report.foreign.iter().filter_map(|f| foreign_kind(&f.kind)),
     );
     records
+}
+
+/// The cells as a run found them: the fullest open cell's fill (percent), cells that failed their
+/// health check, and open cells with room left.
+pub fn cell_records(cells: &[CellRun]) -> Vec<Record> {
+    let registered: Vec<&CellRun> = cells.iter().filter(|c| c.capacity > 0).collect();
+    if registered.is_empty() {
+        return Vec::new();
+    }
+    let open = registered.iter().filter(|c| c.state == "open");
+    let fill_max = open
+        .clone()
+        .map(|c| 100.0 * c.mapped as f64 / f64::from(c.capacity))
+        .fold(0.0, f64::max);
+    let with_room = open.filter(|c| c.mapped < c.capacity as usize).count();
+    let unhealthy = registered
+        .iter()
+        .filter(|c| c.state != "closed" && (c.health.is_some() || c.error.is_some()))
+        .count();
+    vec![
+        Record::new()
+            .value("CellFillMax", fill_max)
+            .value("CellsUnhealthy", unhealthy as f64)
+            .value("CellsWithRoom", with_room as f64),
+    ]
 }
 
 /// The inventory's kinds of foreign resources, as the steps that own such a resource.

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use tracing::{error, info, warn};
 
 use super::{EventError, HandlerError, parse_event, tenant_from};
+use crate::cells::TenantCells;
 use crate::deadline::Deadline;
-use crate::ports::{CredentialStore, TenantBackend, TenantBroker, TenantLocks, UserDirectory};
-use crate::provision::Provisioner;
+use crate::ports::UserDirectory;
 use crate::teardown::{TornDown, guard};
 
 /// The teardown payload.
@@ -26,14 +26,8 @@ pub struct TeardownRequest {
     pub force: bool,
 }
 
-pub async fn handle<
-    S: CredentialStore,
-    B: TenantBroker,
-    K: TenantBackend,
-    L: TenantLocks,
-    D: UserDirectory,
->(
-    provisioner: &Provisioner<S, B, K, L>,
+pub async fn handle<C: TenantCells, D: UserDirectory>(
+    cells: &C,
     directory: &D,
     budget: Duration,
     event: LambdaEvent<serde_json::Value>,
@@ -61,10 +55,17 @@ pub async fn handle<
     if payload.force && user.as_ref().is_some_and(|u| u.enabled) {
         warn!(tenant = %tenant, "forced teardown of a tenant whose user is enabled");
     }
-    match provisioner.teardown(&tenant, &deadline).await {
+    // Only the tenant's own cell is touched.
+    let at = cells.locate(&tenant).await?;
+    match at.provisioner.teardown(&tenant, &deadline).await {
         Ok(done) => {
+            // The map entry goes last: a teardown that stopped half-way is found again.
+            if let Some(cell) = &at.cell {
+                cells.forget(&tenant, cell).await?;
+            }
             info!(
                 tenant = %tenant,
+                cell = at.cell_name(),
                 removed = ?done.deleted(),
                 already_absent = ?done.already_absent(),
                 left_alone = ?done.left_alone(),

@@ -256,6 +256,34 @@ pub const CATALOG: &[MetricSpec] = &[
         functions: &[RECONCILE],
         dims: &[],
     },
+    // A new tenant's cell: placed now, found in the map (a retry or duplicate), none with room
+    // (the signup is handed off; the alarm says capacity ran out), or the registry failed.
+    MetricSpec {
+        name: "Placements",
+        unit: Unit::Count,
+        functions: &[POST_CONFIRMATION, PROVISION_WORKER],
+        dims: &[(Dim::Outcome, &["placed", "existing", "no_capacity", "failed"])],
+    },
+    // The cells as reconcile found them: the fullest open cell's fill, cells that failed their
+    // health check, and open cells with room left.
+    MetricSpec {
+        name: "CellFillMax",
+        unit: Unit::Percent,
+        functions: &[RECONCILE],
+        dims: &[],
+    },
+    MetricSpec {
+        name: "CellsUnhealthy",
+        unit: Unit::Count,
+        functions: &[RECONCILE],
+        dims: &[],
+    },
+    MetricSpec {
+        name: "CellsWithRoom",
+        unit: Unit::Count,
+        functions: &[RECONCILE],
+        dims: &[],
+    },
 ];
 
 /// The catalog's entry for `name`.

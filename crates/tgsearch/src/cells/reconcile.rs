@@ -1,0 +1,259 @@
+//! Reconcile across cells: the map says which tenants each cell should hold; each cell is
+//! reconciled against them on its own, all cells at once, under the run's deadline. A cell that
+//! cannot be inventoried (its broker down) is reported and nothing of it is changed; the others
+//! go on. Users without a cell are placed first; the entries of users who are gone are removed
+//! once their cell has torn them down; each cell's counter is set from the map.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::live::LiveCells;
+use super::{CellHealth, CellId, CellRegistry, TenantCells, UNMAPPED};
+use crate::ports::{DirectoryUser, PortError, UserDirectory};
+use crate::reconcile::{Options, ReconcileError, Report, reconcile};
+use crate::tenant::TenantId;
+
+/// One cell's part of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CellRun {
+    pub cell: String,
+    pub state: &'static str,
+    /// Tenants the map gives it.
+    pub mapped: usize,
+    pub capacity: u32,
+    /// `Err`: why it was not reconciled (nothing of it was changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// The counter as found and as set from the map, when they differed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter_repaired: Option<(u32, u32)>,
+}
+
+/// What a run over every cell did: the sum of the cells' reports, and each cell's part.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct CellsReport {
+    #[serde(flatten)]
+    pub total: Report,
+    pub cells: Vec<CellRun>,
+    /// Users who had no cell and were given one: `(sub, cell)`.
+    pub placed: Vec<(String, String)>,
+    /// Users who had no cell and could not be given one: `(sub, why)`.
+    pub unplaced: Vec<(String, String)>,
+    /// Map entries removed because their user is gone and their cell holds nothing of them.
+    pub released: Vec<String>,
+}
+
+impl CellsReport {
+    /// Every cell reconciled cleanly and every user has a cell.
+    pub fn is_clean(&self) -> bool {
+        self.total.is_clean() && self.unplaced.is_empty() && self.cells.iter().all(|c| c.error.is_none())
+    }
+}
+
+/// Users as one listing answered them, served again to each cell's run.
+struct Listed(Vec<DirectoryUser>);
+
+impl UserDirectory for Listed {
+    async fn users(&self) -> Result<Vec<DirectoryUser>, PortError> {
+        Ok(self.0.clone())
+    }
+
+    async fn user(&self, sub: &str) -> Result<Option<DirectoryUser>, PortError> {
+        Ok(self.0.iter().find(|u| u.sub == sub).cloned())
+    }
+}
+
+fn registry_failed(source: PortError) -> ReconcileError {
+    ReconcileError::Inventory {
+        what: "cell registry",
+        source,
+    }
+}
+
+/// Adds one cell's report to the total.
+fn absorb(total: &mut Report, part: Report) {
+    total.users = part.users;
+    total.tenants_seen += part.tenants_seen;
+    total.plan.provision.extend(part.plan.provision);
+    total.plan.check.extend(part.plan.check);
+    total.plan.remove.extend(part.plan.remove);
+    total.provisioned.extend(part.provisioned);
+    total.repaired.extend(part.repaired);
+    total.needs_person.extend(part.needs_person);
+    total.removed.extend(part.removed);
+    total.left_alone.extend(part.left_alone);
+    total.kept.extend(part.kept);
+    total.foreign.extend(part.foreign);
+    total.failed.extend(part.failed);
+    total.left_for_next_run.extend(part.left_for_next_run);
+    if let Some(refused) = part.refused_removals {
+        total.refused_removals = Some(match total.refused_removals.take() {
+            Some(before) => format!("{before}; {refused}"),
+            None => refused,
+        });
+    }
+}
+
+/// One run over every cell (or over the deployment's own broker when no cell is registered).
+pub async fn reconcile_cells<D: UserDirectory>(
+    cells: &LiveCells,
+    directory: &D,
+    options: &Options,
+) -> Result<CellsReport, ReconcileError> {
+    let registered = match cells.registry() {
+        Some(registry) => registry.cells().await.map_err(registry_failed)?,
+        None => Vec::new(),
+    };
+    let Some(registry) = cells.registry().filter(|_| !registered.is_empty()) else {
+        let report = reconcile(cells.default_provisioner(), directory, options).await?;
+        return Ok(CellsReport {
+            cells: vec![CellRun {
+                cell: UNMAPPED.into(),
+                state: "open",
+                mapped: report.tenants_seen,
+                capacity: 0,
+                error: None,
+                health: None,
+                counter_repaired: None,
+            }],
+            total: report,
+            ..Default::default()
+        });
+    };
+    let users = directory
+        .users()
+        .await
+        .map_err(|source| ReconcileError::Inventory {
+            what: "user directory",
+            source,
+        })?;
+    let mut homes: BTreeMap<String, CellId> = registry
+        .assignments()
+        .await
+        .map_err(registry_failed)?
+        .into_iter()
+        .collect();
+    let mut report = CellsReport::default();
+    // Users without a cell get one (a signup that found no room, or one from before cells).
+    let unmapped: Vec<&DirectoryUser> = users
+        .iter()
+        .filter(|u| u.confirmed && u.enabled && !homes.contains_key(&u.sub))
+        .collect();
+    for user in unmapped {
+        let Ok(tenant) = TenantId::parse(&user.sub) else {
+            continue;
+        };
+        if options.dry_run {
+            report
+                .unplaced
+                .push((user.sub.clone(), "no cell yet (dry run)".into()));
+            continue;
+        }
+        match cells.place(&tenant).await {
+            Ok(at) => {
+                if let Some(cell) = at.cell {
+                    report.placed.push((user.sub.clone(), cell.to_string()));
+                    homes.insert(user.sub.clone(), cell);
+                }
+            }
+            Err(e) => report.unplaced.push((user.sub.clone(), e.to_string())),
+        }
+    }
+    let listed = Listed(users);
+    let runs = futures::future::join_all(registered.iter().map(|cell| {
+        let elsewhere: BTreeSet<String> = homes
+            .iter()
+            .filter(|(_, home)| **home != cell.id)
+            .map(|(sub, _)| sub.clone())
+            .collect();
+        let options = Options {
+            elsewhere,
+            ..options.clone()
+        };
+        let listed = &listed;
+        async move {
+            let health = cells.healthy(cell).await.err();
+            let provisioner = cells.provisioner_of(cell).await.map_err(|e| e.to_string())?;
+            let run = reconcile(&provisioner, listed, &options)
+                .await
+                .map_err(|e| e.to_string());
+            Ok::<_, String>((run, health))
+        }
+    }))
+    .await;
+    let known: BTreeSet<&str> = listed.0.iter().map(|u| u.sub.as_str()).collect();
+    let mut done: BTreeMap<&CellId, Report> = BTreeMap::new();
+    for (cell, run) in registered.iter().zip(runs) {
+        let mapped = homes.values().filter(|h| **h == cell.id).count();
+        let (error, health) = match run {
+            Err(e) => (Some(e), None),
+            Ok((Err(e), health)) => (Some(e), health),
+            Ok((Ok(part), health)) => {
+                done.insert(&cell.id, part.clone());
+                absorb(&mut report.total, part);
+                (None, health)
+            }
+        };
+        if let Some(e) = &error {
+            tracing::error!(cell = %cell.id, error = %e, "cell not reconciled; nothing of it was changed");
+        }
+        report.cells.push(CellRun {
+            cell: cell.id.to_string(),
+            state: cell.state.as_str(),
+            mapped,
+            capacity: cell.capacity,
+            error,
+            health,
+            counter_repaired: None,
+        });
+    }
+    if options.dry_run {
+        return Ok(report);
+    }
+    // A gone user's entry goes once its cell's run tore it down (or found nothing of it).
+    for (sub, cell) in homes.iter().filter(|(sub, _)| !known.contains(sub.as_str())) {
+        let Some(part) = done.get(cell) else { continue };
+        let pending = part.failed.iter().any(|(s, _)| s == sub)
+            || part.left_for_next_run.contains(sub)
+            || (part.refused_removals.is_some() && part.plan.remove.contains(sub));
+        let Ok(tenant) = TenantId::parse(sub) else {
+            continue;
+        };
+        if !pending && registry.unassign(&tenant, cell).await.map_err(registry_failed)? {
+            report.released.push(sub.clone());
+        }
+    }
+    repair_counters(registry, &mut report).await?;
+    Ok(report)
+}
+
+/// Sets each cell's counter from the map where they differ, unless a placement changed the
+/// counter meanwhile (then the next run does it).
+async fn repair_counters(
+    registry: &crate::adapters::cell_registry::DynamoCells,
+    report: &mut CellsReport,
+) -> Result<(), ReconcileError> {
+    let before = registry.cells().await.map_err(registry_failed)?;
+    let mut counts: BTreeMap<CellId, u32> = BTreeMap::new();
+    for (_, cell) in registry.assignments().await.map_err(registry_failed)? {
+        *counts.entry(cell).or_default() += 1;
+    }
+    for cell in before {
+        let actual = counts.get(&cell.id).copied().unwrap_or(0);
+        if actual == cell.tenants {
+            continue;
+        }
+        if registry
+            .repair_count(&cell.id, cell.tenants, actual)
+            .await
+            .map_err(registry_failed)?
+        {
+            tracing::warn!(cell = %cell.id, was = cell.tenants, now = actual, "cell counter repaired from the map");
+            if let Some(run) = report.cells.iter_mut().find(|r| r.cell == cell.id.as_str()) {
+                run.counter_repaired = Some((cell.tenants, actual));
+            }
+        }
+    }
+    Ok(())
+}
