@@ -14,22 +14,34 @@ use crate::procs::{self, port_open};
 /// The stack's Cognito user pool in moto, for the reconcile function.
 const USER_POOL_NAME: &str = "tgsearch-local";
 
+/// moto's server as the stack runs it: with DynamoDB's operations serialized, as DynamoDB
+/// serializes them (see the launcher's docstring).
+const LAUNCHER: &str = include_str!("../../stack/moto_server.py");
+
 pub(super) fn ensure_moto(dir: &Path, say: &impl Fn(&str)) -> Result<()> {
-    if port_open(MOTO_PORT) {
+    let marker = dir.join("moto.launcher");
+    let current = fs::read_to_string(&marker).ok().as_deref() == Some(LAUNCHER);
+    if port_open(MOTO_PORT) && current {
         return Ok(());
     }
+    if procs::stop(dir, "moto")? {
+        say(
+            "restarting moto with the stack's launcher (it forgets everything; the stack re-creates its part)",
+        );
+    }
+    let launcher = dir.join("moto_server.py");
+    fs::write(&launcher, LAUNCHER)?;
     say("starting moto");
     procs::spawn(
         dir,
         "moto",
-        Command::new(stack::venv_bin().join("moto_server")).args([
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &MOTO_PORT.to_string(),
-        ]),
+        Command::new(stack::venv_bin().join("python"))
+            .arg(&launcher)
+            .args(["-H", "127.0.0.1", "-p", &MOTO_PORT.to_string()]),
     )?;
-    procs::wait_for(dir, "moto", Duration::from_secs(60), || port_open(MOTO_PORT))
+    procs::wait_for(dir, "moto", Duration::from_secs(60), || port_open(MOTO_PORT))?;
+    fs::write(&marker, LAUNCHER)?;
+    Ok(())
 }
 
 /// Finds or creates the stack's user pool in moto (moto forgets it when it restarts) and

@@ -83,3 +83,19 @@ pub async fn user(cognito: &Client, pool: &str, confirmed: bool) -> TenantId {
         .unwrap();
     TenantId::parse(sub.value().unwrap()).unwrap()
 }
+
+/// The username of the pool's user whose `sub` is `tenant`.
+pub async fn username_of(cognito: &Client, pool: &str, tenant: &TenantId) -> String {
+    let out = cognito
+        .list_users()
+        .user_pool_id(pool)
+        .filter(format!("sub = \"{tenant}\""))
+        .send()
+        .await
+        .unwrap();
+    out.users()
+        .first()
+        .and_then(|u| u.username())
+        .unwrap_or_else(|| panic!("no user with sub {tenant} in {pool}"))
+        .to_owned()
+}
