@@ -18,7 +18,7 @@ pub enum CellsCommand {
     /// Every cell: state, tenants, capacity, fill and health (its broker asked now).
     List,
     /// Register a cell. Its broker must answer with the admin secret given, unless --no-check.
-    Add(AddCell),
+    Add(Box<AddCell>),
     /// Let the cell take new tenants again.
     Open { cell: String },
     /// Keep the cell's tenants, give it no new ones.

@@ -32,6 +32,8 @@ pub const HEALTHY_FOR: Duration = Duration::from_secs(10);
 pub const UNHEALTHY_FOR: Duration = Duration::from_secs(5);
 
 type Slot = Arc<OnceCell<Arc<LiveProvisioner>>>;
+/// A health verdict and until when it is believed.
+type Verdict = (Instant, Result<(), String>);
 
 /// Every cell, reached through the registry.
 pub struct LiveCells {
@@ -44,7 +46,7 @@ pub struct LiveCells {
     backend: BackendSettings,
     template: k8s_openapi::api::apps::v1::Deployment,
     clients: Mutex<HashMap<CellId, Slot>>,
-    health: Mutex<HashMap<CellId, (Instant, Result<(), String>)>>,
+    health: Mutex<HashMap<CellId, Verdict>>,
 }
 
 impl LiveCells {

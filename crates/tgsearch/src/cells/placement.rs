@@ -141,12 +141,8 @@ mod tests {
     async fn a_burst_never_overfills_and_a_repeat_finds_the_cell_chosen() {
         let registry = MemoryRegistry::new(vec![cell("a", "open", 0, 30), cell("b", "open", 0, 1000)]);
         let tenants: Vec<TenantId> = (0..100).map(|_| tenant()).collect();
-        let placed = futures::future::join_all(
-            tenants
-                .iter()
-                .map(|t| place(&registry, &StaticHealth::all_healthy(), t)),
-        )
-        .await;
+        let health = StaticHealth::all_healthy();
+        let placed = futures::future::join_all(tenants.iter().map(|t| place(&registry, &health, t))).await;
         assert!(placed.iter().all(|p| matches!(p, Ok(Placed::New(_)))));
         let counts = registry.counts();
         assert!(counts["a"] <= 30, "{counts:?}");
