@@ -261,7 +261,7 @@ pub const CATALOG: &[MetricSpec] = &[
     MetricSpec {
         name: "Placements",
         unit: Unit::Count,
-        functions: &[POST_CONFIRMATION, PROVISION_WORKER],
+        functions: PROVISIONERS,
         dims: &[(Dim::Outcome, &["placed", "existing", "no_capacity", "failed"])],
     },
     // The cells as reconcile found them: the fullest open cell's fill, cells that failed their
