@@ -76,6 +76,17 @@ enum Task {
         /// The fleet alone: no function, burst or token benches.
         #[arg(long)]
         only_fleet: bool,
+        /// The cells alone: `--signups` signups on a fresh single cell, then into a cell holding
+        /// `--cell-fill` tenants, into a fresh cell beside it, and on a single cell of that size;
+        /// and `--placements` tenants placed over `--placement-cells` cells.
+        #[arg(long)]
+        cells: bool,
+        #[arg(long, default_value_t = 2000)]
+        cell_fill: usize,
+        #[arg(long, default_value_t = 100_000)]
+        placements: usize,
+        #[arg(long, default_value_t = 50)]
+        placement_cells: usize,
     },
     /// Draws a chart (SVG) from series written down as JSON (see `bench::plot::from_json`).
     #[command(hide = true)]
@@ -209,8 +220,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             size,
             fleet,
             only_fleet,
+            cells,
+            cell_fill,
+            placements,
+            placement_cells,
         } => {
             bench::run(bench::Options {
+                cells: cells.then_some(bench::cells::Options {
+                    fill: cell_fill,
+                    signups,
+                    placements,
+                    placement_cells,
+                }),
                 signups,
                 bursts: burst,
                 vhost_scaling,

@@ -16,6 +16,7 @@
 //! Speed goals live here, never as timed assertions in tests.
 
 mod burst;
+pub mod cells;
 mod fleet;
 mod functions;
 pub mod plot;
@@ -44,6 +45,15 @@ pub struct Options {
     pub fleet: usize,
     /// The fleet alone: no function, burst or token benches.
     pub only_fleet: bool,
+    /// The cells alone (`--cells`): signups by where they land, and placement at scale.
+    pub cells: Option<cells::Options>,
+}
+
+/// Where the report and the plots go: `<target>/bench/`.
+pub fn out_dir() -> std::path::PathBuf {
+    let dir = stack::target_dir().join("bench");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
 }
 
 /// Builds the release binaries the bench runs.
@@ -84,6 +94,9 @@ pub async fn run(options: Options) -> Result<()> {
     let stack = stack::up_with(stack::Options {
         quiet: true,
         release_standin: true,
+        // Cell b only where the cells are measured: it takes no one otherwise.
+        cells: if options.cells.is_some() { 2 } else { 1 },
+        second_cell_draining: true,
         ..Default::default()
     })
     .await?;
@@ -93,6 +106,11 @@ pub async fn run(options: Options) -> Result<()> {
         "machine",
         json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "profile": "release"}),
     );
+    if let Some(cells) = &options.cells {
+        cells::run(&stack, cells, &mut report).await?;
+        report.print_targets();
+        return write(&report);
+    }
     if options.only_fleet {
         fleet::run(&stack, &app, options.fleet.max(1), &mut report).await?;
         report.print_targets();
