@@ -252,13 +252,8 @@ async fn adopt(app: &AppContext, registry: &DynamoCells, cell: &str, capacity: u
     let id = cell_id(cell)?;
     let config = &app.config;
     let spec = CellSpec {
-        broker: BrokerKind::Rabbitmq,
-        management_url: config.rabbitmq_management_url.clone(),
-        amqp_url: config.rabbitmq_amqp_url.clone(),
-        admin_secret_id: config.rabbitmq_admin_secret_id.clone(),
-        kube: config.kube.clone(),
-        storage_class: config.backend.storage_class.clone(),
         allow_plaintext: Env::process().flag_or("RABBITMQ_ALLOW_PLAINTEXT", false)?,
+        ..config.as_cell()
     };
     match registry.cell(&id).await.map_err(|e| anyhow::anyhow!(e))? {
         None => {
@@ -271,7 +266,7 @@ async fn adopt(app: &AppContext, registry: &DynamoCells, cell: &str, capacity: u
                 spec.management_url
             );
         }
-        Some(existing) if existing.spec.as_ref().ok() == Some(&spec) => {
+        Some(existing) if existing.spec.as_ref().is_ok_and(|s| s.same_place(&spec)) => {
             println!("cell {id} is registered already with these settings");
         }
         Some(_) => bail!(

@@ -469,8 +469,13 @@ async fn reconcile_works_per_cell_and_repairs_a_hand_edited_counter_from_the_map
         .send()
         .await
         .unwrap();
-    // The operator's reconcile, with the rig's tables and the test's pool.
-    let out = rig.cli_with_pool(&pool, &["--json", "reconcile"]);
+    // The operator's reconcile, with the rig's tables and the test's pool, acting on this test's
+    // users only (the cells' brokers hold other tests' tenants).
+    let mut args = vec!["--json", "reconcile"];
+    for t in &users {
+        args.extend(["--sub", t.as_str()]);
+    }
+    let out = rig.cli_with_pool(&pool, &args);
     let report = json(&out);
     assert_eq!(report["placed"].as_array().unwrap().len(), 2, "{}", text(&out));
     assert_eq!(
@@ -507,7 +512,7 @@ async fn reconcile_works_per_cell_and_repairs_a_hand_edited_counter_from_the_map
     testkit::cognito::delete_user(&cognito, &pool, &username)
         .await
         .unwrap();
-    let out = rig.cli_with_pool(&pool, &["--json", "reconcile"]);
+    let out = rig.cli_with_pool(&pool, &args);
     let report = json(&out);
     assert!(
         report["released"]

@@ -204,6 +204,7 @@ impl AppContext {
         let cells = LiveCells::new(
             registry,
             provisioner.clone(),
+            Some(config.as_cell()),
             aws,
             http,
             config.backend.clone(),

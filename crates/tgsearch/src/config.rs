@@ -43,6 +43,22 @@ pub struct ProvisionerConfig {
     pub cell_tables: Option<CellTables>,
 }
 
+impl ProvisionerConfig {
+    /// This deployment's own broker and cluster, as a cell's settings name them (what
+    /// `tgsearch cells adopt` registers).
+    pub fn as_cell(&self) -> crate::cells::CellSpec {
+        crate::cells::CellSpec {
+            broker: crate::cells::BrokerKind::Rabbitmq,
+            management_url: self.rabbitmq_management_url.clone(),
+            amqp_url: self.rabbitmq_amqp_url.clone(),
+            admin_secret_id: self.rabbitmq_admin_secret_id.clone(),
+            kube: self.kube.clone(),
+            storage_class: self.backend.storage_class.clone(),
+            allow_plaintext: false,
+        }
+    }
+}
+
 /// The DynamoDB tables of cells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellTables {

@@ -86,9 +86,13 @@ impl Rig {
 
     /// The stack's environment with every dependency behind its proxy (EKS mode: the proxy's
     /// address in `EKS_CLUSTER_ENDPOINT`, the test CA in `EKS_CLUSTER_CA`). Tenants' `amqp_uri`
-    /// still names the real broker.
+    /// still names the real broker. Without the cell tables: the faults are on the deployment's
+    /// own broker and cluster, which a registry's cells would bypass (a cell's broker stopped is
+    /// tested with cells, in tgsearch-cli's `tests/cells.rs`).
     pub fn env(&self) -> BTreeMap<String, String> {
         let mut env = crate::runtime::stack_env(&self.stack);
+        env.remove("CELLS_TABLE");
+        env.remove("TENANT_CELLS_TABLE");
         env.insert("RABBITMQ_MANAGEMENT_URL".into(), self.management.url());
         env.insert("AWS_ENDPOINT_URL".into(), self.aws.url());
         env.insert("EKS_CLUSTER_ENDPOINT".into(), self.kube.url());

@@ -45,6 +45,9 @@ pub struct LiveCells {
     /// The backends' image and size (the deployment's); namespace and class come per cell.
     backend: BackendSettings,
     template: k8s_openapi::api::apps::v1::Deployment,
+    /// The deployment's own broker and cluster as a cell would name them: a cell with these
+    /// settings (the one `tgsearch cells adopt` registers) shares the clients built at cold start.
+    deployment: Option<CellSpec>,
     clients: Mutex<HashMap<CellId, Slot>>,
     health: Mutex<HashMap<CellId, Verdict>>,
 }
@@ -53,6 +56,7 @@ impl LiveCells {
     pub fn new(
         registry: Option<DynamoCells>,
         default: Arc<LiveProvisioner>,
+        deployment: Option<CellSpec>,
         aws: &SdkConfig,
         http: reqwest::Client,
         backend: BackendSettings,
@@ -61,6 +65,7 @@ impl LiveCells {
         Self {
             registry,
             default,
+            deployment,
             aws: aws.clone(),
             http,
             backend,
@@ -121,6 +126,9 @@ impl LiveCells {
             reason,
         };
         slot.get_or_try_init(|| async {
+            if self.deployment.as_ref().is_some_and(|d| d.same_place(spec)) {
+                return Ok(self.default.clone());
+            }
             let connect = async {
                 let store = &self.default.store;
                 let (admin, kube) = tokio::join!(

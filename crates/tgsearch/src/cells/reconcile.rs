@@ -95,6 +95,32 @@ fn absorb(total: &mut Report, part: Report) {
     }
 }
 
+/// A tenant planned or removed by several cells' runs (a departed user's secret is in every
+/// cell's inventory, the store being shared) is counted once in the total; `tenants_seen` is
+/// then the tenants some cell planned for (each cell's own count would count the shared secrets
+/// once per cell).
+fn distinct(total: &mut Report) {
+    for list in [
+        &mut total.plan.provision,
+        &mut total.plan.check,
+        &mut total.plan.remove,
+        &mut total.provisioned,
+        &mut total.removed,
+        &mut total.left_for_next_run,
+    ] {
+        let mut seen = BTreeSet::new();
+        list.retain(|s| seen.insert(s.clone()));
+    }
+    let planned: BTreeSet<&String> = total
+        .plan
+        .provision
+        .iter()
+        .chain(&total.plan.check)
+        .chain(&total.plan.remove)
+        .collect();
+    total.tenants_seen = planned.len();
+}
+
 /// One run over every cell (or over the deployment's own broker when no cell is registered).
 pub async fn reconcile_cells<D: UserDirectory>(
     cells: &LiveCells,
@@ -139,15 +165,28 @@ pub async fn reconcile_cells<D: UserDirectory>(
     let unmapped: Vec<&DirectoryUser> = users
         .iter()
         .filter(|u| u.confirmed && u.enabled && !homes.contains_key(&u.sub))
+        .filter(|u| options.only.as_ref().is_none_or(|only| only.contains(&u.sub)))
         .collect();
+    // A dry run places no one: each is planned in the cell placement would try first.
+    let first_choice = super::placement::candidates(&registered)
+        .first()
+        .map(|c| c.id.clone());
     for user in unmapped {
         let Ok(tenant) = TenantId::parse(&user.sub) else {
             continue;
         };
         if options.dry_run {
-            report
-                .unplaced
-                .push((user.sub.clone(), "no cell yet (dry run)".into()));
+            match &first_choice {
+                Some(cell) => {
+                    report
+                        .placed
+                        .push((user.sub.clone(), format!("{cell} (dry run: not written)")));
+                    homes.insert(user.sub.clone(), cell.clone());
+                }
+                None => report
+                    .unplaced
+                    .push((user.sub.clone(), "no open cell has room".into())),
+            }
             continue;
         }
         match cells.place(&tenant).await {
@@ -208,6 +247,7 @@ pub async fn reconcile_cells<D: UserDirectory>(
             counter_repaired: None,
         });
     }
+    distinct(&mut report.total);
     if options.dry_run {
         return Ok(report);
     }

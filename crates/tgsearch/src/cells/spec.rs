@@ -344,6 +344,15 @@ impl CellSpec {
         fields
     }
 
+    /// Whether both name the same broker, administrator, cluster, namespace and storage class.
+    pub fn same_place(&self, other: &CellSpec) -> bool {
+        self.management_url == other.management_url
+            && self.amqp_url == other.amqp_url
+            && self.admin_secret_id == other.admin_secret_id
+            && self.kube == other.kube
+            && self.storage_class == other.storage_class
+    }
+
     /// The cluster's name for people: the EKS cluster, or `kubeconfig`.
     pub fn cluster_name(&self) -> &str {
         match &self.kube.target {
@@ -433,6 +442,20 @@ mod tests {
         item.insert("capacity".into(), "1501".into());
         let err = Cell::from_fields(id("b"), &item).spec.unwrap_err().to_string();
         assert!(err.contains("1500 vhosts"), "{err}");
+    }
+
+    #[test]
+    fn the_same_place_is_the_same_broker_admin_cluster_namespace_and_class() {
+        let spec = Cell::from_fields(id("b"), &fields(GOOD)).spec.unwrap();
+        let mut other = spec.clone();
+        other.broker = BrokerKind::AmazonMq;
+        other.allow_plaintext = true;
+        assert!(spec.same_place(&other));
+        other.kube.namespace = "elsewhere".into();
+        assert!(!spec.same_place(&other));
+        let mut other = spec.clone();
+        other.admin_secret_id = "another".into();
+        assert!(!spec.same_place(&other));
     }
 
     #[test]
