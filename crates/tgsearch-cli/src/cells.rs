@@ -255,24 +255,27 @@ async fn adopt(app: &AppContext, registry: &DynamoCells, cell: &str, capacity: u
         allow_plaintext: Env::process().flag_or("RABBITMQ_ALLOW_PLAINTEXT", false)?,
         ..config.as_cell()
     };
-    match registry.cell(&id).await.map_err(|e| anyhow::anyhow!(e))? {
+    // Registered draining until its tenants are mapped (and counted): no placement meanwhile.
+    let new = match registry.cell(&id).await.map_err(|e| anyhow::anyhow!(e))? {
         None => {
             registry
-                .add(Cell::new_fields(&id, CellState::Open, capacity, &spec))
+                .add(Cell::new_fields(&id, CellState::Draining, capacity, &spec))
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
             println!(
                 "cell {id} registered: the deployment's broker {}",
                 spec.management_url
             );
+            true
         }
         Some(existing) if existing.spec.as_ref().is_ok_and(|s| s.same_place(&spec)) => {
             println!("cell {id} is registered already with these settings");
+            false
         }
         Some(_) => bail!(
             "cell `{id}` is registered with other settings than this deployment's broker and cluster; choose another name"
         ),
-    }
+    };
     let pool = ReconcileConfig::from(&Env::process())?.user_pool_id;
     let directory = CognitoDirectory::new(&app.aws, pool);
     let inventory = tgsearch::reconcile::take_inventory(&app.provisioner, &directory).await?;
@@ -304,7 +307,13 @@ async fn adopt(app: &AppContext, registry: &DynamoCells, cell: &str, capacity: u
             Assigned::Refused => bail!("cell `{id}` vanished while tenants were mapped to it"),
         }
     }
-    println!("cell {id}: {mapped} tenants mapped now, {before} mapped before");
+    if new {
+        registry
+            .set_state(&id, CellState::Open)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    println!("cell {id}: {mapped} tenants mapped now, {before} mapped before; open");
     if !elsewhere.is_empty() {
         println!(
             "{} tenants with resources here are mapped to other cells (left there, reported by reconcile): {}",

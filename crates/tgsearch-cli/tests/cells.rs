@@ -459,6 +459,13 @@ async fn reconcile_works_per_cell_and_repairs_a_hand_edited_counter_from_the_map
     for t in &users[..2] {
         rig.sign_up(t).await;
     }
+    // One from before cells: on the deployment's own broker (cell a's), with no map entry.
+    let old = user(&cognito, &pool, true).await;
+    rig.app
+        .provisioner
+        .provision(&old, &Deadline::new(Duration::from_secs(60), None))
+        .await
+        .unwrap();
     // A hand edit: cell a claims 17 tenants.
     aws_sdk_dynamodb::Client::new(&rig.aws)
         .update_item()
@@ -471,13 +478,23 @@ async fn reconcile_works_per_cell_and_repairs_a_hand_edited_counter_from_the_map
         .unwrap();
     // The operator's reconcile, with the rig's tables and the test's pool, acting on this test's
     // users only (the cells' brokers hold other tests' tenants).
-    let mut args = vec!["--json", "reconcile"];
+    let mut args = vec!["--json", "reconcile", "--sub", old.as_str()];
     for t in &users {
         args.extend(["--sub", t.as_str()]);
     }
     let out = rig.cli_with_pool(&pool, &args);
     let report = json(&out);
-    assert_eq!(report["placed"].as_array().unwrap().len(), 2, "{}", text(&out));
+    // The two without a cell placed and provisioned; the one from before cells mapped where it
+    // is (the deployment's broker is cell a), not moved.
+    assert_eq!(report["placed"].as_array().unwrap().len(), 3, "{}", text(&out));
+    assert!(
+        report["placed"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!([old.as_str(), "a"])),
+        "{}",
+        text(&out)
+    );
     assert_eq!(
         report["provisioned"].as_array().unwrap().len(),
         2,
@@ -486,7 +503,7 @@ async fn reconcile_works_per_cell_and_repairs_a_hand_edited_counter_from_the_map
     );
     let cells = report["cells"].as_array().unwrap();
     let a = cells.iter().find(|c| c["cell"] == "a").unwrap();
-    assert_eq!(a["counter_repaired"][0], 17, "{a}");
+    assert_eq!(a["counter_repaired"][0], 18, "{a}"); // 17, and the adopted one
     let mapped = rig.mapped().await;
     let counts = rig.counts().await;
     for (cell, n) in &counts {
@@ -496,7 +513,7 @@ async fn reconcile_works_per_cell_and_repairs_a_hand_edited_counter_from_the_map
             "cell {cell}: {counts:?} {mapped:?}"
         );
     }
-    assert_eq!(counts.values().sum::<u32>(), 4);
+    assert_eq!(counts.values().sum::<u32>(), 5);
     for t in &users {
         let cell = mapped
             .iter()
@@ -523,11 +540,11 @@ async fn reconcile_works_per_cell_and_repairs_a_hand_edited_counter_from_the_map
         "{}",
         text(&out)
     );
-    assert_eq!(rig.counts().await.values().sum::<u32>(), 3);
+    assert_eq!(rig.counts().await.values().sum::<u32>(), 4);
     for c in &rig.cells {
         assert_eq!(rig.holds(c, gone).await, (false, false));
     }
-    for t in &users[1..] {
+    for t in users[1..].iter().chain([&old]) {
         rig.tear_down(t).await;
     }
 }

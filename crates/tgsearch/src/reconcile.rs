@@ -337,6 +337,9 @@ pub async fn reconcile<D: UserDirectory>(
         let elsewhere = &options.elsewhere;
         plan.provision.retain(|s| !elsewhere.contains(s));
         plan.check.retain(|s| !elsewhere.contains(s));
+        // A departed user's tenant is removed by its own cell (the secret is shared: another
+        // cell removing it would leave the home cell's part without it while that cell is down).
+        plan.remove.retain(|s| !elsewhere.contains(s));
         // What this cell holds of a tenant whose home is another cell (the secret is shared).
         let held: BTreeSet<&String> = [
             &inventory.vhosts,
@@ -347,7 +350,7 @@ pub async fn reconcile<D: UserDirectory>(
         ]
         .into_iter()
         .flatten()
-        .filter(|s| elsewhere.contains(*s) && !plan.remove.contains(*s))
+        .filter(|s| elsewhere.contains(*s))
         .collect();
         let strays: Vec<ForeignResource> = held
             .into_iter()

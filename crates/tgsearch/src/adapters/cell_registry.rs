@@ -39,7 +39,7 @@ pub enum RegistryError {
     NoSuchCell(CellId),
     #[error("cell `{0}` is registered already")]
     Exists(CellId),
-    #[error("the placement of a tenant in cell `{0}` kept conflicting with others; try again")]
+    #[error("a change of cell `{0}`'s tenants kept conflicting with others; try again")]
     Contended(CellId),
 }
 
@@ -220,26 +220,94 @@ impl DynamoCells {
         self.set(id, field::CAPACITY, n(capacity.into())).await
     }
 
-    /// Sets the cell's counter to `actual` if it still reads `seen` (a placement in between
-    /// changes it, and the repair waits for the next run). `false`: it had changed.
-    pub async fn repair_count(&self, id: &CellId, seen: u32, actual: u32) -> Result<bool, PortError> {
-        let update = self
+    /// Sets the cell's counter to `actual` if it still reads `seen` (`None`: missing); a
+    /// placement in between changes it, and the repair waits for the next run. `false`: it had
+    /// changed.
+    pub async fn repair_count(&self, id: &CellId, seen: Option<i64>, actual: u32) -> Result<bool, PortError> {
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.cells_table)
             .key(field::CELL, s(id.as_str()))
             .update_expression("SET #t = :actual")
-            .condition_expression("#t = :seen")
             .expression_attribute_names("#t", field::TENANTS)
-            .expression_attribute_values(":actual", n(actual.into()))
-            .expression_attribute_values(":seen", n(seen.into()))
-            .send()
-            .await;
-        match update {
+            .expression_attribute_names("#cell", field::CELL)
+            .expression_attribute_values(":actual", n(actual.into()));
+        update = match seen {
+            Some(seen) => update
+                .condition_expression("attribute_exists(#cell) AND #t = :seen")
+                .expression_attribute_values(":seen", AttributeValue::N(seen.to_string())),
+            None => update.condition_expression("attribute_exists(#cell) AND attribute_not_exists(#t)"),
+        };
+        match update.send().await {
             Ok(_) => Ok(true),
             Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(self.fail("UpdateItem", &self.cells_table, e)),
         }
+    }
+
+    /// Deletes the tenant's entry if it names `cell`, without touching a counter (when the
+    /// counter cannot be lowered: reconcile repairs it from the map).
+    async fn delete_entry(&self, tenant: &TenantId, cell: &CellId) -> Result<bool, PortError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.map_table)
+            .key("sub", s(tenant.as_str()))
+            .condition_expression("#cell = :cell")
+            .expression_attribute_names("#cell", field::CELL)
+            .expression_attribute_values(":cell", s(cell.as_str()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.fail("DeleteItem", &self.map_table, e)),
+        }
+    }
+
+    /// One attempt of [`CellRegistry::unassign`]: `Ok(None)` when transactions conflicted.
+    async fn try_unassign(&self, tenant: &TenantId, cell: &CellId) -> Result<Option<bool>, PortError> {
+        let entry = Delete::builder()
+            .table_name(&self.map_table)
+            .key("sub", s(tenant.as_str()))
+            .condition_expression("#cell = :cell")
+            .expression_attribute_names("#cell", field::CELL)
+            .expression_attribute_values(":cell", s(cell.as_str()))
+            .build()?;
+        let count = Update::builder()
+            .table_name(&self.cells_table)
+            .key(field::CELL, s(cell.as_str()))
+            .update_expression("SET #t = #t - :one")
+            .condition_expression("#t > :zero")
+            .expression_attribute_names("#t", field::TENANTS)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":zero", n(0))
+            .build()?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(entry).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        let e = match sent {
+            Ok(_) => return Ok(Some(true)),
+            Err(e) => e,
+        };
+        let reasons = cancellation_reasons(&e);
+        let code = |i: usize| reasons.get(i).cloned().flatten();
+        if code(0).as_deref() == Some("ConditionalCheckFailed") {
+            return Ok(Some(false));
+        }
+        if code(1).as_deref() == Some("ConditionalCheckFailed") {
+            // The counter is at zero, missing or the cell item gone: the entry goes alone.
+            return self.delete_entry(tenant, cell).await.map(Some);
+        }
+        if conflicted(&reasons) {
+            return Ok(None);
+        }
+        Err(self.fail("TransactWriteItems", &self.map_table, e))
     }
 
     async fn scan(&self, table: &str) -> Result<Vec<Item>, PortError> {
@@ -306,14 +374,10 @@ impl DynamoCells {
             Ok(_) => return Ok(Some(Assigned::Now)),
             Err(e) => e,
         };
-        let reasons: Vec<Option<String>> = match e.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code().map(str::to_owned))
-                .collect(),
-            _ => return Err(self.fail("TransactWriteItems", &self.map_table, e)),
-        };
+        let reasons = cancellation_reasons(&e);
+        if reasons.is_empty() {
+            return Err(self.fail("TransactWriteItems", &self.map_table, e));
+        }
         let code = |i: usize| reasons.get(i).cloned().flatten();
         if code(0).as_deref() == Some("ConditionalCheckFailed") {
             return Ok(Some(match self.home(tenant).await? {
@@ -325,11 +389,40 @@ impl DynamoCells {
         if code(1).as_deref() == Some("ConditionalCheckFailed") {
             return Ok(Some(Assigned::Refused));
         }
-        if reasons.iter().flatten().any(|c| c == "TransactionConflict") {
+        if conflicted(&reasons) {
             return Ok(None);
         }
         Err(self.fail("TransactWriteItems", &self.map_table, e))
     }
+
+    /// Waits before another attempt after a conflict: longer each time, jittered.
+    async fn back_off(attempt: u32) {
+        let wait = 10u64 << attempt.min(5);
+        let jitter = rand::random::<u64>() % wait.max(1);
+        tokio::time::sleep(Duration::from_millis(wait / 2 + jitter)).await;
+    }
+}
+
+/// The codes of a cancelled transaction's items, in order (`None`: that item was fine).
+fn cancellation_reasons<R>(e: &SdkError<TransactWriteItemsError, R>) -> Vec<Option<String>> {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Cancelled because another request was at the same item, or throttled: a retry may pass.
+fn conflicted(reasons: &[Option<String>]) -> bool {
+    reasons.iter().flatten().any(|c| {
+        matches!(
+            c.as_str(),
+            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+        )
+    })
 }
 
 fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
@@ -392,50 +485,19 @@ impl CellRegistry for DynamoCells {
             if let Some(done) = self.try_assign(tenant, cell, within_capacity).await? {
                 return Ok(done);
             }
-            let wait = 10u64 << attempt.min(5);
-            let jitter = rand::random::<u64>() % wait.max(1);
-            tokio::time::sleep(Duration::from_millis(wait / 2 + jitter)).await;
+            Self::back_off(attempt).await;
         }
         Err(Transient::wrap(RegistryError::Contended(cell.clone()), None))
     }
 
     async fn unassign(&self, tenant: &TenantId, cell: &CellId) -> Result<bool, PortError> {
-        let entry = Delete::builder()
-            .table_name(&self.map_table)
-            .key("sub", s(tenant.as_str()))
-            .condition_expression("#cell = :cell")
-            .expression_attribute_names("#cell", field::CELL)
-            .expression_attribute_values(":cell", s(cell.as_str()))
-            .build()?;
-        let count = Update::builder()
-            .table_name(&self.cells_table)
-            .key(field::CELL, s(cell.as_str()))
-            .update_expression("SET #t = #t - :one")
-            .condition_expression("attribute_exists(#t)")
-            .expression_attribute_names("#t", field::TENANTS)
-            .expression_attribute_values(":one", n(1))
-            .build()?;
-        let sent = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(entry).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c))
-                    if c.cancellation_reasons()
-                        .first()
-                        .and_then(|r| r.code())
-                        .is_some_and(|c| c == "ConditionalCheckFailed") =>
-                {
-                    Ok(false)
-                }
-                _ => Err(self.fail("TransactWriteItems", &self.map_table, e)),
-            },
+        for attempt in 0..CONFLICT_ATTEMPTS {
+            if let Some(done) = self.try_unassign(tenant, cell).await? {
+                return Ok(done);
+            }
+            Self::back_off(attempt).await;
         }
+        Err(Transient::wrap(RegistryError::Contended(cell.clone()), None))
     }
 
     async fn assignments(&self) -> Result<Vec<(String, CellId)>, PortError> {

@@ -29,7 +29,7 @@ pub const CELL_CONNECT_LIMIT: Duration = Duration::from_millis(2000);
 pub const HEALTH_PROBE_LIMIT: Duration = Duration::from_millis(800);
 /// How long a probe's answer is believed: healthy, and not.
 pub const HEALTHY_FOR: Duration = Duration::from_secs(10);
-pub const UNHEALTHY_FOR: Duration = Duration::from_secs(5);
+pub const UNHEALTHY_FOR: Duration = Duration::from_secs(15);
 
 type Slot = Arc<OnceCell<Arc<LiveProvisioner>>>;
 /// A health verdict and until when it is believed.
@@ -77,6 +77,15 @@ impl LiveCells {
 
     pub fn registry(&self) -> Option<&DynamoCells> {
         self.registry.as_ref()
+    }
+
+    /// The registered cell that is the deployment's own broker and cluster (the one
+    /// `tgsearch cells adopt` registers), if any.
+    pub fn deployment_cell<'c>(&self, cells: &'c [Cell]) -> Option<&'c Cell> {
+        let deployment = self.deployment.as_ref()?;
+        cells
+            .iter()
+            .find(|c| c.spec.as_ref().is_ok_and(|s| s.same_place(deployment)))
     }
 
     /// The deployment's own provisioner (tenants the map does not name).
@@ -294,8 +303,15 @@ impl crate::readiness::TenantReadiness for LiveCells {
         tenant: &TenantId,
         within: Duration,
     ) -> Result<crate::readiness::Readiness, crate::readiness::ReadinessError> {
-        let at = self.locate(tenant).await?;
-        at.provisioner.readiness(tenant, within).await
+        let started = Instant::now();
+        let at = tokio::time::timeout(within, self.locate(tenant))
+            .await
+            .map_err(|_| crate::readiness::ReadinessError::TimedOut {
+                ms: within.as_millis() as u64,
+            })??;
+        at.provisioner
+            .readiness(tenant, within.saturating_sub(started.elapsed()))
+            .await
     }
 
     async fn rotate(
@@ -303,7 +319,17 @@ impl crate::readiness::TenantReadiness for LiveCells {
         tenant: &TenantId,
         within: Duration,
     ) -> Result<crate::readiness::Readiness, crate::readiness::ReadinessError> {
-        let at = self.locate(tenant).await?;
-        crate::readiness::TenantReadiness::rotate(&*at.provisioner, tenant, within).await
+        let started = Instant::now();
+        let at = tokio::time::timeout(within, self.locate(tenant))
+            .await
+            .map_err(|_| crate::readiness::ReadinessError::TimedOut {
+                ms: within.as_millis() as u64,
+            })??;
+        crate::readiness::TenantReadiness::rotate(
+            &*at.provisioner,
+            tenant,
+            within.saturating_sub(started.elapsed()),
+        )
+        .await
     }
 }

@@ -81,8 +81,12 @@ pub async fn place<R: CellRegistry, H: CellHealth>(
         return Err(PlacementError::NoCellRegistered);
     }
     let mut skipped = Vec::new();
-    for cell in candidates(&cells) {
-        if let Err(why) = health.healthy(cell).await {
+    let candidates = candidates(&cells);
+    // All probed at once: a cell that does not answer costs its probe's limit once, not once
+    // per cell behind it.
+    let verdicts = futures::future::join_all(candidates.iter().map(|c| health.healthy(c))).await;
+    for (cell, verdict) in candidates.into_iter().zip(verdicts) {
+        if let Err(why) = verdict {
             skipped.push((cell.id.clone(), format!("unhealthy ({why})")));
             continue;
         }

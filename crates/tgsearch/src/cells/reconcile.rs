@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt;
+
 use super::live::LiveCells;
 use super::{CellHealth, CellId, CellRegistry, TenantCells, UNMAPPED};
 use crate::ports::{DirectoryUser, PortError, UserDirectory};
@@ -27,7 +29,7 @@ pub struct CellRun {
     pub health: Option<String>,
     /// The counter as found and as set from the map, when they differed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub counter_repaired: Option<(u32, u32)>,
+    pub counter_repaired: Option<(i64, u32)>,
 }
 
 /// What a run over every cell did: the sum of the cells' reports, and each cell's part.
@@ -42,25 +44,39 @@ pub struct CellsReport {
     pub unplaced: Vec<(String, String)>,
     /// Map entries removed because their user is gone and their cell holds nothing of them.
     pub released: Vec<String>,
+    /// What the registry refused or failed while the run released entries and repaired
+    /// counters (the cells' own results stand; the next run tries again).
+    pub registry_errors: Vec<String>,
 }
 
 impl CellsReport {
     /// Every cell reconciled cleanly and every user has a cell.
     pub fn is_clean(&self) -> bool {
-        self.total.is_clean() && self.unplaced.is_empty() && self.cells.iter().all(|c| c.error.is_none())
+        self.total.is_clean()
+            && self.unplaced.is_empty()
+            && self.registry_errors.is_empty()
+            && self.cells.iter().all(|c| c.error.is_none())
     }
 }
 
-/// Users as one listing answered them, served again to each cell's run.
-struct Listed(Vec<DirectoryUser>);
+/// Users without a cell placed at once.
+const PLACING_AT_ONCE: usize = 8;
 
-impl UserDirectory for Listed {
+/// Users as one listing answered them, served again to each cell's run; one user is asked of
+/// the directory itself (reconcile asks again right before it removes anything, and a user who
+/// confirmed during the run is not in the listing).
+struct Listed<'a, D> {
+    users: Vec<DirectoryUser>,
+    directory: &'a D,
+}
+
+impl<D: UserDirectory> UserDirectory for Listed<'_, D> {
     async fn users(&self) -> Result<Vec<DirectoryUser>, PortError> {
-        Ok(self.0.clone())
+        Ok(self.users.clone())
     }
 
     async fn user(&self, sub: &str) -> Result<Option<DirectoryUser>, PortError> {
-        Ok(self.0.iter().find(|u| u.sub == sub).cloned())
+        self.directory.user(sub).await
     }
 }
 
@@ -171,35 +187,71 @@ pub async fn reconcile_cells<D: UserDirectory>(
     let first_choice = super::placement::candidates(&registered)
         .first()
         .map(|c| c.id.clone());
-    for user in unmapped {
-        let Ok(tenant) = TenantId::parse(&user.sub) else {
-            continue;
-        };
-        if options.dry_run {
-            match &first_choice {
-                Some(cell) => {
-                    report
-                        .placed
-                        .push((user.sub.clone(), format!("{cell} (dry run: not written)")));
-                    homes.insert(user.sub.clone(), cell.clone());
+    let deployment_cell = cells.deployment_cell(&registered).map(|c| &c.id);
+    let placements: Vec<(String, Result<Option<CellId>, String>)> = futures::stream::iter(unmapped)
+        .filter_map(|user| async move { TenantId::parse(&user.sub).ok().map(|t| (user, t)) })
+        .map(|(user, tenant)| {
+            let first_choice = &first_choice;
+            async move {
+                let sub = user.sub.clone();
+                if options.deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    return (sub, Err("not reached before the run's deadline".into()));
                 }
-                None => report
-                    .unplaced
-                    .push((user.sub.clone(), "no open cell has room".into())),
-            }
-            continue;
-        }
-        match cells.place(&tenant).await {
-            Ok(at) => {
-                if let Some(cell) = at.cell {
-                    report.placed.push((user.sub.clone(), cell.to_string()));
-                    homes.insert(user.sub.clone(), cell);
+                if options.dry_run {
+                    return (
+                        sub,
+                        first_choice
+                            .clone()
+                            .map(Some)
+                            .ok_or_else(|| "no open cell has room".into()),
+                    );
+                }
+                // A tenant secret and no map entry: a tenant from before cells, on the
+                // deployment's own broker. Mapped there when that broker is a registered cell
+                // (as `tgsearch cells adopt` maps it), never moved.
+                match crate::ports::CredentialStore::read(&cells.default_provisioner().store, &tenant).await {
+                    Ok(crate::ports::Found::Absent) => {}
+                    Ok(_) => {
+                        let Some(home) = deployment_cell else {
+                            return (
+                                sub,
+                                Err("it has a tenant from before cells: run `tgsearch cells adopt`".into()),
+                            );
+                        };
+                        return match registry.assign(&tenant, home, false).await {
+                            Ok(super::Assigned::Now) => (sub, Ok(Some(home.clone()))),
+                            Ok(super::Assigned::Already(other)) => (sub, Ok(Some(other))),
+                            Ok(super::Assigned::Refused) => (sub, Err(format!("cell {home} refused it"))),
+                            Err(e) => (sub, Err(format!("mapping it to cell {home}: {e}"))),
+                        };
+                    }
+                    Err(e) => return (sub, Err(format!("its tenant secret cannot be read: {e}"))),
+                }
+                match cells.place(&tenant).await {
+                    Ok(at) => (sub, Ok(at.cell)),
+                    Err(e) => (sub, Err(e.to_string())),
                 }
             }
-            Err(e) => report.unplaced.push((user.sub.clone(), e.to_string())),
+        })
+        .buffer_unordered(PLACING_AT_ONCE)
+        .collect()
+        .await;
+    for (sub, placed) in placements {
+        match placed {
+            Ok(Some(cell)) => {
+                let shown = if options.dry_run {
+                    format!("{cell} (dry run: not written)")
+                } else {
+                    cell.to_string()
+                };
+                report.placed.push((sub.clone(), shown));
+                homes.insert(sub, cell);
+            }
+            Ok(None) => {}
+            Err(why) => report.unplaced.push((sub, why)),
         }
     }
-    let listed = Listed(users);
+    let listed = Listed { users, directory };
     let runs = futures::future::join_all(registered.iter().map(|cell| {
         let elsewhere: BTreeSet<String> = homes
             .iter()
@@ -221,7 +273,7 @@ pub async fn reconcile_cells<D: UserDirectory>(
         }
     }))
     .await;
-    let known: BTreeSet<&str> = listed.0.iter().map(|u| u.sub.as_str()).collect();
+    let known: BTreeSet<&str> = listed.users.iter().map(|u| u.sub.as_str()).collect();
     let mut done: BTreeMap<&CellId, Report> = BTreeMap::new();
     for (cell, run) in registered.iter().zip(runs) {
         let mapped = homes.values().filter(|h| **h == cell.id).count();
@@ -251,7 +303,8 @@ pub async fn reconcile_cells<D: UserDirectory>(
     if options.dry_run {
         return Ok(report);
     }
-    // A gone user's entry goes once its cell's run tore it down (or found nothing of it).
+    // A gone user's entry goes once its cell's run tore it down (or found nothing of it), and
+    // only when the directory, asked again now, still does not know them.
     for (sub, cell) in homes.iter().filter(|(sub, _)| !known.contains(sub.as_str())) {
         let Some(part) = done.get(cell) else { continue };
         let pending = part.failed.iter().any(|(s, _)| s == sub)
@@ -260,11 +313,32 @@ pub async fn reconcile_cells<D: UserDirectory>(
         let Ok(tenant) = TenantId::parse(sub) else {
             continue;
         };
-        if !pending && registry.unassign(&tenant, cell).await.map_err(registry_failed)? {
-            report.released.push(sub.clone());
+        if pending || options.only.as_ref().is_some_and(|only| !only.contains(sub)) {
+            continue;
+        }
+        match directory.user(sub).await {
+            Ok(None) => {}
+            Ok(Some(_)) => continue,
+            Err(e) => {
+                report
+                    .registry_errors
+                    .push(format!("{sub}: the directory did not answer: {e}"));
+                continue;
+            }
+        }
+        match registry.unassign(&tenant, cell).await {
+            Ok(true) => report.released.push(sub.clone()),
+            Ok(false) => {}
+            Err(e) => report
+                .registry_errors
+                .push(format!("releasing {sub} from cell {cell}: {e}")),
         }
     }
-    repair_counters(registry, &mut report).await?;
+    if let Err(e) = repair_counters(registry, &mut report).await {
+        report
+            .registry_errors
+            .push(format!("repairing the cells' counters: {e}"));
+    }
     Ok(report)
 }
 
@@ -281,17 +355,18 @@ async fn repair_counters(
     }
     for cell in before {
         let actual = counts.get(&cell.id).copied().unwrap_or(0);
-        if actual == cell.tenants {
+        if cell.counter == Some(i64::from(actual)) {
             continue;
         }
         if registry
-            .repair_count(&cell.id, cell.tenants, actual)
+            .repair_count(&cell.id, cell.counter, actual)
             .await
             .map_err(registry_failed)?
         {
-            tracing::warn!(cell = %cell.id, was = cell.tenants, now = actual, "cell counter repaired from the map");
+            let was = cell.counter.unwrap_or(0);
+            tracing::warn!(cell = %cell.id, was, now = actual, "cell counter repaired from the map");
             if let Some(run) = report.cells.iter_mut().find(|r| r.cell == cell.id.as_str()) {
-                run.counter_repaired = Some((cell.tenants, actual));
+                run.counter_repaired = Some((was, actual));
             }
         }
     }

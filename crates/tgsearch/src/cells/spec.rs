@@ -138,8 +138,11 @@ pub struct Cell {
     pub id: CellId,
     pub state: CellState,
     pub capacity: u32,
-    /// Tenants mapped to it (the registry's counter, kept with each placement).
+    /// Tenants mapped to it (the registry's counter, kept with each placement; 0 when the
+    /// counter is missing or below zero).
     pub tenants: u32,
+    /// The counter as stored (`None`: missing), for its repair.
+    pub counter: Option<i64>,
     pub spec: Result<CellSpec, SpecError>,
 }
 
@@ -193,7 +196,8 @@ impl Cell {
     /// Reads an item. Only the id must be sound; every other fault lands in `spec`.
     pub fn from_fields(id: CellId, fields: &Fields) -> Self {
         let get = |name: &str| fields.get(name).map(String::as_str).filter(|v| !v.is_empty());
-        let tenants = get(field::TENANTS).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let counter: Option<i64> = get(field::TENANTS).and_then(|n| n.parse().ok());
+        let tenants = counter.map_or(0, |n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
         let fail = |field: &'static str, reason: String| SpecError {
             cell: id.to_string(),
             field,
@@ -211,6 +215,7 @@ impl Cell {
             state: state.unwrap_or(CellState::Closed),
             capacity: capacity.unwrap_or(0),
             tenants,
+            counter,
             spec,
             id,
         }

@@ -155,14 +155,17 @@ pub fn run_records(report: &Report, took: std::time::Duration, capacity: usize) 
 /// The cells as a run found them: the fullest open cell's fill (percent), cells that failed their
 /// health check, and open cells with room left.
 pub fn cell_records(cells: &[CellRun]) -> Vec<Record> {
-    let registered: Vec<&CellRun> = cells.iter().filter(|c| c.capacity > 0).collect();
+    let registered: Vec<&CellRun> = cells
+        .iter()
+        .filter(|c| c.cell != crate::cells::UNMAPPED)
+        .collect();
     if registered.is_empty() {
         return Vec::new();
     }
     let open = registered.iter().filter(|c| c.state == "open");
     let fill_max = open
         .clone()
-        .map(|c| 100.0 * c.mapped as f64 / f64::from(c.capacity))
+        .map(|c| 100.0 * c.mapped as f64 / f64::from(c.capacity.max(1)))
         .fold(0.0, f64::max);
     let with_room = open.filter(|c| c.mapped < c.capacity as usize).count();
     let unhealthy = registered
