@@ -209,10 +209,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let pool = ReconcileConfig::from(&Env::process())?.user_pool_id;
             let directory = CognitoDirectory::new(&app.aws, pool);
             let started = std::time::Instant::now();
-            let inventory = tgsearch::reconcile::take_inventory(&app.provisioner, &directory).await?;
-            let credentials = tgsearch::fleet::credential_drift(&app.provisioner, &inventory).await?;
-            let fleet = tgsearch::fleet::summarize(&inventory, &credentials);
-            output::fleet(cli.json, &fleet, started.elapsed());
+            let (fleet, cells) = tgsearch::fleet::survey(&app.cells, &directory).await?;
+            output::fleet(cli.json, &fleet, &cells, started.elapsed());
             Ok(if fleet.is_clean() {
                 ExitCode::SUCCESS
             } else {

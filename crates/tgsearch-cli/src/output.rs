@@ -290,18 +290,46 @@ pub fn credentials(as_json: bool, show_password: bool, tenant: &TenantId, readin
 
 /// `status --all`: the fleet by state, then what provisioning tenants lack, then foreign
 /// resources. `--json` adds every tenant's `sub` by state.
-pub fn fleet(as_json: bool, fleet: &tgsearch::fleet::Fleet, took: Duration) {
+pub fn fleet(
+    as_json: bool,
+    fleet: &tgsearch::fleet::Fleet,
+    cells: &[(String, tgsearch::fleet::Fleet)],
+    took: Duration,
+) {
     use tgsearch::fleet::FleetState;
-    if as_json {
-        let mut value = serde_json::to_value(fleet).expect("a fleet serializes");
-        value["counts"] = FleetState::ALL
+    let counts = |fleet: &tgsearch::fleet::Fleet| -> serde_json::Value {
+        FleetState::ALL
             .iter()
             .map(|s| (s.as_str().to_owned(), fleet.count(*s).into()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    if as_json {
+        let mut value = serde_json::to_value(fleet).expect("a fleet serializes");
+        value["counts"] = counts(fleet);
+        value["cells"] = cells
+            .iter()
+            .map(|(cell, part)| (cell.clone(), counts(part)))
             .collect::<serde_json::Map<_, _>>()
             .into();
         value["seconds"] = took.as_secs_f64().into();
         json(value);
         return;
+    }
+    for (cell, part) in cells {
+        let states: Vec<String> = FleetState::ALL
+            .iter()
+            .filter(|s| part.count(**s) > 0)
+            .map(|s| format!("{} {}", part.count(*s), s.as_str().replace('_', " ")))
+            .collect();
+        println!(
+            "cell {cell:<12} {}",
+            if states.is_empty() {
+                "no tenants".to_owned()
+            } else {
+                states.join(", ")
+            }
+        );
     }
     println!(
         "{} users in the pool, {} confirmed and enabled ({:.1} s)",

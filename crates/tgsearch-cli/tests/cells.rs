@@ -523,6 +523,32 @@ async fn reconcile_works_per_cell_and_repairs_a_hand_edited_counter_from_the_map
         let own = rig.cells.iter().find(|c| c.name == cell).unwrap();
         assert_eq!(rig.holds(own, t).await, (true, true), "{t} in {cell}");
     }
+    // `status --all` over both cells: each of these tenants ready in its own cell, none seen as
+    // missing something because another cell lacks it.
+    let out = rig.cli_with_pool(&pool, &["--json", "status", "--all"]);
+    let fleet = json(&out);
+    let ready = fleet["tenants"]["ready"].as_array().cloned().unwrap_or_default();
+    for t in users.iter().chain([&old]) {
+        assert!(
+            ready.contains(&serde_json::json!(t.as_str())),
+            "{t} not ready: {}",
+            text(&out)
+        );
+    }
+    for state in ["provisioning", "missing", "drift"] {
+        let listed = fleet["tenants"][state].as_array().cloned().unwrap_or_default();
+        assert!(
+            users
+                .iter()
+                .all(|t| !listed.contains(&serde_json::json!(t.as_str()))),
+            "{state}: {}",
+            text(&out)
+        );
+    }
+    assert!(
+        fleet["cells"]["a"]["ready"].as_u64().unwrap() >= 1
+            && fleet["cells"]["b"]["ready"].as_u64().unwrap() >= 1
+    );
     // A user who is gone: torn down in its cell, its entry released, the count lowered.
     let gone = &users[0];
     let username = common::username_of(&cognito, &pool, gone).await;

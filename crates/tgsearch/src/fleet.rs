@@ -218,6 +218,140 @@ fn tenant_in(name: &str) -> Option<&str> {
     TenantId::parse(tail).is_ok().then_some(tail)
 }
 
+/// Users as one listing answered them, for each cell's inventory.
+struct Listed(Vec<crate::ports::DirectoryUser>);
+
+impl crate::ports::UserDirectory for Listed {
+    async fn users(&self) -> Result<Vec<crate::ports::DirectoryUser>, crate::ports::PortError> {
+        Ok(self.0.clone())
+    }
+
+    async fn user(&self, sub: &str) -> Result<Option<crate::ports::DirectoryUser>, crate::ports::PortError> {
+        Ok(self.0.iter().find(|u| u.sub == sub).cloned())
+    }
+}
+
+/// Adds one cell's fleet to the whole.
+fn merge(total: &mut Fleet, part: &Fleet) {
+    total.users = part.users;
+    total.active_users += part.active_users;
+    for (state, subs) in &part.tenants {
+        total
+            .tenants
+            .entry(*state)
+            .or_default()
+            .extend(subs.iter().cloned());
+    }
+    for (what, n) in &part.lacking {
+        *total.lacking.entry(what).or_default() += n;
+    }
+    total.drift.extend(part.drift.clone());
+    total.foreign.extend(part.foreign.iter().cloned());
+}
+
+/// `status --all` over every cell: each registered cell's listings, restricted to the tenants
+/// the map gives it (tenants without an entry count in the deployment's own cell, or the first),
+/// then merged. What a cell holds of another cell's tenant is reported as foreign. Without a
+/// registered cell: the deployment's broker and cluster, as before cells. Returns the whole and
+/// each cell's part.
+pub async fn survey<D: crate::ports::UserDirectory>(
+    cells: &crate::cells::live::LiveCells,
+    directory: &D,
+) -> Result<(Fleet, Vec<(String, Fleet)>), ReconcileError> {
+    use crate::cells::CellRegistry;
+    let registry_failed = |source| ReconcileError::Inventory {
+        what: "cell registry",
+        source,
+    };
+    let registered = match cells.registry() {
+        Some(registry) => registry.cells().await.map_err(registry_failed)?,
+        None => Vec::new(),
+    };
+    let (Some(registry), Some(first)) = (cells.registry(), registered.first()) else {
+        let provisioner = cells.default_provisioner();
+        let inventory = crate::reconcile::take_inventory(provisioner, directory).await?;
+        let credentials = credential_drift(provisioner, &inventory).await?;
+        return Ok((summarize(&inventory, &credentials), Vec::new()));
+    };
+    let homes: BTreeMap<String, crate::cells::CellId> = registry
+        .assignments()
+        .await
+        .map_err(registry_failed)?
+        .into_iter()
+        .collect();
+    let fallback = cells.deployment_cell(&registered).unwrap_or(first).id.clone();
+    let listed = Listed(
+        directory
+            .users()
+            .await
+            .map_err(|source| ReconcileError::Inventory {
+                what: "user directory",
+                source,
+            })?,
+    );
+    let mut total = Fleet::default();
+    let mut parts = Vec::new();
+    for cell in &registered {
+        let provisioner = cells
+            .provisioner_of(cell)
+            .await
+            .map_err(|e| ReconcileError::Inventory {
+                what: "a cell's broker and cluster",
+                source: e.into(),
+            })?;
+        let mut inventory = crate::reconcile::take_inventory(&provisioner, &listed).await?;
+        let mine = |sub: &str| {
+            homes
+                .get(sub)
+                .map_or(cell.id == fallback, |home| *home == cell.id)
+        };
+        inventory.users.retain(|u| mine(&u.sub));
+        let strays: BTreeSet<String> = [
+            &inventory.vhosts,
+            &inventory.rabbit_users,
+            &inventory.kube_secrets,
+            &inventory.volumes,
+            &inventory.deployments,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|sub| !mine(sub))
+        .cloned()
+        .collect();
+        for set in [
+            &mut inventory.secrets,
+            &mut inventory.vhosts,
+            &mut inventory.rabbit_users,
+            &mut inventory.permissions,
+            &mut inventory.kube_secrets,
+            &mut inventory.volumes,
+            &mut inventory.deployments,
+            &mut inventory.permission_drift,
+        ] {
+            set.retain(|sub| mine(sub));
+        }
+        inventory
+            .foreign
+            .extend(strays.into_iter().map(|sub| ForeignResource {
+                kind: "tenant of another cell".into(),
+                reason: format!(
+                "cell {} holds it, the map places it {}",
+                cell.id,
+                homes.get(&sub).map_or("nowhere".to_owned(), |h| format!("in cell {h}"))
+            ),
+                name: sub,
+            }));
+        let credentials = credential_drift(&provisioner, &inventory).await?;
+        let part = summarize(&inventory, &credentials);
+        merge(&mut total, &part);
+        parts.push((cell.id.to_string(), part));
+    }
+    for subs in total.tenants.values_mut() {
+        subs.sort();
+    }
+    Ok((total, parts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,18 +107,15 @@ pub async fn run(options: Options) -> Result<()> {
         json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "profile": "release"}),
     );
     if let Some(cells) = &options.cells {
-        cells::run(&stack, cells, &mut report).await?;
-        report.print_targets();
-        return write(&report);
+        // It writes the report itself, before its long clean-up.
+        return cells::run(&stack, cells, &mut report).await;
     }
     if options.only_fleet {
         fleet::run(&stack, &app, options.fleet.max(1), &mut report).await?;
-        report.print_targets();
         return write(&report);
     }
     if options.only_vhost_scaling {
         scale_curve(&stack, &app, &options, &mut report).await?;
-        report.print_targets();
         return write(&report);
     }
 
@@ -173,7 +170,6 @@ pub async fn run(options: Options) -> Result<()> {
         );
     }
     tokens::criterion_benches()?;
-    report.print_targets();
     write(&report)
 }
 
@@ -203,7 +199,8 @@ async fn scale_curve(
 }
 
 /// The report as JSON in `<target>/bench/`, stamped and as `latest.json`.
-fn write(report: &Report) -> Result<()> {
+pub(crate) fn write(report: &Report) -> Result<()> {
+    report.print_targets();
     let dir = stack::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let stamp = std::time::SystemTime::now()
