@@ -32,6 +32,11 @@ pub const HEALTHY_FOR: Duration = Duration::from_secs(10);
 pub const UNHEALTHY_FOR: Duration = Duration::from_secs(15);
 
 type Slot = Arc<OnceCell<Arc<LiveProvisioner>>>;
+/// How long a container trusts its listing of the cells for placement: the capacity is enforced
+/// by each placement's own condition, so a listing a moment old only orders the candidates (a
+/// cell found full drops the listing at once).
+pub const CELLS_LISTING_FOR: Duration = Duration::from_secs(2);
+
 /// A health verdict and until when it is believed.
 type Verdict = (Instant, Result<(), String>);
 
@@ -50,6 +55,52 @@ pub struct LiveCells {
     deployment: Option<CellSpec>,
     clients: Mutex<HashMap<CellId, Slot>>,
     health: Mutex<HashMap<CellId, Verdict>>,
+    listing: Mutex<Option<(Instant, Vec<Cell>)>>,
+}
+
+/// The registry as placement sees it from this container: the listing of cells kept for
+/// [`CELLS_LISTING_FOR`], dropped when a cell refuses a tenant.
+struct Listing<'a> {
+    registry: &'a DynamoCells,
+    cache: &'a Mutex<Option<(Instant, Vec<Cell>)>>,
+}
+
+impl CellRegistry for Listing<'_> {
+    async fn cells(&self) -> Result<Vec<Cell>, crate::ports::PortError> {
+        if let Some((at, cells)) = &*self.cache.lock().expect("the listing is never poisoned")
+            && at.elapsed() < CELLS_LISTING_FOR
+        {
+            return Ok(cells.clone());
+        }
+        let cells = self.registry.cells().await?;
+        *self.cache.lock().expect("the listing is never poisoned") = Some((Instant::now(), cells.clone()));
+        Ok(cells)
+    }
+
+    async fn home(&self, tenant: &TenantId) -> Result<Option<CellId>, crate::ports::PortError> {
+        self.registry.home(tenant).await
+    }
+
+    async fn assign(
+        &self,
+        tenant: &TenantId,
+        cell: &CellId,
+        within_capacity: bool,
+    ) -> Result<super::Assigned, crate::ports::PortError> {
+        let assigned = self.registry.assign(tenant, cell, within_capacity).await?;
+        if assigned == super::Assigned::Refused {
+            *self.cache.lock().expect("the listing is never poisoned") = None;
+        }
+        Ok(assigned)
+    }
+
+    async fn unassign(&self, tenant: &TenantId, cell: &CellId) -> Result<bool, crate::ports::PortError> {
+        self.registry.unassign(tenant, cell).await
+    }
+
+    async fn assignments(&self) -> Result<Vec<(String, CellId)>, crate::ports::PortError> {
+        self.registry.assignments().await
+    }
 }
 
 impl LiveCells {
@@ -72,6 +123,7 @@ impl LiveCells {
             template,
             clients: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
+            listing: Mutex::new(None),
         }
     }
 
@@ -242,7 +294,11 @@ impl TenantCells for LiveCells {
         let Some(registry) = &self.registry else {
             return Ok(self.deployment());
         };
-        let placed = placement::place(registry, self, tenant).await;
+        let listing = Listing {
+            registry,
+            cache: &self.listing,
+        };
+        let placed = placement::place(&listing, self, tenant).await;
         let outcome = match &placed {
             Ok(Placed::New(_)) => "placed",
             Ok(Placed::Existing(_)) => "existing",

@@ -1,6 +1,7 @@
 //! Placement at signup, before anything is created: the tenant's cell is the one the map already
 //! names, or the least-filled open cell that answers its health check, written into the map
-//! once, conditionally, together with the cell's counter (one DynamoDB transaction whose
+//! once, conditionally (the condition is what finds an existing entry), together with the cell's
+//! counter (one DynamoDB transaction whose
 //! condition is the capacity), so that a retried or duplicated event finds the cell chosen and a
 //! burst never puts a cell over its capacity.
 
@@ -73,13 +74,9 @@ pub async fn place<R: CellRegistry, H: CellHealth>(
     health: &H,
     tenant: &TenantId,
 ) -> Result<Placed, PlacementError> {
-    if let Some(cell) = registry.home(tenant).await.map_err(PlacementError::Registry)? {
-        return Ok(Placed::Existing(cell));
-    }
+    // No read of the map first: the transaction's condition finds an existing entry (a retried
+    // signup), so a new tenant's placement is one write.
     let cells = registry.cells().await.map_err(PlacementError::Registry)?;
-    if cells.is_empty() {
-        return Err(PlacementError::NoCellRegistered);
-    }
     let mut skipped = Vec::new();
     let candidates = candidates(&cells);
     // All probed at once: a cell that does not answer costs its probe's limit once, not once
@@ -99,6 +96,13 @@ pub async fn place<R: CellRegistry, H: CellHealth>(
             Assigned::Already(other) => return Ok(Placed::Existing(other)),
             Assigned::Refused => skipped.push((cell.id.clone(), "filled up or closed meanwhile".into())),
         }
+    }
+    // No cell took it: a tenant placed before keeps its cell whatever the cells' state now.
+    if let Some(cell) = registry.home(tenant).await.map_err(PlacementError::Registry)? {
+        return Ok(Placed::Existing(cell));
+    }
+    if cells.is_empty() {
+        return Err(PlacementError::NoCellRegistered);
     }
     Err(PlacementError::NoCapacity(no_capacity(&cells, &skipped)))
 }
