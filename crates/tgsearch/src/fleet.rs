@@ -233,7 +233,8 @@ impl crate::ports::UserDirectory for Listed {
 
 /// Adds one cell's fleet to the whole.
 fn merge(total: &mut Fleet, part: &Fleet) {
-    total.users = part.users;
+    // Each user is in exactly one cell's part.
+    total.users += part.users;
     total.active_users += part.active_users;
     for (state, subs) in &part.tenants {
         total

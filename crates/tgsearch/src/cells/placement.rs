@@ -76,25 +76,38 @@ pub async fn place<R: CellRegistry, H: CellHealth>(
 ) -> Result<Placed, PlacementError> {
     // No read of the map first: the transaction's condition finds an existing entry (a retried
     // signup), so a new tenant's placement is one write.
-    let cells = registry.cells().await.map_err(PlacementError::Registry)?;
     let mut skipped = Vec::new();
-    let candidates = candidates(&cells);
-    // All probed at once: a cell that does not answer costs its probe's limit once, not once
-    // per cell behind it.
-    let verdicts = futures::future::join_all(candidates.iter().map(|c| health.healthy(c))).await;
-    for (cell, verdict) in candidates.into_iter().zip(verdicts) {
-        if let Err(why) = verdict {
-            skipped.push((cell.id.clone(), format!("unhealthy ({why})")));
-            continue;
+    let mut cells = Vec::new();
+    // A second round only when a cell refused: the listing was older than the cell's state (the
+    // registry's listing is cached per container), and is read again.
+    for _round in 0..2 {
+        cells = registry.cells().await.map_err(PlacementError::Registry)?;
+        skipped.clear();
+        let mut refused = false;
+        let candidates = candidates(&cells);
+        // All probed at once: a cell that does not answer costs its probe's limit once, not
+        // once per cell behind it.
+        let verdicts = futures::future::join_all(candidates.iter().map(|c| health.healthy(c))).await;
+        for (cell, verdict) in candidates.into_iter().zip(verdicts) {
+            if let Err(why) = verdict {
+                skipped.push((cell.id.clone(), format!("unhealthy ({why})")));
+                continue;
+            }
+            match registry
+                .assign(tenant, &cell.id, true)
+                .await
+                .map_err(PlacementError::Registry)?
+            {
+                Assigned::Now => return Ok(Placed::New(cell.id.clone())),
+                Assigned::Already(other) => return Ok(Placed::Existing(other)),
+                Assigned::Refused => {
+                    refused = true;
+                    skipped.push((cell.id.clone(), "filled up or closed meanwhile".into()));
+                }
+            }
         }
-        match registry
-            .assign(tenant, &cell.id, true)
-            .await
-            .map_err(PlacementError::Registry)?
-        {
-            Assigned::Now => return Ok(Placed::New(cell.id.clone())),
-            Assigned::Already(other) => return Ok(Placed::Existing(other)),
-            Assigned::Refused => skipped.push((cell.id.clone(), "filled up or closed meanwhile".into())),
+        if !refused {
+            break;
         }
     }
     // No cell took it: a tenant placed before keeps its cell whatever the cells' state now.
