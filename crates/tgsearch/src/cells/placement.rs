@@ -40,16 +40,21 @@ pub enum PlacementError {
 }
 
 /// The cells a new tenant may go to, best first: open, sound, with room; least filled, then
-/// fewest tenants, then by name (so that ties do not depend on the listing's order).
+/// fewest tenants, and equals in random order (so that the placements of a burst, which all see
+/// the same listing, spread over equally filled cells instead of queueing on one).
 pub fn candidates(cells: &[Cell]) -> Vec<&Cell> {
-    let mut open: Vec<&Cell> = cells.iter().filter(|c| c.takes_tenants()).collect();
-    open.sort_by(|a, b| {
+    let mut open: Vec<(u64, &Cell)> = cells
+        .iter()
+        .filter(|c| c.takes_tenants())
+        .map(|c| (rand::random::<u64>(), c))
+        .collect();
+    open.sort_by(|(ra, a), (rb, b)| {
         a.fill()
             .total_cmp(&b.fill())
             .then(a.tenants.cmp(&b.tenants))
-            .then(a.id.cmp(&b.id))
+            .then(ra.cmp(rb))
     });
-    open
+    open.into_iter().map(|(_, c)| c).collect()
 }
 
 /// Why no cell was found, for the log and the hand-off's reason.
@@ -155,7 +160,8 @@ mod tests {
             cell("e", "open", 100, 1000),
         ];
         let order: Vec<&str> = candidates(&cells).iter().map(|c| c.id.as_str()).collect();
-        assert_eq!(order, ["b", "e", "a"]);
+        // b and e are equally filled: either first, in random order.
+        assert!(order == ["b", "e", "a"] || order == ["e", "b", "a"], "{order:?}");
     }
 
     #[tokio::test]
