@@ -353,6 +353,22 @@ impl TenantCells for LiveCells {
     }
 }
 
+impl LiveCells {
+    /// [`TenantCells::locate`] within a readiness or rotation deadline.
+    async fn locate_within<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        within: Duration,
+    ) -> Result<InCell<'a, LiveProvisioner>, crate::readiness::ReadinessError> {
+        tokio::time::timeout(within, self.locate(tenant))
+            .await
+            .map_err(|_| crate::readiness::ReadinessError::TimedOut {
+                ms: within.as_millis() as u64,
+            })?
+            .map_err(Into::into)
+    }
+}
+
 impl crate::readiness::TenantReadiness for LiveCells {
     async fn readiness(
         &self,
@@ -360,11 +376,7 @@ impl crate::readiness::TenantReadiness for LiveCells {
         within: Duration,
     ) -> Result<crate::readiness::Readiness, crate::readiness::ReadinessError> {
         let started = Instant::now();
-        let at = tokio::time::timeout(within, self.locate(tenant))
-            .await
-            .map_err(|_| crate::readiness::ReadinessError::TimedOut {
-                ms: within.as_millis() as u64,
-            })??;
+        let at = self.locate_within(tenant, within).await?;
         at.provisioner
             .readiness(tenant, within.saturating_sub(started.elapsed()))
             .await
@@ -376,11 +388,7 @@ impl crate::readiness::TenantReadiness for LiveCells {
         within: Duration,
     ) -> Result<crate::readiness::Readiness, crate::readiness::ReadinessError> {
         let started = Instant::now();
-        let at = tokio::time::timeout(within, self.locate(tenant))
-            .await
-            .map_err(|_| crate::readiness::ReadinessError::TimedOut {
-                ms: within.as_millis() as u64,
-            })??;
+        let at = self.locate_within(tenant, within).await?;
         crate::readiness::TenantReadiness::rotate(
             &*at.provisioner,
             tenant,
