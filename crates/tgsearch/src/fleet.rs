@@ -307,18 +307,13 @@ pub async fn survey<D: crate::ports::UserDirectory>(
                 .map_or(cell.id == fallback, |home| *home == cell.id)
         };
         inventory.users.retain(|u| mine(&u.sub));
-        let strays: BTreeSet<String> = [
-            &inventory.vhosts,
-            &inventory.rabbit_users,
-            &inventory.kube_secrets,
-            &inventory.volumes,
-            &inventory.deployments,
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|sub| !mine(sub))
-        .cloned()
-        .collect();
+        let strays: BTreeSet<String> = inventory
+            .held_by_cell()
+            .into_iter()
+            .flatten()
+            .filter(|sub| !mine(sub))
+            .cloned()
+            .collect();
         for set in [
             &mut inventory.secrets,
             &mut inventory.vhosts,

@@ -87,6 +87,17 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// What a cell's own broker and cluster hold, by tenant (the secret is in the shared store).
+    pub fn held_by_cell(&self) -> [&BTreeSet<String>; 5] {
+        [
+            &self.vhosts,
+            &self.rabbit_users,
+            &self.kube_secrets,
+            &self.volumes,
+            &self.deployments,
+        ]
+    }
+
     fn resource_sets(&self) -> [&BTreeSet<String>; 7] {
         [
             &self.secrets,
@@ -341,17 +352,12 @@ pub async fn reconcile<D: UserDirectory>(
         // cell removing it would leave the home cell's part without it while that cell is down).
         plan.remove.retain(|s| !elsewhere.contains(s));
         // What this cell holds of a tenant whose home is another cell (the secret is shared).
-        let held: BTreeSet<&String> = [
-            &inventory.vhosts,
-            &inventory.rabbit_users,
-            &inventory.kube_secrets,
-            &inventory.volumes,
-            &inventory.deployments,
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|s| elsewhere.contains(*s))
-        .collect();
+        let held: BTreeSet<&String> = inventory
+            .held_by_cell()
+            .into_iter()
+            .flatten()
+            .filter(|s| elsewhere.contains(*s))
+            .collect();
         let strays: Vec<ForeignResource> = held
             .into_iter()
             .map(|sub| ForeignResource {
